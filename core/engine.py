@@ -1,0 +1,326 @@
+"""Runs: build -> train on train -> select on val -> evaluate on test -> cost -> one record.
+
+:func:`execute` runs one RunSpec and raises on failure; :func:`run_suite` runs many, turns
+every failure into an error record and goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+import vlbench
+from vlbench import efficiency
+from vlbench.data import Precision, SplitLoader, resolve_precision
+from vlbench.errors import PluginError, UserError
+from vlbench.manager import PluginHost
+from vlbench.objectives import VLModel
+from vlbench.results import SCHEMA_VERSION, finished_run_ids, to_dict, write_record
+from vlbench.suite import run_config
+from vlbench.training import TrainResult, fit
+from vlbench.types import (
+    ComponentChoice,
+    ComponentSpec,
+    Dataset,
+    EncoderOutput,
+    Metrics,
+    ResultRecord,
+    RunSpec,
+    TextEncoder,
+    VisionEncoder,
+)
+
+
+class Reporter(Protocol):
+    """What the engine tells a progress display. Every method may be a no-op."""
+
+    def run_started(self, run: RunSpec, total_steps: int) -> None: ...
+    def step(self, epoch: int, step: int, loss: float) -> None: ...
+    def epoch(self, row: dict[str, float]) -> None: ...
+    def stage(self, text: str) -> None: ...
+    def run_finished(self, record: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    def run_started(self, run: RunSpec, total_steps: int) -> None: ...
+    def step(self, epoch: int, step: int, loss: float) -> None: ...
+    def epoch(self, row: dict[str, float]) -> None: ...
+    def stage(self, text: str) -> None: ...
+    def run_finished(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Built:
+    """A run's components, built and ready."""
+
+    specs: dict[str, ComponentSpec]
+    dataset: Dataset
+    task: Any
+    model: VLModel
+    frozen: set[str]
+    weights: dict[str, str] = field(default_factory=dict)  # component -> provenance of its weights
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError('device "cuda" was asked for (suite.device or --device) but torch sees no CUDA device: use "auto" or "cpu".')
+    return torch.device(requested)
+
+
+def _weights_label(choice: ComponentChoice, pretrained: bool) -> str:
+    if choice.options.get("weights"):
+        digest = hashlib.sha256(Path(choice.options["weights"]).expanduser().read_bytes()).hexdigest()
+        return f"file:{choice.options['weights']} sha256:{digest[:16]}"
+    return "pretrained" if pretrained else "random-init"
+
+
+def check_encoder_output(spec: ComponentSpec, out: Any, batch: int, token_dim: int, pooled_dim: int) -> None:
+    """Catch a plugin that breaks the EncoderOutput contract on its first batch."""
+    who = f"{spec.name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version})"
+    if not isinstance(out, EncoderOutput):
+        raise PluginError(f"encoder {who} returned {type(out).__name__}, not an EncoderOutput")
+    tokens, pooled = out.tokens, out.pooled
+    if tokens.ndim != 3 or tokens.shape[0] != batch or tokens.shape[2] != token_dim:
+        raise PluginError(f"encoder {who} returned tokens of shape {tuple(tokens.shape)}; expected [{batch}, N, {token_dim}]")
+    if tuple(pooled.shape) != (batch, pooled_dim):
+        raise PluginError(f"encoder {who} returned pooled of shape {tuple(pooled.shape)}; expected [{batch}, {pooled_dim}]")
+    if out.mask is not None and tuple(out.mask.shape) != tuple(tokens.shape[:2]):
+        raise PluginError(f"encoder {who} returned a mask of shape {tuple(out.mask.shape)} for tokens {tuple(tokens.shape)}")
+    if not (torch.isfinite(tokens).all() and torch.isfinite(pooled).all()):
+        raise PluginError(f"encoder {who} returned NaN or infinite values on its first batch")
+
+
+def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> Built:
+    specs = {
+        "vision": host.get("vision", run.vision.name),
+        "fusion": host.get("fusion", run.fusion.name),
+        "task": host.get("task", run.task.name),
+        "dataset": host.get("dataset", run.dataset.name),
+    }
+    dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+    seed_everything(run.seed)
+
+    def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
+        common = {k: choice.options[k] for k in ("pretrained", "weights", "freeze")}
+        own = {k: v for k, v in choice.options.items() if k not in common and k != "image_size"}
+        return common, own
+
+    common, own = encoder_kwargs(run.vision)
+    vision: VisionEncoder = specs["vision"].factory(
+        image_size=tuple(run.vision.options["image_size"]), pretrained=common["pretrained"], weights=common["weights"] or None, **own
+    )
+    frozen: set[str] = {"vision"} if common["freeze"] else set()
+    weights = {"vision": _weights_label(run.vision, common["pretrained"])}
+    text: TextEncoder | None = None
+    if run.text is not None:
+        specs["text"] = host.get("text", run.text.name)
+        tcommon, town = encoder_kwargs(run.text)
+        text = specs["text"].factory(pretrained=tcommon["pretrained"], weights=tcommon["weights"] or None, **town)
+        weights["text"] = _weights_label(run.text, tcommon["pretrained"])
+        if tcommon["freeze"]:
+            frozen.add("text")
+    task = specs["task"].factory(**run.task.options)
+    fusion = specs["fusion"].factory(
+        vision=vision.info, text=text.info if text is not None else None, num_classes=task.num_classes(dataset), **run.fusion.options
+    )
+    model = VLModel(vision, text, fusion)
+    for part in frozen:
+        model.components()[part].requires_grad_(False)
+    model.to(device)
+    return Built(specs, dataset, task, model, frozen, weights)
+
+
+def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "train") -> None:
+    split = built.dataset.splits[split_name]
+    model = built.model
+    _, images = next(loader.images(split, batch_size=2))
+    with torch.inference_mode():
+        check_encoder_output(built.specs["vision"], model.vision(images), len(images), model.vision.info.token_dim, model.vision.info.pooled_dim)
+        if model.text is not None and split.captions is not None:
+            _, text = next(loader.texts([caps[0] for caps in split.captions[:2]]))
+            check_encoder_output(built.specs["text"], model.text(text), len(text), model.text.info.token_dim, model.text.info.pooled_dim)
+
+
+def _metrics_dict(metrics: Metrics) -> dict[str, Any]:
+    return {
+        "values": dict(metrics.values), "main": metrics.main, "chance": dict(metrics.chance),
+        "ci95": {k: list(v) for k, v in metrics.ci95.items()}, "units": dict(metrics.units), "details": dict(metrics.details),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(vlbench.__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str]) -> dict[str, Any]:
+    choices = {"vision": run.vision, "text": run.text, "fusion": run.fusion, "task": run.task, "dataset": run.dataset}
+    block = {}
+    for kind, choice in choices.items():
+        if choice is None:
+            continue
+        spec = specs.get(kind)
+        block[kind] = {
+            "name": choice.name,
+            "plugin": spec.plugin if spec else None,
+            "distribution": spec.distribution if spec else None,
+            "version": spec.version if spec else None,
+            "options": dict(choice.options),
+        }
+        if kind in weights:
+            block[kind]["weights"] = weights[kind]
+    return block
+
+
+def execute(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter) -> dict[str, Any]:
+    """One run; returns the record's content (everything but identity/status/times). Raises on failure."""
+    reporter.stage("building")
+    built = build(run, host, cache_dir, device)
+    train = run.train
+    precision = resolve_precision(device, train["amp"], train["channels_last"])
+    if precision.channels_last:
+        built.model.to(memory_format=torch.channels_last)
+    model, task, dataset = built.model, built.task, built.dataset
+    num_classes = task.num_classes(dataset)
+    tokenize = model.text.tokenize if model.text is not None else None
+    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"], num_classes=num_classes)
+    train_loader = SplitLoader(batch_size=train["batch_size"], **common)
+    eval_loader = SplitLoader(batch_size=train["eval_batch_size"], **common)
+    _first_batch_check(built, eval_loader)
+
+    train_split, val_split, test_split = (dataset.splits[name] for name in ("train", "val", "test"))
+    samples = sum(len(c) for c in train_split.captions) if train_split.captions is not None else len(train_split)
+    steps_per_epoch = max(1, samples // train["batch_size"])
+    if train["max_steps_per_epoch"]:
+        steps_per_epoch = min(steps_per_epoch, train["max_steps_per_epoch"])
+    reporter.run_started(run, steps_per_epoch * train["epochs"])
+
+    def validate() -> Metrics:
+        reporter.stage("validating")
+        return task.evaluate(model, val_split, eval_loader)
+
+    result: TrainResult = fit(
+        model, task.loss,
+        lambda epoch: train_loader.train_batches(
+            train_split, epoch=epoch, seed=run.seed, hflip=train["hflip"], max_steps=train["max_steps_per_epoch"]
+        ),
+        steps_per_epoch, validate, train, precision, built.frozen,
+        on_step=reporter.step, on_epoch=reporter.epoch,
+    )
+    reporter.stage("testing")
+    val_metrics = validate()  # of the selected checkpoint, stored in full
+    test_metrics = task.evaluate(model, test_split, eval_loader)
+    reporter.stage("measuring cost")
+    cost = {"params": efficiency.parameter_counts(model)}
+    return {
+        "components": _components_block(run, built.specs, built.weights),
+        "metrics": {
+            "main": test_metrics.main,
+            "higher_is_better": True,
+            "splits": {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)},
+        },
+        "selection": {"split": "val", "metric": val_metrics.main, "best_epoch": result.best_epoch, "best_value": result.best_value},
+        "cost": cost,
+        "training": {
+            "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
+            "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
+            "frozen": sorted(built.frozen), "batch_size": train["batch_size"],
+        },
+        "dataset": {
+            "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
+            "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
+            "select_split": "val", "report_split": "test", "info": dict(dataset.info),
+        },
+        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
+    }
+
+
+def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None) -> ResultRecord:
+    empty: dict[str, Any] = {}
+    content = content or {}
+    return ResultRecord(
+        schema_version=SCHEMA_VERSION, run_id=run.run_id, suite=run.suite, label=run.label,
+        status="ok" if error is None else "error",
+        error=None if error is None else {
+            "type": type(error).__name__, "message": str(error),
+            "traceback": "".join(traceback.format_exception(error)),
+        },
+        components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in _choices(run)}),
+        config=run_config(run),
+        metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
+        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name}),
+        environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
+        seed=run.seed, started_at=started, finished_at=_now(),
+    )
+
+
+def _choices(run: RunSpec):
+    return [(k, c) for k, c in (("vision", run.vision), ("text", run.text), ("fusion", run.fusion), ("task", run.task), ("dataset", run.dataset)) if c]
+
+
+@dataclass
+class SuiteOutcome:
+    ok: list[str] = field(default_factory=list)  # run ids
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # finished before: resumed past
+    records: list[Path] = field(default_factory=list)
+
+
+def run_suite(
+    runs: Sequence[RunSpec],
+    host: PluginHost,
+    results_dir: Path,
+    cache_dir: Path,
+    device: torch.device,
+    reporter: Reporter | None = None,
+    warn: Callable[[str], Any] = print,
+) -> SuiteOutcome:
+    """Every run not finished before; a failing run becomes an error record and the suite goes on."""
+    reporter = reporter or SilentReporter()
+    outcome = SuiteOutcome()
+    done = finished_run_ids(results_dir, runs[0].suite) if runs else set()
+    for run in runs:
+        if run.run_id in done:
+            outcome.skipped.append(run.run_id)
+            continue
+        started, content, error = _now(), None, None
+        try:
+            content = execute(run, host, cache_dir, device, reporter)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
+            error = exc
+        record = _record(run, started, content, error)
+        outcome.records.append(write_record(record, results_dir))
+        (outcome.ok if error is None else outcome.failed).append(run.run_id)
+        data = to_dict(record)
+        reporter.run_finished(data)
+        host.run_finished(data, report=warn)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return outcome

@@ -1,0 +1,183 @@
+"""PluginHost: loads the ``vlbench`` entry-point group and is the core's only door to hooks.
+
+Built-in plugins are declared in the same group third-party distributions use, so every run
+exercises the third-party path and any plugin can be blocked by name. Environment:
+
+- ``VLBENCH_LOAD_PLUGINS``: comma-separated plugin (entry-point) or distribution names;
+  when set, only these load.
+- ``VLBENCH_BLOCK_PLUGINS``: comma-separated plugin or distribution names that never load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata as md
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from vlbench import hookspecs
+from vlbench.registry import Conflict, Registry
+from vlbench.types import (
+    ComponentSpec,
+    DatasetSpec,
+    FusionSpec,
+    Kind,
+    ResultRecordDict,
+    TaskSpec,
+    TextEncoderSpec,
+    VisionEncoderSpec,
+)
+
+ENTRY_POINT_GROUP = "vlbench"
+
+_REGISTRATION_HOOKS: dict[Kind, tuple[str, type[ComponentSpec]]] = {
+    "vision": ("vlbench_register_vision_encoders", VisionEncoderSpec),
+    "text": ("vlbench_register_text_encoders", TextEncoderSpec),
+    "fusion": ("vlbench_register_fusions", FusionSpec),
+    "task": ("vlbench_register_tasks", TaskSpec),
+    "dataset": ("vlbench_register_datasets", DatasetSpec),
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str  # entry-point name
+    distribution: str
+    version: str
+    module: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    plugin: str  # entry-point name
+    distribution: str
+    version: str
+    stage: str  # "import", "vision registration", ...
+    error: str  # one line
+    traceback: str
+
+    def describe(self) -> str:
+        return (
+            f"plugin {self.plugin!r} from {self.distribution} {self.version} failed during "
+            f"{self.stage}: {self.error} (the other plugins still load; block it with "
+            f"VLBENCH_BLOCK_PLUGINS={self.plugin})"
+        )
+
+
+def _env_names(var: str) -> set[str] | None:
+    raw = os.environ.get(var, "").strip()
+    return {part.strip() for part in raw.split(",") if part.strip()} if raw else None
+
+
+class PluginHost:
+    """Loads plugins once and answers the core's questions about them."""
+
+    def __init__(self, extra_plugins: Iterable[tuple[str, object]] = (), *, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager("vlbench")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self.registry = Registry()
+        if load_entry_points:
+            self._load_entry_points()
+        for name, plugin in extra_plugins:
+            self._register_plugin(name, plugin, PluginInfo(name, "(in-process)", "", getattr(plugin, "__name__", "")))
+        self._collect_specs()
+
+    # ------------------------------------------------------------------ loading
+
+    def _load_entry_points(self) -> None:
+        only = _env_names("VLBENCH_LOAD_PLUGINS")
+        blocked = _env_names("VLBENCH_BLOCK_PLUGINS") or set()
+        seen: set[str] = set()
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "(unknown)"
+            version = ep.dist.version if ep.dist else ""
+            names = {ep.name, dist}
+            if names & blocked or (only is not None and not names & only):
+                continue
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            info = PluginInfo(ep.name, dist, version, ep.value)
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
+                self.failures.append(self._failure(info, "import", exc))
+                continue
+            self._register_plugin(ep.name, plugin, info)
+
+    def _register_plugin(self, name: str, plugin: object, info: PluginInfo) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # noqa: BLE001 - e.g. a hookimpl whose name matches no hookspec
+            self.failures.append(self._failure(info, "hook validation", exc))
+            return
+        self.plugins[name] = info
+
+    @staticmethod
+    def _failure(info: PluginInfo, stage: str, exc: BaseException) -> PluginFailure:
+        return PluginFailure(
+            info.name, info.distribution, info.version, stage,
+            f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)),
+        )
+
+    def _collect_specs(self) -> None:
+        # Each plugin's registration hook is called with its own `register`, so every spec
+        # carries the plugin that registered it and a failing plugin is isolated.
+        for kind, (hook_name, spec_type) in _REGISTRATION_HOOKS.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                info = self.plugins[impl.plugin_name]
+                pending: list[ComponentSpec] = []
+
+                def register(spec: ComponentSpec, _type=spec_type, _pending=pending) -> None:
+                    if not isinstance(spec, _type):
+                        raise TypeError(f"expected a {_type.__name__}, got {type(spec).__name__}")
+                    _pending.append(spec)
+
+                try:
+                    impl.function(register=register)
+                except Exception as exc:  # noqa: BLE001
+                    self.failures.append(self._failure(info, f"{kind} registration", exc))
+                    continue
+                for spec in pending:
+                    self.registry.add(kind, self._stamp(spec, info))
+
+    @staticmethod
+    def _stamp(spec: ComponentSpec, info: PluginInfo) -> ComponentSpec:
+        return dataclasses.replace(spec, plugin=info.name, distribution=info.distribution, version=info.version)
+
+    # ------------------------------------------------------------------ the facade
+
+    def specs(self, kind: Kind) -> dict[str, ComponentSpec]:
+        return self.registry.specs(kind)
+
+    def conflicts(self) -> list[Conflict]:
+        return self.registry.conflicts()
+
+    def get(self, kind: Kind, name: str, *, where: str = "") -> ComponentSpec:
+        """A registered spec; vision names nobody registered go to the resolve hook."""
+        if kind == "vision" and self.registry.find("vision", name) is None:
+            # firstresult semantics, walked by hand so the answer carries its plugin
+            for impl in reversed(self.pm.hook.vlbench_resolve_vision_encoder.get_hookimpls()):
+                resolved = impl.function(name=name)
+                if resolved is not None:
+                    return self._stamp(resolved, self.plugins[impl.plugin_name])
+        return self.registry.get(kind, name, where=where)
+
+    def run_finished(self, record: ResultRecordDict, report: Callable[[str], Any] = print) -> None:
+        """Notify observers; an observer that raises is reported, never fatal."""
+        for impl in self.pm.hook.vlbench_run_finished.get_hookimpls():
+            try:
+                impl.function(record=record)
+            except Exception as exc:  # noqa: BLE001
+                report(f"observer plugin {impl.plugin_name!r} failed on run {record.get('run_id')}: {type(exc).__name__}: {exc}")
+
+    def hook_names(self) -> list[str]:
+        return sorted(name for name in dir(hookspecs) if name.startswith("vlbench_"))
+

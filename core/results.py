@@ -1,0 +1,133 @@
+"""Result records: schema, validation on write and on read, atomic files, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vlbench.errors import VlbenchError
+from vlbench.types import ResultRecord
+
+SCHEMA_VERSION = 1
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int, "run_id": str, "suite": str, "label": str, "status": str,
+    "error": (dict, type(None)), "components": dict, "config": dict, "metrics": dict,
+    "selection": dict, "cost": dict, "training": dict, "dataset": dict, "environment": dict,
+    "seed": int, "started_at": str, "finished_at": str,
+}
+
+
+class RecordError(VlbenchError):
+    """A record that does not follow the schema."""
+
+
+def problems(data: Any) -> list[str]:
+    """Everything wrong with a record dict; empty when it is valid."""
+    if not isinstance(data, dict):
+        return [f"expected a JSON object, got {type(data).__name__}"]
+    found = [f"missing field {name!r}" for name in _FIELD_TYPES if name not in data]
+    found += [
+        f"field {name!r} should be {_type_name(kind)}, got {type(data[name]).__name__}"
+        for name, kind in _FIELD_TYPES.items()
+        if name in data and (not isinstance(data[name], kind) or isinstance(data[name], bool) and kind is int)
+    ]
+    found += [f"unknown field {name!r}" for name in data if name not in _FIELD_TYPES]
+    if found:
+        return found
+    if data["schema_version"] != SCHEMA_VERSION:
+        return [f"schema_version {data['schema_version']} is not {SCHEMA_VERSION}"]
+    if data["status"] not in ("ok", "error"):
+        return [f"status must be 'ok' or 'error', got {data['status']!r}"]
+    if data["status"] == "error":
+        return [] if data["error"] and {"type", "message"} <= set(data["error"]) else ["an error record needs error.type and error.message"]
+    return _metric_problems(data["metrics"])
+
+
+def _metric_problems(metrics: Mapping[str, Any]) -> list[str]:
+    splits = metrics.get("splits")
+    if not isinstance(splits, dict) or "test" not in splits:
+        return ["metrics.splits.test is missing"]
+    found = []
+    for split, block in splits.items():
+        values = block.get("values", {}) if isinstance(block, dict) else {}
+        if block.get("main") not in values:
+            found.append(f"metrics.splits.{split}: main metric {block.get('main')!r} has no value")
+        found += [
+            f"metrics.splits.{split}.values.{k} = {v!r} is not a finite number"
+            for k, v in values.items()
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+        ]
+        found += [f"metrics.splits.{split}: no chance level for {k!r}" for k in [block.get("main")] if k not in block.get("chance", {})]
+    return found
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({dict: "an object", type(None): "null", int: "an integer", str: "a string"}[k] for k in kinds)
+
+
+def to_dict(record: ResultRecord) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(record), default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a record")
+
+
+def record_path(results_dir: Path, suite: str, run_id: str) -> Path:
+    return Path(results_dir) / suite / f"{run_id}.json"
+
+
+def write_record(record: ResultRecord, results_dir: Path) -> Path:
+    """Validate, then write atomically: a reader sees the old file or the new one, never half."""
+    data = to_dict(record)
+    found = problems(data)
+    if found:
+        raise RecordError(f"refusing to write record {record.run_id}: {'; '.join(found)}")
+    path = record_path(results_dir, record.suite, record.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record.run_id}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A validated record dict, or RecordError naming the file and what is wrong."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path}: unreadable record ({exc})") from None
+    found = problems(data)
+    if found:
+        raise RecordError(f"{path}: {'; '.join(found)}")
+    return data
+
+
+def finished_run_ids(results_dir: Path, suite: str) -> set[str]:
+    """Runs whose successful record is already on disk (resume skips them)."""
+    done = set()
+    for path in sorted((Path(results_dir) / suite).glob("*.json")):
+        try:
+            data = read_record(path)
+        except RecordError:
+            continue
+        if data["status"] == "ok":
+            done.add(data["run_id"])
+    return done

@@ -1,0 +1,320 @@
+"""Suites: TOML -> validated frozen dataclasses -> list of RunSpec.
+
+Everything is checked before any model is built; the first problem raises a SuiteError
+naming the file, the key path and the fix. A suite looks like::
+
+    [suite]
+    name = "quickstart"
+    seed = 0
+
+    [train]
+    epochs = 3
+    batch_size = 32
+
+    [defaults.vision]              # merged into every [[vision]] entry
+    image_size = [128, 64]
+
+    [[tasks]]
+    name = "person_search"
+    dataset = "synthetic_pedestrians"
+    dataset_options = { identities = [200, 50, 50] }
+
+    [[vision]]
+    name = "mobilenetv3_small_100"
+
+    [[text]]
+    name = "clip_text"
+    options = { width = 256, layers = 4, heads = 4 }
+
+    [[fusions]]
+    name = "contrastive"
+
+Runs are the product vision x text x fusions x tasks x seeds. Axis entries may also be bare
+names: ``vision = ["deit_tiny_patch16_224", "convnext_atto"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlbench.errors import SuiteError
+from vlbench.manager import PluginHost
+from vlbench.registry import did_you_mean
+from vlbench.types import ComponentChoice, ComponentSpec, FusionSpec, Kind, RunSpec, TaskSpec
+
+# key -> (default, help). Types come from the defaults; None means "optional, any of the listed".
+SUITE_KEYS: dict[str, tuple[Any, str]] = {
+    "name": ("", "the suite's name; results go to <results-dir>/<name>/"),
+    "description": ("", "free text"),
+    "seed": (0, "seed of every run (ignored when seeds is given)"),
+    "seeds": ([], "several seeds: each run is repeated once per seed"),
+    "data_seed": (0, "seed of dataset generation and splits, shared by every run"),
+    "device": ("auto", '"auto" (cuda when available), "cpu" or "cuda"'),
+}
+TRAIN_KEYS: dict[str, tuple[Any, str]] = {
+    "epochs": (10, "passes over the train split"),
+    "batch_size": (64, "training batch size"),
+    "lr": (3e-4, "peak learning rate of the new modules (fusion, heads)"),
+    "encoder_lr": (-1.0, "peak learning rate of the encoders; -1 = same as lr"),
+    "weight_decay": (0.05, "AdamW weight decay of the new modules"),
+    "encoder_weight_decay": (-1.0, "AdamW weight decay of the encoders; -1 = same as weight_decay"),
+    "warmup_fraction": (0.1, "linear warm-up over this fraction of all steps, then cosine to 0"),
+    "grad_clip": (1.0, "max global grad norm; 0 = off"),
+    "amp": ("auto", '"auto" (bf16 on GPU, off on CPU), "bf16", "fp16" or "off"'),
+    "channels_last": (False, "images in channels_last memory format"),
+    "hflip": (True, "random horizontal flip of train images"),
+    "early_stopping_patience": (0, "stop after this many epochs without val improvement; 0 = off"),
+    "max_steps_per_epoch": (0, "cap on steps per epoch; 0 = the whole train split"),
+    "eval_batch_size": (128, "batch size for encoding val/test splits"),
+    "num_workers": (0, "DataLoader worker processes"),
+}
+AXIS_COMMON: dict[Kind, dict[str, tuple[Any, str]]] = {
+    "vision": {
+        "image_size": ([], "[H, W] input size; default: the encoder's own"),
+        "pretrained": (False, "load weights through the encoder's own offline mechanism"),
+        "weights": ("", "path to a local .safetensors/.pt state dict"),
+        "freeze": (False, "keep the encoder's weights fixed"),
+    },
+    "text": {
+        "pretrained": (None, "load the encoder's pretrained weights; default: the encoder's own default"),
+        "weights": ("", "path to a local .safetensors/.pt state dict"),
+        "freeze": (False, "keep the encoder's weights fixed"),
+    },
+    "fusion": {},
+    "task": {
+        "dataset": ("", "dataset component; default: the task's default dataset"),
+        "dataset_options": ({}, "options of the dataset component"),
+    },
+}
+AXES: dict[Kind, str] = {"vision": "vision", "text": "text", "fusion": "fusions", "task": "tasks"}
+TOP_LEVEL = {"suite", "train", "defaults", *AXES.values()}
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    device: str
+    seeds: tuple[int, ...]
+    train: Mapping[str, Any]
+    runs: tuple[RunSpec, ...]
+
+
+def load_suite(path: str | Path, host: PluginHost) -> Suite:
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file. Suites live in suites/*.toml; check the path.")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: not valid TOML ({exc}). Fix the syntax at that position.") from None
+    return _Validator(path, host).suite(data)
+
+
+def run_id(config: Mapping[str, Any]) -> str:
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def run_config(run: RunSpec) -> dict[str, Any]:
+    """The JSON form of a run; everything but the suite name and id goes into the id."""
+    choice = lambda c: None if c is None else {"name": c.name, "options": dict(c.options)}  # noqa: E731
+    return {
+        "vision": choice(run.vision), "text": choice(run.text), "fusion": choice(run.fusion),
+        "task": choice(run.task), "dataset": choice(run.dataset), "train": dict(run.train), "seed": run.seed, "data_seed": run.data_seed,
+    }
+
+
+class _Validator:
+    def __init__(self, path: Path, host: PluginHost):
+        self.path = path
+        self.host = host
+
+    def fail(self, key: str, message: str) -> SuiteError:
+        return SuiteError(f"{self.path}: {key}: {message}")
+
+    # -------------------------------------------------------------- generic checks
+
+    def table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table, got {_describe(value)}.")
+        return value
+
+    def check_keys(self, given: Mapping[str, Any], allowed: Mapping[str, Any], key: str) -> None:
+        for name in given:
+            if name not in allowed:
+                raise self.fail(
+                    f"{key}.{name}" if key else name,
+                    f"unknown key.{did_you_mean(name, list(allowed))} Allowed here: {', '.join(sorted(allowed))}.",
+                )
+
+    def typed(self, value: Any, default: Any, key: str) -> Any:
+        """``value`` checked against the type of ``default`` (None: anything)."""
+        if default is None or _same_type(value, default):
+            return list(value) if isinstance(value, (list, tuple)) else value
+        raise self.fail(key, f"expected {_describe_type(default)}, got {_describe(value)} (default: {json.dumps(default)}).")
+
+    def options(self, given: Any, spec: ComponentSpec, key: str) -> dict[str, Any]:
+        given = self.table(given, key)
+        self.check_keys(given, spec.options, key)
+        return {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+
+    # -------------------------------------------------------------- the suite
+
+    def suite(self, data: dict[str, Any]) -> Suite:
+        self.check_keys(data, dict.fromkeys(TOP_LEVEL), "")
+        meta = self.table(data.get("suite", {}), "suite")
+        self.check_keys(meta, SUITE_KEYS, "suite")
+        meta = {k: self.typed(meta.get(k, d), d, f"suite.{k}") for k, (d, _) in SUITE_KEYS.items()}
+        if not meta["name"] or not all(c.isalnum() or c in "-_." for c in meta["name"]):
+            raise self.fail("suite.name", 'required: a name of letters, digits, "-", "_" or ".", e.g. name = "quickstart".')
+        if meta["device"] not in ("auto", "cpu", "cuda"):
+            raise self.fail("suite.device", f'must be "auto", "cpu" or "cuda", got {meta["device"]!r}.')
+        seeds = tuple(meta["seeds"]) or (meta["seed"],)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise self.fail("suite.seeds", "must be a list of integers.")
+
+        train_given = self.table(data.get("train", {}), "train")
+        self.check_keys(train_given, TRAIN_KEYS, "train")
+        train = {k: self.typed(train_given.get(k, d), d, f"train.{k}") for k, (d, _) in TRAIN_KEYS.items()}
+        self.check_train(train)
+
+        defaults = self.table(data.get("defaults", {}), "defaults")
+        self.check_keys(defaults, {axis: None for axis in AXES.values()}, "defaults")
+        axes = {kind: self.axis(kind, data, defaults.get(AXES[kind], {})) for kind in AXES}
+
+        runs = []
+        for vision, text, fusion, task, seed in itertools.product(
+            axes["vision"], axes["text"] or [None], axes["fusion"], axes["task"], seeds
+        ):
+            runs.append(self.run(meta["name"], vision, text, fusion, task, train, seed, meta["data_seed"]))
+        unique = {run.run_id: run for run in runs}
+        return Suite(self.path, meta["name"], meta["description"], meta["device"], seeds, train, tuple(unique.values()))
+
+    def check_train(self, train: dict[str, Any]) -> None:
+        positive = ("epochs", "batch_size", "eval_batch_size")
+        for key in positive:
+            if train[key] < 1:
+                raise self.fail(f"train.{key}", f"must be at least 1, got {train[key]}.")
+        if train["lr"] <= 0:
+            raise self.fail("train.lr", f"must be positive, got {train['lr']}.")
+        if not 0 <= train["warmup_fraction"] < 1:
+            raise self.fail("train.warmup_fraction", f"must be in [0, 1), got {train['warmup_fraction']}.")
+        if train["amp"] not in ("auto", "bf16", "fp16", "off"):
+            raise self.fail("train.amp", f'must be "auto", "bf16", "fp16" or "off", got {train["amp"]!r}.')
+        if train["encoder_lr"] < 0:
+            train["encoder_lr"] = train["lr"]
+        if train["encoder_weight_decay"] < 0:
+            train["encoder_weight_decay"] = train["weight_decay"]
+
+    # -------------------------------------------------------------- axes
+
+    def axis(self, kind: Kind, data: dict[str, Any], defaults: Any) -> list[tuple[str, ComponentSpec, dict]]:
+        key = AXES[kind]
+        entries = data.get(key, [])
+        if not isinstance(entries, list):
+            raise self.fail(key, f"expected an array of tables ([[{key}]]) or of names, got {_describe(entries)}.")
+        if not entries and kind != "text":
+            raise self.fail(key, f"the suite needs at least one entry: add a [[{key}]] table with a name.")
+        defaults = self.table(defaults, f"defaults.{key}")
+        allowed = {"name": None, "options": None, **AXIS_COMMON[kind]}
+        self.check_keys(defaults, allowed, f"defaults.{key}")
+        return [self.entry(kind, {**defaults, **_as_entry(raw)}, f"{key}[{i}]") for i, raw in enumerate(entries)]
+
+    def entry(self, kind: Kind, raw: Any, key: str) -> tuple[str, ComponentSpec, dict[str, Any]]:
+        entry = self.table(raw, key)
+        self.check_keys(entry, {"name": None, "options": None, **AXIS_COMMON[kind]}, key)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise self.fail(f"{key}.name", f"required: the registered name of a {kind} component (see `vlbench plugins`).")
+        try:
+            spec = self.host.get(kind, name)
+        except SuiteError:
+            raise
+        except Exception as exc:  # UserError from the registry or a resolver
+            raise self.fail(f"{key}.name", str(exc)) from None
+        common = {k: self.typed(entry.get(k, d), d, f"{key}.{k}") for k, (d, _) in AXIS_COMMON[kind].items()}
+        if kind == "vision":
+            common["image_size"] = self.image_size(common["image_size"] or list(spec.default_image_size), f"{key}.image_size")
+        if kind in ("vision", "text") and common["weights"]:
+            if not Path(common["weights"]).expanduser().is_file():
+                raise self.fail(f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory).")
+        if kind == "text" and common["pretrained"] is None:
+            common["pretrained"] = spec.pretrained_by_default
+        options = self.options(entry.get("options", {}), spec, f"{key}.options")
+        return name, spec, {**common, **options}
+
+    def image_size(self, value: list, key: str) -> list[int]:
+        if len(value) != 2 or not all(isinstance(v, int) and v >= 16 for v in value):
+            raise self.fail(key, f"expected [H, W] with two integers >= 16, got {value}.")
+        return value
+
+    # -------------------------------------------------------------- runs
+
+    def run(self, suite: str, vision, text, fusion, task, train, seed, data_seed) -> RunSpec:
+        fusion_name, fusion_spec, fusion_opts = fusion
+        task_name, task_spec, task_opts = task
+        assert isinstance(fusion_spec, FusionSpec) and isinstance(task_spec, TaskSpec)
+        if task_spec.objective not in fusion_spec.objectives:
+            able = [n for n, s in self.host.specs("fusion").items() if task_spec.objective in s.objectives]
+            raise self.fail(
+                "fusions", f"fusion {fusion_name!r} provides {sorted(fusion_spec.objectives)} but task {task_name!r} "
+                f"needs the {task_spec.objective!r} objective. Fusions that can serve it: {', '.join(able) or 'none installed'}."
+            )
+        if fusion_spec.uses_text and text is None:
+            raise self.fail("text", f"fusion {fusion_name!r} needs a text encoder: add a [[text]] entry.")
+        dataset_name = task_opts.pop("dataset") or task_spec.default_dataset
+        dataset_given = task_opts.pop("dataset_options")
+        if not dataset_name:
+            raise self.fail("tasks.dataset", f"task {task_name!r} has no default dataset: set dataset = \"...\".")
+        try:
+            dataset_spec = self.host.get("dataset", dataset_name)
+        except Exception as exc:  # noqa: BLE001
+            raise self.fail("tasks.dataset", str(exc)) from None
+        missing = task_spec.required_fields - dataset_spec.provides
+        if missing:
+            raise self.fail("tasks.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
+        dataset_opts = self.options(dataset_given, dataset_spec, "tasks.dataset_options")
+        choices = {
+            "vision": ComponentChoice(vision[0], vision[2]),
+            "text": ComponentChoice(text[0], text[2]) if text is not None and fusion_spec.uses_text else None,
+            "fusion": ComponentChoice(fusion_name, fusion_opts),
+            "task": ComponentChoice(task_name, task_opts),
+            "dataset": ComponentChoice(dataset_name, dataset_opts),
+        }
+        draft = RunSpec(suite=suite, train=dict(train), seed=seed, data_seed=data_seed, run_id="", **choices)
+        return RunSpec(suite=suite, train=dict(train), seed=seed, data_seed=data_seed, run_id=run_id(run_config(draft)), **choices)
+
+
+def _as_entry(raw: Any) -> Any:
+    return {"name": raw} if isinstance(raw, str) else raw
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def _describe_type(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    return {int: "an integer", float: "a number", str: "a string", list: "an array", tuple: "an array", dict: "a table"}.get(
+        type(default), type(default).__name__
+    )
+
+
+def _describe(value: Any) -> str:
+    return f"{_describe_type(value)} ({json.dumps(value, default=str)[:60]})"

@@ -1,0 +1,193 @@
+"""Contract checks every component must pass, for vlbench's own registry-wide tests and for
+plugin authors' test suites. Each ``check_*`` raises AssertionError with the reason.
+
+The task check uses a tiny identity-coded dataset (image pixels and caption tokens both
+encode the sample index) with an *oracle* model that reads the truth back and a *random*
+model: the oracle must reach the best score, random must land near the chance level the
+task itself reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vlbench.data import Precision, SplitLoader
+from vlbench.types import (
+    EncoderOutput,
+    FusionSpec,
+    Metrics,
+    Split,
+    TaskSpec,
+    TextEncoderSpec,
+    TextInfo,
+    TokenizedText,
+    VisionEncoderSpec,
+    VisionInfo,
+)
+
+CPU = Precision(torch.device("cpu"), None, False)
+
+
+def _check_output(out: Any, batch: int, token_dim: int, pooled_dim: int, who: str) -> None:
+    assert isinstance(out, EncoderOutput), f"{who}: forward returned {type(out).__name__}, not EncoderOutput"
+    assert out.tokens.ndim == 3 and out.tokens.shape[0] == batch and out.tokens.shape[2] == token_dim, (
+        f"{who}: tokens {tuple(out.tokens.shape)}, expected [{batch}, N, {token_dim}]")
+    assert tuple(out.pooled.shape) == (batch, pooled_dim), f"{who}: pooled {tuple(out.pooled.shape)}, expected [{batch}, {pooled_dim}]"
+    assert torch.isfinite(out.tokens).all() and torch.isfinite(out.pooled).all(), f"{who}: non-finite output"
+    if out.mask is not None:
+        assert tuple(out.mask.shape) == tuple(out.tokens.shape[:2]) and out.mask.dtype == torch.bool, f"{who}: bad mask"
+
+
+def check_vision_encoder(spec: VisionEncoderSpec, image_size: tuple[int, int] | None = None, **options: Any) -> None:
+    """Shapes follow ``info``, outputs are finite, and a sample's output does not depend on
+    the rest of its batch (eval mode)."""
+    size = image_size or spec.default_image_size
+    encoder = spec.factory(image_size=size, pretrained=False, weights=None, **options).eval()
+    info = encoder.info
+    assert isinstance(info, VisionInfo), f"{spec.name}: info is not a VisionInfo"
+    assert tuple(info.input_size) == tuple(size), f"{spec.name}: info.input_size {info.input_size} != requested {size}"
+    torch.manual_seed(0)
+    images = torch.randn(3, 3, *size)
+    with torch.inference_mode():
+        out = encoder(images)
+        _check_output(out, 3, info.token_dim, info.pooled_dim, spec.name)
+        if info.grid_size is not None:
+            h, w = info.grid_size
+            assert out.tokens.shape[1] == info.num_prefix_tokens + h * w, f"{spec.name}: token count != prefix + grid"
+        single = encoder(images[1:2])
+    assert torch.allclose(single.pooled, out.pooled[1:2], atol=1e-4, rtol=1e-3), f"{spec.name}: output depends on the batch"
+
+
+def check_text_encoder(spec: TextEncoderSpec, **options: Any) -> None:
+    """Tokenizer pads to max_length with a mask, outputs are finite, and the pooled output
+    ignores whatever sits in padded positions."""
+    encoder = spec.factory(pretrained=spec.pretrained_by_default, weights=None, **options).eval()
+    info = encoder.info
+    assert isinstance(info, TextInfo), f"{spec.name}: info is not a TextInfo"
+    texts = ["a woman in a red jacket", "a man wearing black trousers, white shoes and a blue backpack"]
+    tokens = encoder.tokenize(texts)
+    assert isinstance(tokens, TokenizedText), f"{spec.name}: tokenize returned {type(tokens).__name__}"
+    assert tuple(tokens.input_ids.shape) == (2, info.max_length), f"{spec.name}: input_ids {tuple(tokens.input_ids.shape)}"
+    assert tokens.attention_mask.dtype == torch.bool, f"{spec.name}: attention_mask must be bool"
+    real = tokens.attention_mask.sum(1)
+    assert real[0] < real[1] < info.max_length + 1, f"{spec.name}: the mask does not mark real tokens"
+    with torch.inference_mode():
+        out = encoder(tokens)
+        _check_output(out, 2, info.token_dim, info.pooled_dim, spec.name)
+        garbage = tokens.input_ids.clone()
+        garbage[~tokens.attention_mask] = torch.randint(1, 1000, (int((~tokens.attention_mask).sum()),))
+        scrambled = encoder(TokenizedText(garbage, tokens.attention_mask))
+    assert torch.allclose(out.pooled, scrambled.pooled, atol=1e-4), f"{spec.name}: padding changes the pooled output"
+
+
+def check_fusion(spec: FusionSpec, num_classes: int = 5, **options: Any) -> None:
+    """Every declared objective's methods give the right shapes, finite values and gradients."""
+    vision = VisionInfo(token_dim=48, pooled_dim=64, input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(2, 2))
+    text = TextInfo(token_dim=40, pooled_dim=40, max_length=6) if spec.uses_text else None
+    fusion = spec.factory(vision=vision, text=text, num_classes=num_classes, **options)
+    assert isinstance(fusion, nn.Module), f"{spec.name}: the factory must return an nn.Module"
+    torch.manual_seed(0)
+    image = EncoderOutput(torch.randn(4, 4, 48, requires_grad=True), torch.randn(4, 64, requires_grad=True))
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3] * 2)
+    words = EncoderOutput(torch.randn(4, 6, 40), torch.randn(4, 40), mask) if text else None
+    if "embedding" in spec.objectives:
+        emb_i, emb_t = fusion.embed_image(image), fusion.embed_text(words)
+        assert emb_i.shape[0] == 4 and emb_i.shape == emb_t.shape, f"{spec.name}: embeddings {emb_i.shape} vs {emb_t.shape}"
+        assert torch.allclose(emb_i.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: image embeddings not unit norm"
+        assert torch.allclose(emb_t.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: text embeddings not unit norm"
+        scale = fusion.logit_scale()
+        assert scale.ndim == 0 and scale.item() > 0, f"{spec.name}: logit_scale must be a positive scalar"
+        (emb_i @ emb_t.t() * scale).sum().backward()
+    if "classification" in spec.objectives:
+        logits = fusion(image, words)
+        assert tuple(logits.shape) == (4, num_classes), f"{spec.name}: logits {tuple(logits.shape)}"
+        assert torch.isfinite(logits).all(), f"{spec.name}: non-finite logits"
+        logits.sum().backward()
+    assert image.pooled.grad is not None or image.tokens.grad is not None, f"{spec.name}: no gradient reaches the image encoder"
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def coded_split(n_images: int = 60, per_identity: int = 3, num_classes: int = 4, seed: int = 0) -> Split:
+    """Images whose pixels hold their index; captions that name it; identities and labels."""
+    rng = np.random.default_rng(seed)
+    labels = [tuple(int(c) for c in np.flatnonzero(rng.random(num_classes) < 0.4)) or (int(rng.integers(num_classes)),) for _ in range(n_images)]
+    return Split(
+        name="test",
+        ids=[f"img{i}" for i in range(n_images)],
+        load_image=lambda i: np.full((8, 8, 3), i, dtype=np.uint8),
+        captions=[(f"sample {i}", f"sample {i}") for i in range(n_images)],
+        identities=[i // per_identity for i in range(n_images)],
+        labels=labels,
+    )
+
+
+def _coded_tokenize(texts: Sequence[str]) -> TokenizedText:
+    ids = torch.tensor([[int(t.split()[-1])] for t in texts])
+    return TokenizedText(ids, torch.ones_like(ids, dtype=torch.bool))
+
+
+class _CodedModel(nn.Module):
+    """Reads sample indices back from coded images/captions; oracle or random outputs."""
+
+    def __init__(self, split: Split, num_classes: int, oracle: bool, seed: int = 0):
+        super().__init__()
+        self.oracle = oracle
+        self.identity = torch.tensor(split.identities)
+        self.labels = torch.zeros(len(split), num_classes)
+        for i, labels in enumerate(split.labels):
+            self.labels[i, list(labels)] = 1.0
+        self.generator = torch.Generator().manual_seed(seed)
+        self.dim = int(self.identity.max()) + 1
+
+    def _index(self, images: torch.Tensor) -> torch.Tensor:
+        return (images[:, 0, 0, 0] * 255).round().long()
+
+    def _embed(self, index: torch.Tensor) -> torch.Tensor:
+        if self.oracle:
+            return nn.functional.one_hot(self.identity[index], self.dim).float()
+        return nn.functional.normalize(torch.randn(len(index), 16, generator=self.generator), dim=-1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self._embed(self._index(images))
+
+    def encode_text(self, text: TokenizedText) -> torch.Tensor:
+        return self._embed(text.input_ids[:, 0])
+
+    def logit_scale(self) -> torch.Tensor:
+        return torch.tensor(10.0)
+
+    def classify(self, images: torch.Tensor, text: TokenizedText | None) -> torch.Tensor:
+        index = self._index(images)
+        if self.oracle:
+            return self.labels[index] * 20 - 10
+        return torch.randn(len(index), self.labels.shape[1], generator=self.generator)
+
+
+def evaluate_coded(spec: TaskSpec, oracle: bool, seed: int = 0, **options: Any) -> Metrics:
+    task = spec.factory(**options)
+    split = coded_split(seed=seed)
+    num_classes = len(split.labels) and max(max(l) for l in split.labels) + 1
+    info = VisionInfo(token_dim=1, pooled_dim=1, input_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
+    loader = SplitLoader(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
+    model = _CodedModel(split, num_classes, oracle, seed).eval()
+    return task.evaluate(model, split, loader)
+
+
+def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
+    """An oracle reaches ``best`` on the main metric; random outputs land near chance."""
+    oracle = evaluate_coded(spec, oracle=True, **options)
+    assert oracle.main in oracle.values and oracle.main in oracle.chance, f"{spec.name}: main metric or its chance level missing"
+    assert math.isclose(oracle.values[oracle.main], best, abs_tol=1e-6), (
+        f"{spec.name}: oracle scores {oracle.values[oracle.main]} on {oracle.main}, expected {best}")
+    randoms = [evaluate_coded(spec, oracle=False, seed=s, **options) for s in range(5)]
+    mean = sum(m.values[m.main] for m in randoms) / len(randoms)
+    chance = randoms[0].chance[randoms[0].main]
+    assert abs(mean - chance) <= max(5.0, 0.35 * chance), f"{spec.name}: random scores {mean:.2f} on average, chance is {chance:.2f}"

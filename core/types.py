@@ -1,0 +1,296 @@
+"""The contract between the vlbench core and its plugins.
+
+Plugins register *specs* (cheap, frozen descriptions with a lazy ``factory``); the core
+builds components from them only when a run needs them. Encoders return
+:class:`EncoderOutput`; fusions turn encoder outputs into what a task's *objective* needs;
+tasks turn a model and a data split into :class:`Metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+Kind = Literal["vision", "text", "fusion", "task", "dataset"]
+KINDS: tuple[Kind, ...] = ("vision", "text", "fusion", "task", "dataset")
+
+# What a fused model offers a task; a task needs exactly one, a fusion provides some.
+Objective = Literal["embedding", "classification", "generation"]
+OBJECTIVES: tuple[Objective, ...] = ("embedding", "classification", "generation")
+
+# Per-sample fields a dataset can provide and a task can require.
+Field = Literal["image", "captions", "identity", "labels"]
+
+
+# ---------------------------------------------------------------- encoder outputs
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    tokens: torch.Tensor  # [B, N, token_dim]; CNN maps flattened row-major after any prefix tokens
+    pooled: torch.Tensor  # [B, pooled_dim]; the encoder's own global summary
+    mask: torch.Tensor | None = None  # [B, N] bool, True = real token; None = all real
+
+
+@dataclass(frozen=True)
+class VisionInfo:
+    token_dim: int  # width of EncoderOutput.tokens
+    pooled_dim: int  # width of EncoderOutput.pooled (may differ, e.g. MobileNetV3 960 vs 1280)
+    input_size: tuple[int, int]  # (H, W) the encoder is built for
+    mean: tuple[float, float, float]  # normalisation the weights expect
+    std: tuple[float, float, float]
+    num_prefix_tokens: int = 0  # ViT class/register tokens in front of the patch tokens
+    grid_size: tuple[int, int] | None = None  # (h, w) of the spatial tokens, when spatial
+
+
+@dataclass(frozen=True)
+class TextInfo:
+    token_dim: int
+    pooled_dim: int
+    max_length: int  # tokenizer pads/truncates to this many tokens
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    input_ids: torch.Tensor  # [B, max_length] int64
+    attention_mask: torch.Tensor  # [B, max_length] bool, True = real token
+
+    def to(self, device: torch.device | str) -> TokenizedText:
+        return TokenizedText(self.input_ids.to(device), self.attention_mask.to(device))
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+class VisionEncoder(nn.Module):
+    """Base for vision encoders: ``forward(images [B,3,H,W]) -> EncoderOutput``."""
+
+    info: VisionInfo
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TextEncoder(nn.Module):
+    """Base for text encoders; each owns its tokenizer."""
+
+    info: TextInfo
+
+    def tokenize(self, texts: Sequence[str]) -> TokenizedText:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, text: TokenizedText) -> EncoderOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: parallel columns, images loaded on demand."""
+
+    name: str  # "train", "val" or "test"
+    ids: Sequence[str]  # stable sample ids (file names), unique within the dataset
+    load_image: Callable[[int], np.ndarray]  # index -> HWC uint8 RGB
+    captions: Sequence[tuple[str, ...]] | None = None  # one or more captions per image
+    identities: Sequence[int] | None = None  # person/instance id (retrieval matches on it)
+    labels: Sequence[tuple[int, ...]] | None = None  # multi-label class indices 0..C-1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str  # e.g. "synthetic_pedestrians", "cuhk_pedes"
+    splits: Mapping[str, Split]  # must hold "train", "val" and "test"
+    class_names: tuple[str, ...] = ()  # for labelled datasets
+    info: Mapping[str, Any] = field(default_factory=dict)  # provenance: root, checksum, stats
+
+
+@dataclass(frozen=True)
+class Batch:
+    images: torch.Tensor  # [B, 3, H, W] normalised
+    text: TokenizedText | None  # one caption per image, tokenized by the run's text encoder
+    identities: torch.Tensor | None  # [B] int64
+    labels: torch.Tensor | None  # [B, C] float multi-hot
+    index: torch.Tensor  # [B] position in the split
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(
+            images=move(self.images),
+            text=None if self.text is None else self.text.to(device),
+            identities=move(self.identities),
+            labels=move(self.labels),
+            index=self.index,
+        )
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class Metrics:
+    values: Mapping[str, float]  # metric name -> value (percent where the task says so)
+    main: str  # the key of values used for selection and ranking
+    chance: Mapping[str, float] = field(default_factory=dict)  # what a random scorer gets
+    ci95: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # bootstrap intervals
+    units: Mapping[str, str] = field(default_factory=dict)  # e.g. {"R1": "%"}
+    details: Mapping[str, Any] = field(default_factory=dict)  # sizes, per-class tables, ...
+
+
+# ---------------------------------------------------------------- tasks
+
+
+class Task(Protocol):
+    """What a task factory returns. ``model`` follows the task's objective protocol."""
+
+    objective: Objective
+    required_fields: frozenset[Field]
+    main_metric: str
+
+    def num_classes(self, dataset: Dataset) -> int | None:
+        """Output width the fusion must produce (classification), or None."""
+
+    def loss(self, model: Any, batch: Batch) -> torch.Tensor:
+        """Scalar training loss for one batch."""
+
+    def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
+        """Score ``model`` on ``split``; ``loader`` turns images/captions into tensors."""
+
+
+@runtime_checkable
+class SplitLoader(Protocol):
+    """Core-provided helper a task uses to batch a split with the run's transforms."""
+
+    device: torch.device
+
+    def images(self, split: Split, batch_size: int | None = None) -> Any:
+        """Iterate (index [b], images [b,3,H,W]) over every image of the split, in order."""
+
+    def texts(self, texts: Sequence[str], batch_size: int | None = None) -> Any:
+        """Iterate (index [b], TokenizedText) over ``texts``, in order."""
+
+    def autocast(self) -> Any:
+        """Context manager with the run's inference precision (no-op in fp32)."""
+
+
+# ---------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentSpec:
+    name: str  # unique within its kind; what suites write
+    factory: Callable[..., Any]  # lazy: called with the resolved options only when a run needs it
+    description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)  # option -> default; types come from defaults
+    # Filled in by the PluginHost, never by the plugin:
+    plugin: str = ""  # entry-point name of the registering plugin
+    distribution: str = ""  # the installed distribution that ships it
+    version: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionEncoderSpec(ComponentSpec):
+    """factory(image_size=(H, W), pretrained=bool, weights=path | None, **options) -> VisionEncoder."""
+
+    default_image_size: tuple[int, int] = (224, 224)
+    family: str = ""  # e.g. "MobileNetV3"; groups rows on the leaderboard
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextEncoderSpec(ComponentSpec):
+    """factory(pretrained=bool, weights=path | None, **options) -> TextEncoder."""
+
+    pretrained_by_default: bool = False  # weights ship with the package (no hub)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionSpec(ComponentSpec):
+    """factory(vision=VisionInfo, text=TextInfo | None, num_classes=int | None, **options) -> nn.Module."""
+
+    objectives: frozenset[Objective]  # what the fused model can serve
+    uses_text: bool = True  # False: the run builds no text encoder (image-only ablation)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec(ComponentSpec):
+    """factory(**options) -> Task."""
+
+    objective: Objective
+    required_fields: frozenset[Field]
+    default_dataset: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec(ComponentSpec):
+    """factory(cache_dir=Path, seed=int, **options) -> Dataset."""
+
+    provides: frozenset[Field]
+    synthetic: bool = False  # generated, not a public dataset
+
+
+Register = Callable[[ComponentSpec], None]
+
+
+# ---------------------------------------------------------------- runs and records
+
+
+@dataclass(frozen=True)
+class ComponentChoice:
+    name: str  # registry name
+    options: Mapping[str, Any]  # resolved options, defaults filled in
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One fully resolved run; its id is a hash of everything here."""
+
+    suite: str  # suite name: results go under results/<suite>/
+    vision: ComponentChoice  # options include image_size, pretrained, weights, freeze
+    text: ComponentChoice | None  # None when the fusion uses no text
+    fusion: ComponentChoice
+    task: ComponentChoice
+    dataset: ComponentChoice
+    train: Mapping[str, Any]  # resolved training options (epochs, lr, batch_size, ...)
+    seed: int  # model init, data order, augmentation
+    data_seed: int  # dataset generation and splits: equal across runs so they share data
+    run_id: str  # sha256 of the canonical config, 16 hex digits
+
+    @property
+    def label(self) -> str:
+        text = self.text.name if self.text else "no-text"
+        return f"{self.vision.name}+{text}+{self.fusion.name}/{self.task.name}"
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One run's outcome; serialised as JSON, validated on write and on read (results.py)."""
+
+    schema_version: int
+    run_id: str
+    suite: str
+    label: str
+    status: Literal["ok", "error"]
+    error: Mapping[str, str] | None  # {"type", "message", "traceback"} when status == "error"
+    components: Mapping[str, Mapping[str, Any]]  # kind -> {name, plugin, distribution, version, options, weights}
+    config: Mapping[str, Any]  # the resolved RunSpec as JSON
+    metrics: Mapping[str, Any]  # {"main", "higher_is_better", "splits": {split: Metrics as dict}}
+    selection: Mapping[str, Any]  # {"split": "val", "metric", "best_epoch", "best_value"}
+    cost: Mapping[str, Any]  # params per component now; FLOPs/latency/memory from efficiency.py
+    training: Mapping[str, Any]  # {"epochs", "steps", "wall_s", "curve": [...]}
+    dataset: Mapping[str, Any]  # name, split sizes, n_queries/n_gallery, provenance
+    environment: Mapping[str, Any]  # hardware/software fingerprint, git commit
+    seed: int
+    started_at: str  # ISO 8601 UTC
+    finished_at: str
+
+
+ResultRecordDict = dict[str, Any]

@@ -1,0 +1,242 @@
+"""Identity-matched retrieval metrics with IRRA's semantics, computed in chunks of queries.
+
+IRRA (``utils/metrics.py``, ``rank()``) sorts every similarity row in descending order and
+marks a gallery item relevant when its identity equals the query's. For one query with ``n``
+relevant items at 1-based positions ``p_1 < ... < p_n``:
+
+* hit@k = 1 if ``p_1 <= k`` (CMC: at least one relevant item in the top k), R@k = mean x 100;
+* AP = (1/n) * sum_i i / p_i (precision at each relevant position), mAP = mean x 100;
+* INP = n / p_n (position of the hardest relevant item), mINP = mean x 100.
+
+Tie-break (deterministic, and the same as a *stable* descending sort): among gallery items
+with equal score, the lower gallery index ranks first. IRRA's unstable ``argsort`` leaves
+ties to the sort implementation; pinning the rule makes results reproducible across devices
+and chunk sizes.
+
+No full Q x G argsort or match matrix is ever built. The position of a relevant item ``j``
+in the row of query ``q`` is exactly
+``1 + #{g : s[q, g] > s[q, j]} + #{g < j : s[q, g] == s[q, j]}``, so counting comparisons
+against the row gives every relevant position without sorting; memory is O(chunk x G).
+
+For image-to-text retrieval swap the roles: the queries are the images and the gallery is
+the captions (``similarity.T``, or the features swapped), each carrying its identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+DEFAULT_CHUNK_SIZE = 1024
+TIE_BREAK = "equal scores rank by gallery index, lower index first (a stable descending sort)"
+
+ArrayLike = torch.Tensor | np.ndarray | Sequence[Any]
+
+
+def _ids(ids: ArrayLike, what: str) -> np.ndarray:
+    ids = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {ids.shape}")
+    return ids
+
+
+def _relevant_groups(
+    query_ids: np.ndarray, gallery_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gallery indices grouped by identity, and each query's group (start, count) in them.
+
+    Raises ValueError when a query has no relevant gallery item: IRRA would divide by zero
+    and report NaN for that query.
+    """
+    order = np.argsort(gallery_ids, kind="stable")  # stable: ascending gallery index per group
+    unique, starts, counts = np.unique(gallery_ids[order], return_index=True, return_counts=True)
+    pos = np.searchsorted(unique, query_ids).clip(max=max(len(unique) - 1, 0))
+    found = (unique[pos] == query_ids) if len(unique) else np.zeros(len(query_ids), bool)
+    if not found.all():
+        missing = np.flatnonzero(~found)
+        raise ValueError(
+            f"{len(missing)} of {len(query_ids)} queries have no gallery item with their identity "
+            f"(first query indices {missing[:5].tolist()}, identities "
+            f"{query_ids[missing[:5]].tolist()}); every query needs at least one relevant item"
+        )
+    return order, starts[pos], counts[pos]
+
+
+def retrieval_metrics(
+    query_ids: ArrayLike,
+    gallery_ids: ArrayLike,
+    *,
+    similarity: torch.Tensor | np.ndarray | None = None,
+    query_features: torch.Tensor | np.ndarray | None = None,
+    gallery_features: torch.Tensor | np.ndarray | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, Any]:
+    """R@k, mAP and mINP in percent, matching on identity (see the module docstring).
+
+    Give either ``similarity`` [Q, G] or ``query_features`` [Q, E] and ``gallery_features``
+    [G, E] (scores are their dot products, computed one chunk of queries at a time, on the
+    features' device). Returns ``{"R1": ..., "R5": ..., "R10": ..., "mAP": ..., "mINP": ...,
+    "per_query": {same keys: float64 array [Q] in percent}, "n_relevant": int64 array [Q]}``;
+    each metric is the mean of its per-query array.
+    """
+    if (similarity is None) == (query_features is None or gallery_features is None):
+        raise ValueError("give either similarity or both query_features and gallery_features")
+    if similarity is not None and (query_features is not None or gallery_features is not None):
+        raise ValueError("give either similarity or features, not both")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {tuple(ks)}")
+
+    if similarity is not None:
+        similarity = torch.as_tensor(similarity)
+        if similarity.ndim != 2:
+            raise ValueError(f"similarity must be [Q, G], got shape {tuple(similarity.shape)}")
+        n_queries, n_gallery = similarity.shape
+        device = similarity.device
+    else:
+        query_features = torch.as_tensor(query_features)
+        gallery_features = torch.as_tensor(gallery_features, device=query_features.device)
+        if query_features.ndim != 2 or gallery_features.ndim != 2 or (
+            query_features.shape[1] != gallery_features.shape[1]
+        ):
+            raise ValueError(
+                f"features must be [Q, E] and [G, E], got {tuple(query_features.shape)} and "
+                f"{tuple(gallery_features.shape)}"
+            )
+        n_queries, n_gallery = query_features.shape[0], gallery_features.shape[0]
+        device = query_features.device
+
+    qids, gids = _ids(query_ids, "query_ids"), _ids(gallery_ids, "gallery_ids")
+    if n_queries == 0 or n_gallery == 0:
+        raise ValueError(f"empty retrieval problem: {n_queries} queries, {n_gallery} gallery items")
+    if len(qids) != n_queries or len(gids) != n_gallery:
+        raise ValueError(
+            f"{len(qids)} query ids and {len(gids)} gallery ids for a {n_queries} x {n_gallery} problem"
+        )
+    order, starts, counts = _relevant_groups(qids, gids)
+    order_t = torch.from_numpy(order).to(device)
+    gallery_index = torch.arange(n_gallery, device=device)
+
+    first = np.empty(n_queries, np.int64)  # position of the best relevant item
+    ap = np.empty(n_queries, np.float64)
+    inp = np.empty(n_queries, np.float64)
+    for lo in range(0, n_queries, chunk_size):
+        hi = min(lo + chunk_size, n_queries)
+        if similarity is not None:
+            sims = similarity[lo:hi]
+        else:
+            sims = query_features[lo:hi] @ gallery_features.T
+        if not torch.isfinite(sims).all():
+            raise ValueError(f"non-finite similarity among queries {lo}..{hi - 1}")
+
+        # Relevant gallery indices of each query, padded to the chunk's largest group.
+        n_rel = torch.from_numpy(counts[lo:hi]).to(device)
+        slot = torch.arange(int(n_rel.max()), device=device)
+        valid = slot[None, :] < n_rel[:, None]
+        flat = torch.from_numpy(starts[lo:hi]).to(device)[:, None] + slot[None, :]
+        relevant = order_t[torch.where(valid, flat, 0)]  # [c, m]; padded slots are masked below
+        rel_scores = sims.gather(1, relevant)
+
+        positions = torch.empty(relevant.shape, dtype=torch.int64, device=device)
+        for m in range(relevant.shape[1]):  # one O(c x G) pass per relevant slot, never [c, m, G]
+            score, index = rel_scores[:, m : m + 1], relevant[:, m : m + 1]
+            ahead = (sims > score) | ((sims == score) & (gallery_index[None, :] < index))
+            positions[:, m] = ahead.sum(1) + 1
+        positions = torch.where(valid, positions, n_gallery + 1).sort(dim=1).values.double()
+
+        rank_of_hit = torch.arange(1, positions.shape[1] + 1, device=device, dtype=torch.float64)
+        precision = torch.where(valid, rank_of_hit[None, :] / positions, 0.0)
+        last = positions.gather(1, (n_rel - 1)[:, None]).squeeze(1)
+        first[lo:hi] = positions[:, 0].long().cpu().numpy()
+        ap[lo:hi] = (precision.sum(1) / n_rel).cpu().numpy()
+        inp[lo:hi] = (n_rel / last).cpu().numpy()
+
+    per_query = {f"R{int(k)}": 100.0 * (first <= int(k)) for k in ks}
+    per_query["mAP"] = 100.0 * ap
+    per_query["mINP"] = 100.0 * inp
+    result: dict[str, Any] = {name: float(values.mean()) for name, values in per_query.items()}
+    result["per_query"] = per_query
+    result["n_relevant"] = counts.astype(np.int64)
+    return result
+
+
+def bootstrap_ci(
+    per_query_values: ArrayLike, n: int = 1000, seed: int = 0, batch: int = 100
+) -> tuple[float, float]:
+    """95% percentile interval of the mean, resampling queries with replacement ``n`` times.
+
+    Resamples are drawn ``batch`` at a time so memory stays O(batch x Q) for large Q.
+    """
+    values = np.asarray(per_query_values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"need a non-empty 1-D array of per-query values, got shape {values.shape}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    means = np.concatenate(
+        [
+            values[rng.integers(0, len(values), size=(min(batch, n - done), len(values)))].mean(1)
+            for done in range(0, n, batch)
+        ]
+    )
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _log_comb(n: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
+    """log C(n, k) for 0 <= k <= n, via lgamma so large galleries do not overflow."""
+    n = torch.as_tensor(n, dtype=torch.float64)
+    k = torch.as_tensor(k, dtype=torch.float64)
+    return (torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)).numpy()
+
+
+def chance_levels(
+    query_ids: ArrayLike, gallery_ids: ArrayLike, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """Exact expected R@k, mAP and mINP (percent) of a uniformly random ranking.
+
+    All three are closed forms or finite sums (no Monte Carlo). For a query with r relevant
+    items among G:
+
+    * P(hit@k) = 1 - C(G - r, k) / C(G, k)  (no relevant item in a random k-subset), and 1
+      when k > G - r;
+    * E[AP] = (H_G + (r - 1) (G - H_G) / (G - 1)) / G, H_G the G-th harmonic number (1 when
+      G = 1). Derivation: a relevant item sits at a uniform position p and each of the other
+      r - 1 is ahead of it with probability (p - 1) / (G - 1), so the expected precision at it
+      is (1/G) sum_p (1 + (r - 1)(p - 1) / (G - 1)) / p; AP averages r such equal terms;
+    * E[INP] = sum_{m=r..G} P(last relevant at m) * r / m, P = C(m - 1, r - 1) / C(G, r).
+
+    Each is averaged over the queries, grouped by r since G is shared.
+    """
+    qids, gids = _ids(query_ids, "query_ids"), _ids(gallery_ids, "gallery_ids")
+    _, _, counts = _relevant_groups(qids, gids)
+    g = len(gids)
+    harmonic = float(np.sum(1.0 / np.arange(1, g + 1)))
+    r_values, n_with_r = np.unique(counts, return_counts=True)
+    weight = n_with_r / n_with_r.sum()
+
+    def p_hit(r: int, k: int) -> float:
+        if k > g - r:
+            return 1.0
+        return 1.0 - float(np.exp(_log_comb(g - r, k) - _log_comb(g, k)))
+
+    def expected_ap(r: int) -> float:
+        return 1.0 if g == 1 else (harmonic + (r - 1) * (g - harmonic) / (g - 1)) / g
+
+    def expected_inp(r: int) -> float:
+        last = np.arange(r, g + 1)
+        p_last = np.exp(_log_comb(last - 1, r - 1) - _log_comb(g, r))
+        return float(np.sum(p_last * r / last))
+
+    def average(per_r: Any) -> float:
+        return 100.0 * float(sum(w * per_r(int(r)) for r, w in zip(r_values, weight)))
+
+    chance = {f"R{int(k)}": average(lambda r, k=int(k): p_hit(r, k)) for k in ks}
+    chance["mAP"] = average(expected_ap)
+    chance["mINP"] = average(expected_inp)
+    return chance

@@ -1,0 +1,121 @@
+"""Suite validation: every bad input is one clear message with file and key; matrix expansion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlbench import hookimpl
+from vlbench.errors import SuiteError
+from vlbench.manager import PluginHost
+from vlbench.suite import load_suite
+from vlbench.types import FusionSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """
+[suite]
+name = "t"
+[train]
+epochs = 1
+[[tasks]]
+name = "person_search"
+[[vision]]
+name = "mobilenetv3_small_100"
+image_size = [64, 32]
+[[text]]
+name = "clip_text"
+[[fusions]]
+name = "contrastive"
+"""
+
+
+class ClassifierOnly:
+    @hookimpl
+    def vlbench_register_fusions(self, register):
+        register(FusionSpec(name="head_only", factory=lambda **kw: None, objectives=frozenset({"classification"})))
+
+
+@pytest.fixture(scope="module")
+def host():
+    return PluginHost([("classifier_only", ClassifierOnly())])
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path, host, text: str) -> str:
+    with pytest.raises(SuiteError) as err:
+        load_suite(write(tmp_path, text), host)
+    return str(err.value)
+
+
+def test_base_suite_resolves_one_run_with_defaults_filled(tmp_path, host):
+    suite = load_suite(write(tmp_path, BASE), host)
+    (run,) = suite.runs
+    assert run.vision.options["image_size"] == [64, 32] and run.vision.options["pretrained"] is False
+    assert run.dataset.name == "synthetic_pedestrians"
+    assert run.train["encoder_lr"] == run.train["lr"]
+    assert len(run.run_id) == 16
+    assert load_suite(write(tmp_path, BASE), host).runs[0].run_id == run.run_id  # stable
+
+
+def test_matrix_expansion_and_bare_names(tmp_path, host):
+    text = BASE + '\n[[text]]\nname = "bert_mini"\n'
+    text = text.replace("[suite]\nname = \"t\"", "[suite]\nname = \"t\"\nseeds = [0, 1]")
+    suite = load_suite(write(tmp_path, text), host)
+    assert len(suite.runs) == 1 * 2 * 1 * 1 * 2
+    assert len({r.run_id for r in suite.runs}) == 4
+    bare = BASE.replace('[[vision]]\nname = "mobilenetv3_small_100"\nimage_size = [64, 32]', 'vision = ["deit_tiny_patch16_224", "convnext_atto"]')
+    assert [r.vision.name for r in load_suite(write(tmp_path, bare), host).runs] == ["deit_tiny_patch16_224", "convnext_atto"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("[train]\nepochs = 1", "[train]\nepochs = 1\nlearning_rate = 0.1"), "train.learning_rate: unknown key. Did you mean 'lr'?"),
+        (("epochs = 1", 'epochs = "ten"'), "train.epochs: expected an integer"),
+        (('name = "mobilenetv3_small_100"', 'name = "mobilenetv3_smal_100"'), "Did you mean 'mobilenetv3_small_100'"),
+        (('name = "clip_text"', 'name = "clip_text"\noptions = { widht = 64 }'), "text[0].options.widht: unknown key. Did you mean 'width'"),
+        (('name = "clip_text"', 'name = "clip_text"\noptions = { width = "wide" }'), "text[0].options.width: expected an integer"),
+        (('name = "contrastive"', 'name = "head_only"'), "needs the 'embedding' objective. Fusions that can serve it: contrastive"),
+        (("image_size = [64, 32]", "image_size = [64]"), "vision[0].image_size: expected [H, W]"),
+        (('[suite]\nname = "t"', "[suite]"), "suite.name: required"),
+        (("[[tasks]]", "[[task]]"), "task: unknown key. Did you mean 'tasks'?"),
+        (('name = "person_search"', 'name = "person_search"\ndataset = "cuhk_pedez"'), "Did you mean 'cuhk_pedes'"),
+        (("image_size = [64, 32]", 'weights = "missing.safetensors"'), "vision[0].weights: file 'missing.safetensors' does not exist"),
+    ],
+)
+def test_bad_input_names_file_key_and_fix(tmp_path, host, change, expected):
+    old, new = change
+    assert old in BASE
+    message = error_of(tmp_path, host, BASE.replace(old, new, 1))
+    assert str(tmp_path / "suite.toml") in message
+    assert expected in message
+
+
+def test_invalid_toml_is_a_suite_error(tmp_path, host):
+    assert "not valid TOML" in error_of(tmp_path, host, "[suite\nname=")
+
+
+def test_cli_bad_suite_exits_2_without_traceback_and_writes_nothing(tmp_path):
+    suite = write(tmp_path, BASE.replace("epochs = 1", "epochs = 0"))
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlbench.cli", "run", str(suite), "--results-dir", str(results)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "train.epochs: must be at least 1" in proc.stderr
+    assert not results.exists()
+
+
+def test_shipped_suites_validate(host):
+    for path in sorted((ROOT / "suites").glob("*.toml")):
+        assert load_suite(path, host).runs, path
