@@ -136,8 +136,9 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     host = _host()
     table = Table(title="vlbench components")
-    for column in ("kind", "name", "plugin", "distribution", "version", "description"):
-        table.add_column(column, overflow="fold")
+    for column in ("kind", "name", "plugin", "distribution", "version"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
     for kind in KINDS:
         for name, spec in sorted(host.specs(kind).items()):
             table.add_row(kind, name, spec.plugin, spec.distribution, spec.version, spec.description)

@@ -93,6 +93,9 @@ AXIS_COMMON: dict[Kind, dict[str, tuple[Any, str]]] = {
         "dataset_options": ({}, "options of the dataset component"),
     },
 }
+# Names users carry over from other tools, for "did you mean" where spelling is no help.
+ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size", "epoch": "epochs",
+           "img_size": "image_size", "input_size": "image_size", "dataset_name": "dataset"}
 AXES: dict[Kind, str] = {"vision": "vision", "text": "text", "fusion": "fusions", "task": "tasks"}
 TOP_LEVEL = {"suite", "train", "defaults", *AXES.values()}
 
@@ -151,10 +154,8 @@ class _Validator:
     def check_keys(self, given: Mapping[str, Any], allowed: Mapping[str, Any], key: str) -> None:
         for name in given:
             if name not in allowed:
-                raise self.fail(
-                    f"{key}.{name}" if key else name,
-                    f"unknown key.{did_you_mean(name, list(allowed))} Allowed here: {', '.join(sorted(allowed))}.",
-                )
+                hint = f" Did you mean {ALIASES[name]!r}?" if ALIASES.get(name) in allowed else did_you_mean(name, list(allowed))
+                raise self.fail(f"{key}.{name}" if key else name, f"unknown key.{hint} Allowed here: {', '.join(sorted(allowed))}.")
 
     def typed(self, value: Any, default: Any, key: str) -> Any:
         """``value`` checked against the type of ``default`` (None: anything)."""
@@ -261,7 +262,7 @@ class _Validator:
 
     def run(self, suite: str, vision, text, fusion, task, train, seed, data_seed) -> RunSpec:
         fusion_name, fusion_spec, fusion_opts = fusion
-        task_name, task_spec, task_opts = task
+        task_name, task_spec, task_opts = task[0], task[1], dict(task[2])
         assert isinstance(fusion_spec, FusionSpec) and isinstance(task_spec, TaskSpec)
         if task_spec.objective not in fusion_spec.objectives:
             able = [n for n, s in self.host.specs("fusion").items() if task_spec.objective in s.objectives]

@@ -16,3 +16,11 @@ def test_every_plugin_module_is_declared_as_an_entry_point():
         if not path.name.startswith("_")
     }
     assert modules == declared
+
+
+def test_every_suite_key_is_documented():
+    from vlbench.suite import AXIS_COMMON, SUITE_KEYS, TRAIN_KEYS
+
+    docs = (ROOT / "docs" / "suites.md").read_text()
+    keys = [*SUITE_KEYS, *TRAIN_KEYS, *(k for axis in AXIS_COMMON.values() for k in axis)]
+    assert [k for k in keys if f"`{k}`" not in docs] == []

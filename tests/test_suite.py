@@ -72,7 +72,7 @@ def test_matrix_expansion_and_bare_names(tmp_path, host):
     suite = load_suite(write(tmp_path, text), host)
     assert len(suite.runs) == 1 * 2 * 1 * 1 * 2
     assert len({r.run_id for r in suite.runs}) == 4
-    bare = BASE.replace('[[vision]]\nname = "mobilenetv3_small_100"\nimage_size = [64, 32]', 'vision = ["deit_tiny_patch16_224", "convnext_atto"]')
+    bare = 'vision = ["deit_tiny_patch16_224", "convnext_atto"]\n' + BASE.replace('[[vision]]\nname = "mobilenetv3_small_100"\nimage_size = [64, 32]', "")
     assert [r.vision.name for r in load_suite(write(tmp_path, bare), host).runs] == ["deit_tiny_patch16_224", "convnext_atto"]
 
 

@@ -1,0 +1,680 @@
+"""Leaderboard: result records -> pandas tables -> LEADERBOARD.md, leaderboard.csv, a static site.
+
+The rules, in one place:
+
+* every ``*.json`` under the results folder is validated with the record schema
+  (:func:`vlbench.results.read_record`); a bad file is reported by name and skipped;
+* a run is a (suite, run id) pair; the run id hashes the resolved config, so the latest
+  successful record of a run (by ``finished_at``) is the one shown;
+* a run whose latest error record has no later successful record is listed as failed, and a
+  run that a suite file declares but no record holds is listed as missing: never dropped;
+* tables are partitioned by suite, task (on its dataset) and hardware class
+  (``environment.device_name`` + ``environment.precision``): cost measured on different
+  hardware is never ranked in one table.
+
+The site itself (HTML, JavaScript, plots) is :mod:`vlbench.leaderboard_site`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vlbench.errors import UserError, VlbenchError
+from vlbench.results import RecordError, read_record
+
+# Not imported from vlbench.cli: cli imports this module to wire the subcommand.
+DEFAULT_RESULTS = Path("leaderboard/results")
+DEFAULT_OUT = Path("leaderboard")
+DEFAULT_SUITES = Path("suites")
+# Lists the files a build wrote, so a rebuild deletes only its own stale files. Not *.json:
+# an output folder may hold the results folder, and every *.json there is read as a record.
+MANIFEST = ".vlbench-leaderboard-files"
+UNKNOWN = "unknown"
+PARTITION = ["suite", "task", "dataset", "hardware"]
+# Cost axes of the Pareto fronts and plots: (column, how an axis names it).
+COST_AXES = (("params (M)", "params"), ("GMACs", "GMACs"), ("latency p50 (ms)", "latency"))
+
+
+# ---------------------------------------------------------------- reading records
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    """data[k1][k2]...; None where a level is missing or not an object (the schema checks
+    only the top level, so anything deeper may be absent or of another type)."""
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _number(value: Any) -> float | None:
+    """A finite number; blocks such as {"total": {"total": n}} are read through their total."""
+    while isinstance(value, Mapping):
+        value = value.get("total")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+_PREFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_TO_MS = {"s": 1e3, "ms": 1.0, "us": 1e-3, "µs": 1e-3, "ns": 1e-6}
+_TO_MIB = {"b": 2**-20, "bytes": 2**-20, "kib": 2**-10, "mib": 1.0, "gib": 2**10, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20}
+
+
+def _giga(block: Any, base: str) -> float | None:
+    """A MAC or FLOP count in giga-units, read with the block's own unit. A FLOP figure filed
+    as MACs (or the reverse) is dropped: FLOPs are not MACs, the mistake the studies made."""
+    value = _number(block)
+    unit = block.get("unit", f"{base}s") if isinstance(block, Mapping) else f"{base}s"
+    match = re.fullmatch(rf"([KMGT]?){base}S?", str(unit).upper())
+    return None if value is None or match is None else value * _PREFIX[match.group(1)] / 1e9
+
+
+def _latency(block: Any) -> dict[str, float | None]:
+    """p50/p90/p99 in ms at batch 1: the block's own percentiles, else the first nested block's."""
+    found = {q: None for q in ("p50", "p90", "p99")}
+    candidates = [block, *block.values()] if isinstance(block, Mapping) else []
+    for stats in candidates:
+        if isinstance(stats, Mapping) and ("p50" in stats or "p50_ms" in stats):
+            scale = _TO_MS.get(str(stats.get("unit", block.get("unit", "ms"))))
+            for q in found:
+                if f"{q}_ms" in stats:
+                    found[q] = _number(stats[f"{q}_ms"])
+                elif scale is not None and _number(stats.get(q)) is not None:
+                    found[q] = _number(stats[q]) * scale
+            break
+    return found
+
+
+def _throughput(block: Any) -> tuple[float | None, int | None]:
+    """The best images/s over the batch sizes measured ({batch size: img/s}), and that batch."""
+    candidates = [block, *block.values()] if isinstance(block, Mapping) else []
+    for table in candidates:
+        if not isinstance(table, Mapping):
+            continue
+        by_batch = {int(k): _number(v) for k, v in table.items() if str(k).isdigit()}
+        by_batch = {b: v for b, v in by_batch.items() if v is not None}
+        if by_batch:
+            best = max(by_batch, key=by_batch.__getitem__)
+            return by_batch[best], best
+    return None, None
+
+
+def _mib(value: Any, unit: str) -> float | None:
+    number, scale = _number(value), _TO_MIB.get(unit.lower())
+    return None if number is None or scale is None else number * scale
+
+
+def _peak_memory(block: Any) -> float | None:
+    """Peak memory in MiB: a number of bytes, or the first "peak*" entry of the block."""
+    if not isinstance(block, Mapping):
+        return _mib(block, "bytes")
+    for key, value in block.items():
+        if str(key).startswith("peak") and _number(value) is not None:
+            suffix = str(key).rsplit("_", 1)[-1] if "_" in str(key) else ""
+            return _mib(value, suffix if suffix.lower() in _TO_MIB else str(block.get("unit", "bytes")))
+    return None
+
+
+def _weights(components: Mapping[str, Any]) -> tuple[str, bool]:
+    """("random-init", True), ("vision random-init, text pretrained", True), ("pretrained", False)..."""
+    found = {}
+    for kind, block in components.items():
+        weights = _dig(block, "weights")
+        if isinstance(weights, str):
+            found[kind] = "from file" if weights.startswith("file:") else weights
+    if not found:
+        return UNKNOWN, False
+    random_init = "random-init" in found.values()
+    if len(set(found.values())) == 1:
+        return next(iter(found.values())), random_init
+    return ", ".join(f"{kind} {weights}" for kind, weights in found.items()), random_init
+
+
+def hardware_class(environment: Mapping[str, Any]) -> str:
+    """The key that cost figures are compared within: device name + precision."""
+    name, precision = environment.get("device_name"), environment.get("precision")
+    if not name and not precision:
+        return UNKNOWN
+    return f"{name or 'unknown device'} ({precision or 'unknown precision'})"
+
+
+IDENTITY_COLUMNS = [
+    "suite", "task", "dataset", "hardware", "run id", "model", "vision", "text", "fusion", "weights", "random-init", "seed",
+    "status", "device", "device name", "precision", "torch", "git commit", "finished at", "source", "_record",
+]
+
+
+def _identity(record: Mapping[str, Any], source: str, index: int) -> dict[str, Any]:
+    components, config, env = record["components"], record["config"], record["environment"]
+
+    def name(kind: str) -> str | None:
+        return _text(_dig(components, kind, "name") or _dig(config, kind, "name"))
+
+    weights, random_init = _weights(components)
+    return {
+        "suite": record["suite"], "task": name("task") or UNKNOWN,
+        "dataset": name("dataset") or _text(_dig(record, "dataset", "name")) or UNKNOWN,
+        "hardware": hardware_class(env), "run id": record["run_id"], "model": record["label"],
+        "vision": name("vision"), "text": name("text"), "fusion": name("fusion"),
+        "weights": weights, "random-init": random_init, "seed": record["seed"], "status": record["status"],
+        "device": _text(env.get("device")), "device name": _text(env.get("device_name")),
+        "precision": _text(env.get("precision")), "torch": _text(env.get("torch")),
+        "git commit": _text(env.get("git_commit")), "finished at": record["finished_at"],
+        "source": source, "_record": index,
+    }
+
+
+def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
+    test = record["metrics"]["splits"]["test"]  # the schema guarantees test.main, its value and chance
+    main = test["main"]
+    units = test.get("units") if isinstance(test.get("units"), Mapping) else {}
+    ci = _dig(test, "ci95", main)
+    ci = ci if isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci) else [None, None]
+    higher = _dig(record, "metrics", "higher_is_better")
+    cost = record["cost"]
+    latency = _latency(cost.get("latency"))
+    throughput, batch = _throughput(cost.get("throughput"))
+    fp16 = cost.get("fp16_bytes")
+    row = {
+        "main metric": main, "main unit": _text(units.get(main)) or "", "higher is better": higher is not False,
+        "main test": float(test["values"][main]), "CI95 low": _number(ci[0]), "CI95 high": _number(ci[1]),
+        "chance": _number(test["chance"][main]), "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
+        "params (M)": _scaled(_number(_dig(cost, "params", "total", "total")), 1e-6),
+        "trainable params (M)": _scaled(_number(_dig(cost, "params", "total", "trainable")), 1e-6),
+        "GMACs": _giga(cost.get("macs"), "MAC"), "GFLOPs": _giga(cost.get("flops"), "FLOP"),
+        "latency p50 (ms)": latency["p50"], "latency p90 (ms)": latency["p90"], "latency p99 (ms)": latency["p99"],
+        "throughput (img/s)": throughput, "throughput batch": batch,
+        "peak memory (MiB)": _peak_memory(cost.get("memory")),
+        "fp16 size (MiB)": _mib(fp16, str(fp16.get("unit", "bytes")) if isinstance(fp16, Mapping) else "bytes"),
+    }
+    for metric, value in test["values"].items():
+        row[_with_unit(f"test {metric}", units.get(metric))] = float(value)
+    return row
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def _with_unit(name: str, unit: Any) -> str:
+    return f"{name} ({unit})" if unit else name
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One table: the runs of one task on one dataset, in one suite, on one hardware class."""
+
+    suite: str
+    task: str
+    dataset: str
+    hardware: str
+    rows: pd.DataFrame  # ranked: best main test metric first
+
+    @property
+    def title(self) -> str:
+        return f"{self.task} on {self.dataset}, {self.hardware}"
+
+    @property
+    def slug(self) -> str:
+        return slug("-".join((self.suite, self.task, self.dataset, self.hardware)), always_hash=True)
+
+
+@dataclass
+class Leaderboard:
+    results_dir: Path
+    runs: pd.DataFrame  # one row per (suite, run id): its latest successful record
+    failed: pd.DataFrame  # latest error record of each run with no later success
+    missing: pd.DataFrame  # declared by a suite file, no record at all: suite, run id, model, suite file
+    invalid: list[tuple[str, str]]  # (file, what is wrong), skipped
+    records: list[dict[str, Any]]  # every valid record; rows point in with "_record"
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
+
+    def partitions(self, suite: str | None = None) -> list[Partition]:
+        runs = self.runs if suite is None else self.runs[self.runs["suite"] == suite]
+        return [Partition(*key, rows=rows) for key, rows in runs.groupby(PARTITION, sort=True)]
+
+    def suites(self) -> list[str]:
+        return sorted(set(self.runs["suite"]) | set(self.failed["suite"]) | set(self.missing["suite"]))
+
+    def record(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return self.records[int(row["_record"])]
+
+
+def page_path(row: Mapping[str, Any]) -> str:
+    """Where a run's provenance page lives, relative to the site root."""
+    suffix = "" if row["status"] == "ok" else ".error"
+    return f"runs/{slug(row['suite'])}/{slug(row['run id'])}{suffix}.html"
+
+
+def slug(text: str, always_hash: bool = False) -> str:
+    """A file-name-safe form of ``text``; a hash suffix keeps distinct texts distinct."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:60] or "x"
+    if safe != text or always_hash:
+        safe += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return safe
+
+
+def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
+    """Read and validate every record under ``results_dir``; ``suites`` (a suite file or a
+    folder of them; default ./suites when it exists) declares the runs that should be there."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(
+            f"{results_dir}: no such results folder. `vlbench run SUITE` writes one record per run to "
+            f"leaderboard/results/<suite>/<run-id>.json; pass the folder that holds them (default {DEFAULT_RESULTS})."
+        )
+    records, invalid, rows = [], [], []
+    for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")):
+        source = path.relative_to(results_dir).as_posix()
+        try:
+            record = read_record(path)
+        except RecordError as exc:
+            invalid.append((source, str(exc).removeprefix(f"{path}: ")))
+            continue
+        row = _identity(record, source, len(records))
+        if record["status"] == "ok":
+            row |= _quality_and_cost(record)
+        records.append(record)
+        rows.append(row)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=IDENTITY_COLUMNS)
+    frame["_finished"] = pd.to_datetime(frame["finished at"], utc=True, errors="coerce", format="ISO8601")
+    frame = frame.sort_values(["_finished", "source"], na_position="first", kind="stable")
+    key = ["suite", "run id"]
+    runs = frame[frame["status"] == "ok"].drop_duplicates(key, keep="last")
+    errors = frame[frame["status"] == "error"].drop_duplicates(key, keep="last")
+    errors = errors.merge(runs[[*key, "_finished"]], on=key, how="left", suffixes=("", "_ok"))
+    failed = errors[errors["_finished_ok"].isna() | (errors["_finished_ok"] < errors["_finished"])].copy()
+    failed["note"] = failed["_finished_ok"].notna().map({True: "an older successful record is shown in the tables", False: ""})
+    failed = failed.drop(columns="_finished_ok").sort_values(key)
+    declared, notes = _declared_runs(suites, set(frame["suite"]))
+    missing = declared.merge(frame[key].drop_duplicates(), on=key, how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+    return Leaderboard(results_dir, _ranked(runs), failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records, notes)
+
+
+def _ranked(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rank within each partition on the main test metric; mark the Pareto-optimal runs."""
+    if runs.empty:
+        return runs.assign(**{"#": pd.Series(dtype=int), "Pareto-optimal on": pd.Series(dtype=str)})
+    runs = runs.copy()
+    runs["_score"] = runs["main test"].where(runs["higher is better"], -runs["main test"])
+    runs["#"] = runs.groupby(PARTITION)["_score"].rank(ascending=False, method="min").astype(int)
+    fronts = pd.Series([[] for _ in range(len(runs))], index=runs.index)
+    for _, part in runs.groupby(PARTITION):
+        for column, axis in COST_AXES:
+            measured = part[part[column].notna()]
+            for index, optimal in zip(measured.index, pareto_mask(measured[column].tolist(), measured["_score"].tolist())):
+                if optimal:
+                    fronts[index].append(axis)
+    runs["Pareto-optimal on"] = fronts.map(", ".join)
+    return runs.sort_values([*PARTITION, "#", "model"]).reset_index(drop=True)
+
+
+def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> list[bool]:
+    """True for the points no other point beats on both axes (lower cost, higher score);
+    exact duplicates of a front point are on the front too."""
+    order = sorted(range(len(cost)), key=lambda i: (cost[i], -score[i]))
+    mask, best, last = [False] * len(cost), -math.inf, None
+    for i in order:
+        if score[i] > best or (cost[i], score[i]) == last:
+            mask[i], best, last = True, score[i], (cost[i], score[i])
+    return mask
+
+
+def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Runs the suite files declare, for the suites that have records; and notes on the rest."""
+    declared = pd.DataFrame(columns=["suite", "run id", "model", "suite file"])
+    if suites is None and not DEFAULT_SUITES.is_dir():
+        return declared, [f"Missing runs were not checked: no suite files ({DEFAULT_SUITES}/ does not exist; pass --suites)."]
+    suites = suites or DEFAULT_SUITES
+    if not suites.exists():
+        raise UserError(f"{suites}: no such suite file or folder (--suites). Pass a suite .toml or a folder of them, e.g. suites/.")
+    files = [suites] if suites.is_file() else sorted(suites.glob("*.toml"))
+    notes, rows, host = [], [], None
+    for path in files:
+        try:
+            name = tomllib.loads(path.read_text(encoding="utf-8")).get("suite", {}).get("name")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError) as exc:
+            notes.append(f"{path}: unreadable suite file ({exc}); its missing runs are not listed.")
+            continue
+        if not isinstance(name, str):
+            notes.append(f"{path}: no [suite] name; its missing runs are not listed.")
+            continue
+        if name not in recorded:
+            notes.append(f"Suite {name!r} ({path}) has no records yet: every run it declares is missing.")
+            continue
+        try:
+            from vlbench.manager import PluginHost  # imports torch and every plugin: only when a suite needs expanding
+            from vlbench.suite import load_suite
+
+            host = host or PluginHost()
+            suite = load_suite(path, host)
+        except VlbenchError as exc:
+            notes.append(f"{path}: could not be expanded, so its missing runs are not listed: {exc}")
+            continue
+        rows += [{"suite": run.suite, "run id": run.run_id, "model": run.label, "suite file": str(path)} for run in suite.runs]
+    return (pd.DataFrame(rows, columns=declared.columns) if rows else declared), notes
+
+
+# ---------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # column of Leaderboard.runs; "CI95" reads "CI95 low" and "CI95 high"
+    header: str  # units explicit
+    digits: int | None = None  # decimals of a number; None: a text column
+
+    def cell(self, row: Mapping[str, Any]) -> tuple[str, float | None]:
+        """(the text shown, the number to sort on: None for text and for empty cells)."""
+        if self.key == "CI95":
+            low, high = row["CI95 low"], row["CI95 high"]
+            if _missing(low) or _missing(high):
+                return "—", None
+            return f"[{low:.{self.digits}f}, {high:.{self.digits}f}]", float(low)
+        value = row.get(self.key)
+        if _missing(value):
+            return "—", None
+        if self.digits is None:
+            return str(value), None
+        return f"{value:,.{self.digits}f}", float(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+COST_COLUMNS = [
+    Column("params (M)", "params (M)", 2), Column("trainable params (M)", "trainable params (M)", 2),
+    Column("GMACs", "GMACs", 2), Column("GFLOPs", "GFLOPs", 2),
+    Column("latency p50 (ms)", "latency p50 (ms)", 2), Column("latency p90 (ms)", "latency p90 (ms)", 2),
+    Column("latency p99 (ms)", "latency p99 (ms)", 2), Column("throughput (img/s)", "throughput (img/s)", 0),
+    Column("throughput batch", "throughput batch", 0), Column("peak memory (MiB)", "peak memory (MiB)", 1),
+    Column("fp16 size (MiB)", "fp16 size (MiB)", 1),
+]
+COMPACT_COST = {"params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)"}
+
+
+def table_columns(part: Partition, detailed: bool) -> list[Column]:
+    """The columns of one table; cost columns no run of the partition measured are left out."""
+    first = part.rows.iloc[0]
+    main, unit = first["main metric"], first["main unit"]
+    columns = [Column("#", "#", 0), Column("model", "model")]
+    if detailed:
+        columns += [Column("vision", "vision"), Column("text", "text"), Column("fusion", "fusion")]
+    columns += [
+        Column("weights", "weights"), Column("main test", _with_unit(f"{main} test", unit), 2),
+        Column("CI95", _with_unit("95% CI", unit), 2), Column("chance", _with_unit("chance", unit), 2),
+    ]
+    if detailed:
+        columns.append(Column("main val", _with_unit(f"{main} val", unit), 2))
+        main_key = _with_unit(f"test {main}", unit)
+        columns += [Column(c, c, 2) for c in part.rows.columns if c.startswith("test ") and c != main_key and part.rows[c].notna().any()]
+    columns += [c for c in COST_COLUMNS if (detailed or c.key in COMPACT_COST) and part.rows[c.key].notna().any()]
+    columns += [Column("Pareto-optimal on", "Pareto-optimal on"), Column("seed", "seed")]
+    if detailed:
+        columns += [Column("git commit", "git commit"), Column("finished at", "finished at (UTC)")]
+    return columns
+
+
+# ---------------------------------------------------------------- files
+
+
+def _md(value: Any) -> str:
+    """Text for a Markdown table cell: HTML-escaped (GitHub renders inline HTML) and with
+    Markdown punctuation escaped, so a name can neither inject markup nor break the table."""
+    escaped = html.escape(" ".join(str(value).split()), quote=False)
+    return re.sub(r"([\\`*_\[\]|~])", r"\\\1", escaped)
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> list[str]:
+    lines = ["| " + " | ".join(_md(h) for h in headers) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    return lines + ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+
+
+def write_markdown(board: Leaderboard, path: Path, plots: Mapping[str, str]) -> Path:
+    lines = ["# vlbench leaderboard", "", summary(board), "", RULES, "", "Every column is explained in docs/leaderboard.md.", ""]
+    for suite in board.suites():
+        lines += [f"## Suite {_md(suite)}", ""]
+        for part in board.partitions(suite):
+            columns = table_columns(part, detailed=False)
+            cells = [[c.cell(row)[0] for c in columns] for row in _rows(part.rows)]
+            lines += [f"### {_md(part.title)}", "", *_md_table([c.header for c in columns], cells, [c.digits is not None for c in columns]), ""]
+            if part.slug in plots:
+                lines += [f"![{_md(part.rows.iloc[0]['main metric'])} against cost: {_md(part.title)}]({plots[part.slug]})", ""]
+    for problems in problem_tables(board):
+        lines += [f"## {problems.title}", ""]
+        lines += _md_table(problems.headers, problems.rows, [False] * len(problems.headers)) if problems.rows else ["None."]
+        lines.append("")
+    lines += [f"- {_md(note)}" for note in board.notes]
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+RULES = (
+    "Rows are ranked on the task's main test metric (selected on val, never on test); CI is the "
+    "bootstrap 95% interval; chance is what a random scorer gets. Each table holds one task on one "
+    "dataset on one hardware class (device name + precision): cost figures are never compared across "
+    "hardware. Runs marked random-init were trained from random weights."
+)
+
+
+def summary(board: Leaderboard) -> str:
+    latest = board.runs["finished at"].max() if not board.runs.empty else None
+    counts = [
+        _plural(len(board.runs), "successful run") + " in " + _plural(board.runs["suite"].nunique(), "suite"),
+        f"{len(board.failed)} failed", f"{len(board.missing)} missing", _plural(len(board.invalid), "invalid record file") + " skipped",
+    ]
+    return ", ".join(counts) + (f"; newest record finished {latest}." if latest else ".")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+@dataclass(frozen=True)
+class ProblemTable:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    pages: list[str | None]  # each row's provenance page, where it has one
+
+
+def problem_tables(board: Leaderboard, suite: str | None = None) -> list[ProblemTable]:
+    """Failed runs, missing runs and (for the whole board) invalid files, as text."""
+    failed = _rows(board.failed if suite is None else board.failed[board.failed["suite"] == suite])
+    missing = _rows(board.missing if suite is None else board.missing[board.missing["suite"] == suite])
+    tables = [
+        ProblemTable(
+            "Failed runs", ["suite", "model", "run id", "error", "finished at (UTC)", "note"],
+            [[r["suite"], r["model"], r["run id"], error_line(board.record(r)), r["finished at"], r["note"]] for r in failed],
+            [page_path(r) for r in failed],
+        ),
+        ProblemTable(
+            "Missing runs", ["suite", "model", "run id", "declared in"],
+            [[r["suite"], r["model"], r["run id"], r["suite file"]] for r in missing], [None] * len(missing),
+        ),
+    ]
+    if suite is None:
+        tables.append(ProblemTable("Invalid record files (skipped)", ["file", "problem"], [list(i) for i in board.invalid], [None] * len(board.invalid)))
+    return tables
+
+
+def error_line(record: Mapping[str, Any], limit: int = 200) -> str:
+    error = record.get("error") or {}
+    line = f"{error.get('type', 'Error')}: {' '.join(str(error.get('message', '')).split())}"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dict("records")
+
+
+def write_tables(board: Leaderboard, out: Path) -> list[Path]:
+    """leaderboard.csv, and leaderboard.parquet when pandas has a parquet engine installed."""
+    public = board.runs[[c for c in board.runs.columns if not c.startswith("_")]]
+    written = [out / "leaderboard.csv"]
+    public.to_csv(written[0], index=False)
+    try:
+        public.to_parquet(out / "leaderboard.parquet", index=False)
+        written.append(out / "leaderboard.parquet")
+    except ImportError:
+        board.notes.append("leaderboard.parquet was not written: no parquet engine (pyarrow) is installed.")
+    return written
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    board: Leaderboard
+    out: Path
+    files: list[Path]
+
+
+def build(results_dir: Path, out: Path, suites: Path | None = None) -> BuildResult:
+    """Write LEADERBOARD.md, leaderboard.csv (+ parquet) and the static site into ``out``."""
+    board = load(results_dir, suites)
+    from vlbench import leaderboard_site  # matplotlib is slow to import; `show` needs none of it
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        plots = leaderboard_site.write_plots(board, out)
+        files = [out / p for p in plots.values()]
+        files += write_tables(board, out)
+        files.append(write_markdown(board, out / "LEADERBOARD.md", plots))
+        files += leaderboard_site.write_pages(board, out, plots)
+        _replace_manifest(out, files)
+    except OSError as exc:
+        raise UserError(f"cannot write the leaderboard to {out}: {exc}. Choose a writable output folder (--out).") from None
+    return BuildResult(board, out, files)
+
+
+def publish(results_dir: Path, out: Path, suites: Path | None = None) -> BuildResult:
+    """The site as a self-contained folder for any static host; ``out`` must be empty, new,
+    or a folder published before (its stale files are removed)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise UserError(
+            f"{out} exists and is not an empty folder or an earlier `vlbench leaderboard publish` output; refusing to "
+            "write into it. Pass a new or empty folder to --out."
+        )
+    result = build(results_dir, out, suites)
+    marker = out / ".nojekyll"  # GitHub Pages: serve the folder as it is
+    marker.touch()
+    _replace_manifest(out, [*result.files, marker])
+    return result
+
+
+def _replace_manifest(out: Path, files: Sequence[Path]) -> None:
+    """Delete what the previous build wrote and this one did not, then record this build's files."""
+    manifest = out / MANIFEST
+    now = {f.relative_to(out).as_posix() for f in files}
+    before = set(manifest.read_text(encoding="utf-8").split("\n")) - {""} if manifest.is_file() else set()
+    for name in sorted(before - now):
+        stale = out / name
+        if ".." not in Path(name).parts and not Path(name).is_absolute() and stale.is_file():
+            stale.unlink()
+            for parent in stale.parents:
+                if parent == out or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+    manifest.write_text("\n".join(sorted(now)) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- terminal
+
+
+def show(board: Leaderboard, console: Console) -> None:
+    # Text(...) everywhere: rich would read "[...]" in a plugin's name as markup.
+    console.print(Text(summary(board)))
+    for part in board.partitions():
+        columns = table_columns(part, detailed=False)
+        table = Table(title=Text(f"{part.suite}: {part.title}"), title_justify="left")
+        for column in columns:
+            table.add_column(Text(column.header), justify="left" if column.digits is None else "right", overflow="fold")
+        for row in _rows(part.rows):
+            table.add_row(*(Text(column.cell(row)[0]) for column in columns))
+        console.print(table)
+    for problems in problem_tables(board):
+        if problems.rows:
+            table = Table(title=Text(problems.title), title_justify="left")
+            for header in problems.headers:
+                table.add_column(Text(header), overflow="fold")
+            for row in problems.rows:
+                table.add_row(*(Text(str(cell)) for cell in row))
+            console.print(table)
+    for note in board.notes:
+        console.print(Text(f"note: {note}"))
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _report(result: BuildResult, console: Console) -> None:
+    board = result.board
+    for source, problem in board.invalid:
+        console.print(Text(f"skipped {board.results_dir / source}: {problem}", style="yellow"))
+    for note in board.notes:
+        console.print(Text(f"note: {note}"))
+    console.print(Text(summary(board)))
+    pages = sum(1 for f in result.files if f.suffix == ".html")
+    console.print(Text(f"wrote {len(result.files)} files to {result.out}/ ({pages} pages); open {result.out / 'index.html'}"))
+
+
+def cmd_build(args: argparse.Namespace, console: Console) -> int:
+    _report(build(args.results_dir, args.out, args.suites), console)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, console: Console) -> int:
+    _report(publish(args.results_dir, args.out, args.suites), console)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    show(load(args.results_dir, args.suites), console)
+    return 0
+
+
+def add_leaderboard_parser(subparsers: Any) -> None:
+    """Add ``vlbench leaderboard build|publish|show`` to the CLI's subparsers."""
+    parser = subparsers.add_parser("leaderboard", help="tables, plots and a static site from the result records")
+    sub = parser.add_subparsers(dest="leaderboard_command", required=True)
+
+    def command(name: str, purpose: str, func: Callable[[argparse.Namespace, Console], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=purpose)
+        p.add_argument("results_dir", nargs="?", type=Path, default=DEFAULT_RESULTS, help=f"folder of records; default: {DEFAULT_RESULTS}")
+        p.add_argument("--suites", type=Path, help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists")
+        p.set_defaults(func=func)
+        return p
+
+    command("build", "write LEADERBOARD.md, leaderboard.csv and the static site", cmd_build).add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder; default: {DEFAULT_OUT}"
+    )
+    command("publish", "write the static site as a self-contained folder for any static host", cmd_publish).add_argument(
+        "--out", type=Path, required=True, help="a new or empty folder (or an earlier publish output)"
+    )
+    command("show", "print the leaderboard tables in the terminal", cmd_show)

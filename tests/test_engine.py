@@ -1,0 +1,134 @@
+"""End to end: a tiny suite through the CLI, records, resume after interruption, error records."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlbench import hookimpl
+from vlbench.engine import run_suite
+from vlbench.manager import PluginHost
+from vlbench.results import read_record
+from vlbench.suite import load_suite
+from vlbench.types import EncoderOutput, VisionEncoder, VisionEncoderSpec, VisionInfo
+
+TINY = """
+[suite]
+name = "tiny"
+
+[train]
+epochs = 2
+batch_size = 16
+lr = 1e-3
+max_steps_per_epoch = 3
+eval_batch_size = 64
+
+[defaults.vision]
+image_size = [64, 32]
+
+[[tasks]]
+name = "person_search"
+options = { bootstrap = 50 }
+dataset_options = { identities = [12, 6, 6], views_per_identity = 2, image_size = [64, 32] }
+
+[[vision]]
+name = "mobilenetv3_small_100"
+[[vision]]
+name = "{second}"
+
+[[text]]
+name = "clip_text"
+options = { width = 64, layers = 1, heads = 2, context_length = 32 }
+
+[[fusions]]
+name = "contrastive"
+options = { embed_dim = 32 }
+"""
+
+
+def vlbench_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "VLBENCH_CACHE": str(cwd / "cache")}
+    return subprocess.Popen([sys.executable, "-m", "vlbench.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.replace("{second}", "convnext_atto"))
+    results = tmp_path / "leaderboard" / "results" / "tiny"
+
+    proc = vlbench_cli("run", str(suite), cwd=tmp_path)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(results.glob("*.json")) and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    (first,) = list(results.glob("*.json"))
+    first_written = first.stat().st_mtime_ns
+
+    proc = vlbench_cli("run", str(suite), cwd=tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert "1 ok, 0 failed, 1 skipped" in " ".join(out.split())
+    records = [read_record(p) for p in sorted(results.glob("*.json"))]
+    assert len(records) == 2 and first.stat().st_mtime_ns == first_written  # not redone
+
+    for record in records:
+        assert record["status"] == "ok"
+        test = record["metrics"]["splits"]["test"]
+        assert test["main"] == "t2i_R1" and 0 <= test["values"]["t2i_R1"] <= test["values"]["t2i_R5"] <= test["values"]["t2i_R10"]
+        assert test["chance"]["t2i_R1"] > 0 and len(test["ci95"]["t2i_R1"]) == 2
+        assert record["selection"]["split"] == "val" and record["dataset"]["report_split"] == "test"
+        assert record["components"]["vision"]["weights"] == "random-init"
+        assert record["components"]["vision"]["distribution"] == "vlbench"
+        params = record["cost"]["params"]
+        assert params["total"]["total"] == sum(c["total"] for c in params["components"].values())
+        assert math.isfinite(record["training"]["first_loss"]) and len(record["training"]["curve"]) == 2
+        assert record["environment"]["device"] == "cpu" and record["environment"]["device_name"]
+
+    dry = vlbench_cli("run", str(suite), "--dry-run", cwd=tmp_path)
+    out, _ = dry.communicate(timeout=120)
+    assert dry.returncode == 0 and out.count("done") == 2
+
+
+class Exploding:
+    """A vision plugin whose encoder outputs NaN: caught on the first batch, naming the plugin."""
+
+    @hookimpl
+    def vlbench_register_vision_encoders(self, register):
+        register(VisionEncoderSpec(name="nan_net", factory=lambda image_size, pretrained, weights: NanEncoder(image_size)))
+
+
+class NanEncoder(VisionEncoder):
+    def __init__(self, size):
+        super().__init__()
+        self.info = VisionInfo(token_dim=8, pooled_dim=8, input_size=tuple(size), mean=(0.5,) * 3, std=(0.5,) * 3)
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, images):
+        pooled = images.mean((2, 3)).repeat(1, 3)[:, :8] * self.scale * float("nan")
+        return EncoderOutput(pooled[:, None, :], pooled)
+
+
+def test_a_failing_run_becomes_an_error_record_and_the_suite_goes_on(tmp_path):
+    suite_path = tmp_path / "tiny.toml"
+    suite_path.write_text(TINY.replace("{second}", "nan_net").replace("epochs = 2", "epochs = 1"))
+    host = PluginHost([("exploding", Exploding())])
+    suite = load_suite(suite_path, host)
+    outcome = run_suite(suite.runs[::-1], host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
+    assert len(outcome.failed) == 1 and len(outcome.ok) == 1
+    failed = read_record(tmp_path / "results" / "tiny" / f"{outcome.failed[0]}.json")
+    assert failed["status"] == "error" and failed["error"]["type"] == "PluginError"
+    assert "nan_net" in failed["error"]["message"] and "exploding" in failed["error"]["message"]
+    assert json.dumps(failed)  # plain JSON
