@@ -8,7 +8,8 @@ Every figure states its unit and the hardware it was taken on (:func:`fingerprin
 * :func:`time_stage`, :func:`throughput`, :func:`latency`: timm's benchmark protocol
   (warm-up, device synchronised after every call, inference mode, declared precision and
   memory format) with the number of iterations adapted to a time budget;
-* :func:`peak_memory`, :func:`train_step_memory`: peak bytes for inference and a training step;
+* :func:`peak_memory`, :func:`inference_memory`, :func:`train_step_memory`: peak bytes of
+  an inference forward and of a training step;
 * :func:`fp16_size`: bytes of the state dict saved in half precision;
 * :class:`CostStage`, :func:`run_stages`: extra timed stages a task declares;
 * :func:`check_cost_invariants`: what must hold in every cost block.
@@ -23,6 +24,7 @@ import io
 import math
 import os
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,10 +53,10 @@ FLOP_CONVENTION = (
     "(fvcore and timm's published GMACs add batch-norm at 1 per element)."
 )
 TIMING_PROTOCOL = (
-    "timm benchmark protocol: synthetic inputs, torch.inference_mode, the run's autocast dtype and "
-    "memory format; warm-up of at least `warmup_iterations` calls and 20% of the budget; the device "
-    "is synchronised after every call and each call timed with time.perf_counter; iterations continue "
-    "until both `min_iterations` and the budget are reached; percentiles by linear interpolation"
+    "timm's benchmark protocol: synthetic inputs, torch.inference_mode, the run's autocast dtype and "
+    "memory format; warm-up of at least `warmup_iterations` calls and 20% of the budget; then each "
+    "call timed with time.perf_counter, the device synchronised after it, until at least the minimum "
+    "number of calls and the rest of the budget are spent (`iterations`); percentiles by linear interpolation"
 )
 _WARMUP_SHARE = 0.2
 
@@ -438,19 +440,42 @@ def run_stages(stages: Mapping[str, CostStage], precision: Precision, budget_s: 
 # ---------------------------------------------------------------- memory
 
 
-_MEMORY_CATEGORIES = {
-    "Parameter": "parameters", "Buffer": "buffers", "Gradient": "gradients", "Activation": "activations",
-    "Temp": "temporary", "Optstate": "optimizer_state", "Other": "other",
-}
+def _held_bytes(track: Sequence[object]) -> int:
+    """Bytes of the distinct storages that modules (parameters, gradients, buffers) and
+    optimizers (state) hold."""
+    tensors: list[torch.Tensor] = []
+    for owner in track:
+        if isinstance(owner, nn.Module):
+            tensors += [t for p in owner.parameters() for t in (p, p.grad) if t is not None]
+            tensors += list(owner.buffers())
+        elif isinstance(owner, torch.optim.Optimizer):
+            tensors += [t for state in owner.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Kineto logs every profiler start and stop to the process's stderr, whatever the log
+    level; silence those two calls only."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[object] = ()) -> dict[str, Any]:
-    """Peak bytes while ``fn`` runs once.
+    """Peak bytes while ``fn`` runs once: ``peak_bytes = baseline_bytes + peak_above_baseline_bytes``.
 
-    CUDA: the caching allocator's ``max_memory_allocated`` after ``reset_peak_memory_stats``.
-    Elsewhere: torch's MemTracker (a dispatch mode that follows every tensor storage), with
-    the modules and optimizers in ``track`` counted from the start; it sees tensors, not
-    workspace an op allocates and frees inside itself.
+    CUDA: the caching allocator's ``max_memory_allocated`` after ``reset_peak_memory_stats``;
+    the baseline is everything allocated before. Elsewhere: torch.profiler's allocator events
+    (``profile_memory``), whose running sum inside ``fn`` gives the peak above the start; the
+    baseline is what the modules and optimizers in ``track`` hold.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -458,21 +483,59 @@ def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[
         baseline = torch.cuda.memory_allocated(device)
         fn()
         torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
         return {"measured": True, "unit": "bytes", "method": "torch.cuda.max_memory_allocated",
-                "peak_bytes": torch.cuda.max_memory_allocated(device), "baseline_bytes": baseline}
+                "peak_bytes": peak, "baseline_bytes": baseline, "peak_above_baseline_bytes": peak - baseline}
+    baseline = _held_bytes(track)
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        profiler.__enter__()
     try:
-        from torch.distributed._tools.mem_tracker import MemTracker
-    except ImportError as exc:
-        return {"measured": False, "reason": f"torch's MemTracker is unavailable ({exc}); CPU process memory is not attributable to torch"}
-    tracker = MemTracker()
-    if track:
-        tracker.track_external(*track)
-    with tracker:
         fn()
-    snapshot = tracker.get_tracker_snapshot("peak").get(device, {})
-    breakdown = {_MEMORY_CATEGORIES.get(getattr(k, "value", str(k)), str(k)): v for k, v in snapshot.items() if k != "Total"}
-    return {"measured": True, "unit": "bytes", "method": "torch.distributed._tools.mem_tracker.MemTracker (tensor storages)",
-            "peak_bytes": int(snapshot.get("Total", 0)), "breakdown": breakdown}
+    finally:
+        with _quiet_stderr():
+            profiler.__exit__(None, None, None)
+    events = sorted(
+        (e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU),
+        key=lambda e: e.start_ns(),
+    )
+    if not events:
+        return {"measured": False, "reason": "the profiler recorded no allocations"}
+    live = np.cumsum([e.nbytes() for e in events])
+    above = max(0, int(live.max()))
+    return {"measured": True, "unit": "bytes", "method": "torch.profiler allocator events (profile_memory)",
+            "peak_bytes": baseline + above, "baseline_bytes": baseline, "peak_above_baseline_bytes": above,
+            "baseline_of": "parameters, gradients, buffers and optimizer state held before"}
+
+
+def inference_memory(
+    model: VLModel,
+    precision: Precision,
+    batch: int = 32,
+    *,
+    objective: str | None = None,
+    image_size: Sequence[int] | None = None,
+    text_length: int | None = None,
+) -> dict[str, Any]:
+    """Peak bytes of the objective's inference forward on ``batch`` synthetic images and full
+    captions, halved on out-of-memory."""
+    objective = _objective(model, objective)
+    size, length = _defaults(model, image_size, text_length)
+    device = precision.device
+
+    def attempt(n: int) -> dict[str, Any]:
+        def forward() -> None:
+            images = _images(n, size, device, precision.channels_last)
+            text = _text(model, n, length, device) if length is not None else None
+            with _inference(precision):
+                _forward(model, objective, images, text)
+
+        return peak_memory(forward, device, (model,))
+
+    used, result, failed = _with_backoff(batch, device, attempt)
+    if result is None:
+        return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
+    return {**result, "requested_batch": batch, "batch": used, "oom_batches": failed, "of": f"{objective} forward, synthetic input"}
 
 
 def _synthetic_loss(model: VLModel, objective: str, images: torch.Tensor, text: TokenizedText | None) -> torch.Tensor:
@@ -492,9 +555,9 @@ def train_step_memory(
     image_size: Sequence[int] | None = None,
     text_length: int | None = None,
 ) -> dict[str, Any]:
-    """Peak bytes of one AdamW training step in the order of the training loop (forward,
-    zero_grad, backward, step), after an unmeasured first step has allocated gradients and
-    optimizer state; with the run's frozen towers and autocast.
+    """Peak bytes of two AdamW training steps in the order of the training loop (forward,
+    zero_grad, backward, step): the second forward runs while the first step's gradients and
+    the optimizer state are held. With the run's frozen towers and autocast.
 
     With ``loss_fn`` and ``train_batch`` (the task's loss on a real batch) that is what runs;
     otherwise a synthetic loss of the objective on ``batch`` random images and full captions,
@@ -516,20 +579,21 @@ def train_step_memory(
     def attempt(n: int) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(trainable, lr=0.0)
 
-        def step() -> None:
-            with precision.autocast():
-                if train_batch is not None:
-                    loss = loss_fn(model, train_batch)
-                else:
-                    text = _text(model, n, length, device) if length is not None else None
-                    loss = _synthetic_loss(model, objective, _images(n, size, device, precision.channels_last), text)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        def steps() -> None:
+            # Both steps inside the measurement: the CPU profiler only sees frees of what it saw allocated.
+            for _ in range(2):
+                with precision.autocast():
+                    if train_batch is not None:
+                        loss = loss_fn(model, train_batch)
+                    else:
+                        text = _text(model, n, length, device) if length is not None else None
+                        loss = _synthetic_loss(model, objective, _images(n, size, device, precision.channels_last), text)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
 
         try:
-            step()
-            return peak_memory(step, device, (model, optimizer))
+            return peak_memory(steps, device, (model,))
         finally:
             del optimizer  # an out-of-memory traceback keeps this frame, and would keep the state
 
@@ -551,7 +615,7 @@ def train_step_memory(
         return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
     return {**result, "requested_batch": requested, "batch": used, "oom_batches": failed,
             "loss": "task loss on a training batch" if train_batch is not None else f"synthetic {objective} loss",
-            "optimizer": "AdamW, state allocated by an unmeasured first step"}
+            "steps": 2, "optimizer": "AdamW"}
 
 
 # ---------------------------------------------------------------- size on disk
@@ -574,7 +638,7 @@ def fp16_size(model: nn.Module) -> dict[str, Any]:
     params = sum(p.numel() for p in model.parameters())
     return {"bytes": size, "mb": size / MB, "unit_mb": "MB = 10^6 bytes",
             "format": "torch.save of the state dict, floating tensors as float16",
-            "params": params, "bytes_over_2x_params": size / (2 * params) if params else math.nan}
+            "params": params, "bytes_over_2x_params": size / (2 * params) if params else None}
 
 
 # ---------------------------------------------------------------- environment
@@ -659,19 +723,9 @@ def measure(
         "throughput": {"unit": "images/s", "of": "vision encoder, synthetic images", "protocol": TIMING_PROTOCOL,
                        "batches": throughput(model.vision, precision, size, batch_sizes, budget_s, **timing)},
     }
-    fitted = [entry["batch"] for entry in cost["throughput"]["batches"] if entry["batch"]]
-    inference_batch = max(fitted, default=1)
-
-    def inference() -> None:
-        images = _images(inference_batch, size, device, precision.channels_last)
-        text = _text(model, inference_batch, length, device) if length is not None else None
-        with _inference(precision):
-            _forward(model, objective, images, text)
-
-    inference_memory = peak_memory(inference, device, (model,))
     cost["memory"] = {
         "unit": "bytes",
-        "inference": {**inference_memory, "batch": inference_batch, "of": f"{objective} forward, synthetic input"},
+        "inference": inference_memory(model, precision, max(batch_sizes), objective=objective, image_size=size, text_length=length),
         "train_step": train_step_memory(model, precision, max(batch_sizes), loss_fn=loss_fn, train_batch=train_batch,
                                         objective=objective, image_size=size, text_length=length),
     }

@@ -63,9 +63,7 @@ def _dig(data: Any, *keys: str) -> Any:
 
 
 def _number(value: Any) -> float | None:
-    """A finite number; blocks such as {"total": {"total": n}} are read through their total."""
-    while isinstance(value, Mapping):
-        value = value.get("total")
+    """A finite number, or None for anything else (absent, null, text, NaN)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
@@ -76,63 +74,30 @@ def _text(value: Any) -> str | None:
 
 
 _PREFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_TO_MS = {"s": 1e3, "ms": 1.0, "us": 1e-3, "µs": 1e-3, "ns": 1e-6}
-_TO_MIB = {"b": 2**-20, "bytes": 2**-20, "kib": 2**-10, "mib": 1.0, "gib": 2**10, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20}
 
 
-def _giga(block: Any, base: str) -> float | None:
-    """A MAC or FLOP count in giga-units, read with the block's own unit. A FLOP figure filed
-    as MACs (or the reverse) is dropped: FLOPs are not MACs, the mistake the studies made."""
-    value = _number(block)
-    unit = block.get("unit", f"{base}s") if isinstance(block, Mapping) else f"{base}s"
-    match = re.fullmatch(rf"([KMGT]?){base}S?", str(unit).upper())
-    return None if value is None or match is None else value * _PREFIX[match.group(1)] / 1e9
+def _giga(value: Any, unit: Any, base: str) -> float | None:
+    """A FLOP or MAC count in giga-units, read with its stated unit. Anything but ``base`` with
+    an SI prefix is refused: FLOPs are never relabelled MACs (the mistake the studies made)."""
+    number = _number(value)
+    match = re.fullmatch(rf"([KMGT]?){base}s?", str(unit))
+    return None if number is None or match is None else number * _PREFIX[match.group(1)] / 1e9
 
 
-def _latency(block: Any) -> dict[str, float | None]:
-    """p50/p90/p99 in ms at batch 1: the block's own percentiles, else the first nested block's."""
-    found = {q: None for q in ("p50", "p90", "p99")}
-    candidates = [block, *block.values()] if isinstance(block, Mapping) else []
-    for stats in candidates:
-        if isinstance(stats, Mapping) and ("p50" in stats or "p50_ms" in stats):
-            scale = _TO_MS.get(str(stats.get("unit", block.get("unit", "ms"))))
-            for q in found:
-                if f"{q}_ms" in stats:
-                    found[q] = _number(stats[f"{q}_ms"])
-                elif scale is not None and _number(stats.get(q)) is not None:
-                    found[q] = _number(stats[q]) * scale
-            break
-    return found
+def _mb(value: Any) -> float | None:
+    """Bytes -> MB, the record's MB (10^6 bytes, as efficiency.py states it)."""
+    number = _number(value)
+    return None if number is None else number / 1e6
 
 
 def _throughput(block: Any) -> tuple[float | None, int | None]:
-    """The best images/s over the batch sizes measured ({batch size: img/s}), and that batch."""
-    candidates = [block, *block.values()] if isinstance(block, Mapping) else []
-    for table in candidates:
-        if not isinstance(table, Mapping):
-            continue
-        by_batch = {int(k): _number(v) for k, v in table.items() if str(k).isdigit()}
-        by_batch = {b: v for b, v in by_batch.items() if v is not None}
-        if by_batch:
-            best = max(by_batch, key=by_batch.__getitem__)
-            return by_batch[best], best
-    return None, None
-
-
-def _mib(value: Any, unit: str) -> float | None:
-    number, scale = _number(value), _TO_MIB.get(unit.lower())
-    return None if number is None or scale is None else number * scale
-
-
-def _peak_memory(block: Any) -> float | None:
-    """Peak memory in MiB: a number of bytes, or the first "peak*" entry of the block."""
-    if not isinstance(block, Mapping):
-        return _mib(block, "bytes")
-    for key, value in block.items():
-        if str(key).startswith("peak") and _number(value) is not None:
-            suffix = str(key).rsplit("_", 1)[-1] if "_" in str(key) else ""
-            return _mib(value, suffix if suffix.lower() in _TO_MIB else str(block.get("unit", "bytes")))
-    return None
+    """The best images/s over the batch sizes that ran, and that batch."""
+    batches = _dig(block, "batches")
+    ran = [
+        (speed, entry["batch"]) for entry in (batches if isinstance(batches, list) else [])
+        if isinstance(entry, Mapping) and isinstance(entry.get("batch"), int) and (speed := _number(entry.get("images_per_s"))) is not None
+    ]
+    return max(ran, default=(None, None))
 
 
 def _weights(components: Mapping[str, Any]) -> tuple[str, bool]:
@@ -185,27 +150,39 @@ def _identity(record: Mapping[str, Any], source: str, index: int) -> dict[str, A
 
 
 def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Quality and cost columns of a successful record. Every cost field is optional (cost
+    blocks grow as efficiency.py measures more); what a record lacks stays empty."""
     test = record["metrics"]["splits"]["test"]  # the schema guarantees test.main, its value and chance
     main = test["main"]
     units = test.get("units") if isinstance(test.get("units"), Mapping) else {}
     ci = _dig(test, "ci95", main)
     ci = ci if isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci) else [None, None]
-    higher = _dig(record, "metrics", "higher_is_better")
     cost = record["cost"]
-    latency = _latency(cost.get("latency"))
+    flops, latency = cost.get("flops"), _dig(cost, "latency", "model")  # "model": the whole forward at batch 1
+    unit_macs, unit_flops = _dig(flops, "unit_macs"), _dig(flops, "unit_flops")
     throughput, batch = _throughput(cost.get("throughput"))
-    fp16 = cost.get("fp16_bytes")
+    problems = cost.get("problems")
     row = {
-        "main metric": main, "main unit": _text(units.get(main)) or "", "higher is better": higher is not False,
+        "main metric": main, "main unit": _text(units.get(main)) or "",
+        "higher is better": _dig(record, "metrics", "higher_is_better") is not False,
         "main test": float(test["values"][main]), "CI95 low": _number(ci[0]), "CI95 high": _number(ci[1]),
         "chance": _number(test["chance"][main]), "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
         "params (M)": _scaled(_number(_dig(cost, "params", "total", "total")), 1e-6),
         "trainable params (M)": _scaled(_number(_dig(cost, "params", "total", "trainable")), 1e-6),
-        "GMACs": _giga(cost.get("macs"), "MAC"), "GFLOPs": _giga(cost.get("flops"), "FLOP"),
-        "latency p50 (ms)": latency["p50"], "latency p90 (ms)": latency["p90"], "latency p99 (ms)": latency["p99"],
+        "vision params (M)": _scaled(_number(_dig(cost, "params", "components", "vision", "total")), 1e-6),
+        "text params (M)": _scaled(_number(_dig(cost, "params", "components", "text", "total")), 1e-6),
+        "GMACs": _giga(_dig(flops, "total", "macs"), unit_macs, "MAC"),
+        "vision GMACs": _giga(_dig(flops, "components", "vision", "macs"), unit_macs, "MAC"),
+        "text GMACs": _giga(_dig(flops, "components", "text", "macs"), unit_macs, "MAC"),
+        "GFLOPs": _giga(_dig(flops, "total", "flops"), unit_flops, "FLOP"),
+        "latency p50 (ms)": _number(_dig(latency, "p50_ms")), "latency p90 (ms)": _number(_dig(latency, "p90_ms")),
+        "latency p99 (ms)": _number(_dig(latency, "p99_ms")),
+        "vision latency p50 (ms)": _number(_dig(cost, "latency", "vision", "p50_ms")),
         "throughput (img/s)": throughput, "throughput batch": batch,
-        "peak memory (MiB)": _peak_memory(cost.get("memory")),
-        "fp16 size (MiB)": _mib(fp16, str(fp16.get("unit", "bytes")) if isinstance(fp16, Mapping) else "bytes"),
+        "inference memory (MB)": _mb(_dig(cost, "memory", "inference", "peak_bytes")),
+        "train-step memory (MB)": _mb(_dig(cost, "memory", "train_step", "peak_bytes")),
+        "fp16 size (MB)": _mb(_dig(cost, "fp16_size", "bytes")),
+        "cost problems": "; ".join(map(str, problems)) if isinstance(problems, list) else "",
     }
     for metric, value in test["values"].items():
         row[_with_unit(f"test {metric}", units.get(metric))] = float(value)
@@ -320,13 +297,14 @@ def _ranked(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return runs.assign(**{"#": pd.Series(dtype=int), "Pareto-optimal on": pd.Series(dtype=str)})
     runs = runs.copy()
+    runs["throughput batch"] = runs["throughput batch"].astype("Int64")  # a batch size, not a float
     runs["_score"] = runs["main test"].where(runs["higher is better"], -runs["main test"])
     runs["#"] = runs.groupby(PARTITION)["_score"].rank(ascending=False, method="min").astype(int)
     fronts = pd.Series([[] for _ in range(len(runs))], index=runs.index)
     for _, part in runs.groupby(PARTITION):
         for column, axis in COST_AXES:
             measured = part[part[column].notna()]
-            for index, optimal in zip(measured.index, pareto_mask(measured[column].tolist(), measured["_score"].tolist())):
+            for index, optimal in zip(measured.index, pareto_mask(measured[column].tolist(), measured["_score"].tolist()), strict=True):
                 if optimal:
                     fronts[index].append(axis)
     runs["Pareto-optimal on"] = fronts.map(", ".join)
@@ -404,16 +382,20 @@ class Column:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    if isinstance(value, str):
+        return value == ""
+    return value is None or bool(pd.isna(value))
 
 
+# The record's cost fields as columns: (column = header, decimals; None for text).
 COST_COLUMNS = [
-    Column("params (M)", "params (M)", 2), Column("trainable params (M)", "trainable params (M)", 2),
-    Column("GMACs", "GMACs", 2), Column("GFLOPs", "GFLOPs", 2),
-    Column("latency p50 (ms)", "latency p50 (ms)", 2), Column("latency p90 (ms)", "latency p90 (ms)", 2),
-    Column("latency p99 (ms)", "latency p99 (ms)", 2), Column("throughput (img/s)", "throughput (img/s)", 0),
-    Column("throughput batch", "throughput batch", 0), Column("peak memory (MiB)", "peak memory (MiB)", 1),
-    Column("fp16 size (MiB)", "fp16 size (MiB)", 1),
+    Column(key, key, digits) for key, digits in (
+        ("params (M)", 2), ("trainable params (M)", 2), ("vision params (M)", 2), ("text params (M)", 2),
+        ("GMACs", 2), ("vision GMACs", 2), ("text GMACs", 2), ("GFLOPs", 2),
+        ("latency p50 (ms)", 2), ("latency p90 (ms)", 2), ("latency p99 (ms)", 2), ("vision latency p50 (ms)", 2),
+        ("throughput (img/s)", 0), ("throughput batch", 0),
+        ("inference memory (MB)", 1), ("train-step memory (MB)", 1), ("fp16 size (MB)", 1), ("cost problems", None),
+    )
 ]
 COMPACT_COST = {"params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)"}
 
@@ -433,7 +415,7 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
         columns.append(Column("main val", _with_unit(f"{main} val", unit), 2))
         main_key = _with_unit(f"test {main}", unit)
         columns += [Column(c, c, 2) for c in part.rows.columns if c.startswith("test ") and c != main_key and part.rows[c].notna().any()]
-    columns += [c for c in COST_COLUMNS if (detailed or c.key in COMPACT_COST) and part.rows[c.key].notna().any()]
+    columns += [c for c in COST_COLUMNS if (detailed or c.key in COMPACT_COST) and not part.rows[c.key].map(_missing).all()]
     columns += [Column("Pareto-optimal on", "Pareto-optimal on"), Column("seed", "seed")]
     if detailed:
         columns += [Column("git commit", "git commit"), Column("finished at", "finished at (UTC)")]
@@ -462,7 +444,8 @@ def write_markdown(board: Leaderboard, path: Path, plots: Mapping[str, str]) -> 
         for part in board.partitions(suite):
             columns = table_columns(part, detailed=False)
             cells = [[c.cell(row)[0] for c in columns] for row in _rows(part.rows)]
-            lines += [f"### {_md(part.title)}", "", *_md_table([c.header for c in columns], cells, [c.digits is not None for c in columns]), ""]
+            numeric = [c.digits is not None for c in columns]
+            lines += [f"### {_md(part.title)}", "", *_md_table([c.header for c in columns], cells, numeric), ""]
             if part.slug in plots:
                 lines += [f"![{_md(part.rows.iloc[0]['main metric'])} against cost: {_md(part.title)}]({plots[part.slug]})", ""]
     for problems in problem_tables(board):
@@ -485,13 +468,13 @@ RULES = (
 def summary(board: Leaderboard) -> str:
     latest = board.runs["finished at"].max() if not board.runs.empty else None
     counts = [
-        _plural(len(board.runs), "successful run") + " in " + _plural(board.runs["suite"].nunique(), "suite"),
-        f"{len(board.failed)} failed", f"{len(board.missing)} missing", _plural(len(board.invalid), "invalid record file") + " skipped",
+        plural(len(board.runs), "successful run") + " in " + plural(board.runs["suite"].nunique(), "suite"),
+        f"{len(board.failed)} failed", f"{len(board.missing)} missing", plural(len(board.invalid), "invalid record file") + " skipped",
     ]
     return ", ".join(counts) + (f"; newest record finished {latest}." if latest else ".")
 
 
-def _plural(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -519,7 +502,8 @@ def problem_tables(board: Leaderboard, suite: str | None = None) -> list[Problem
         ),
     ]
     if suite is None:
-        tables.append(ProblemTable("Invalid record files (skipped)", ["file", "problem"], [list(i) for i in board.invalid], [None] * len(board.invalid)))
+        invalid = [list(item) for item in board.invalid]
+        tables.append(ProblemTable("Invalid record files (skipped)", ["file", "problem"], invalid, [None] * len(invalid)))
     return tables
 
 
@@ -535,14 +519,15 @@ def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def write_tables(board: Leaderboard, out: Path) -> list[Path]:
     """leaderboard.csv, and leaderboard.parquet when pandas has a parquet engine installed."""
-    public = board.runs[[c for c in board.runs.columns if not c.startswith("_")]]
+    columns = [*PARTITION, "#", *(c for c in board.runs.columns if c not in PARTITION and c != "#" and not c.startswith("_"))]
+    public = board.runs[columns]
     written = [out / "leaderboard.csv"]
     public.to_csv(written[0], index=False)
     try:
         public.to_parquet(out / "leaderboard.parquet", index=False)
         written.append(out / "leaderboard.parquet")
     except ImportError:
-        board.notes.append("leaderboard.parquet was not written: no parquet engine (pyarrow) is installed.")
+        pass  # pyarrow is optional; _report says the parquet file was skipped
     return written
 
 
@@ -642,6 +627,8 @@ def _report(result: BuildResult, console: Console) -> None:
     console.print(Text(summary(board)))
     pages = sum(1 for f in result.files if f.suffix == ".html")
     console.print(Text(f"wrote {len(result.files)} files to {result.out}/ ({pages} pages); open {result.out / 'index.html'}"))
+    if result.out / "leaderboard.parquet" not in result.files:
+        console.print(Text("leaderboard.parquet skipped: no parquet engine installed (pip install pyarrow to get one)."))
 
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
@@ -667,7 +654,8 @@ def add_leaderboard_parser(subparsers: Any) -> None:
     def command(name: str, purpose: str, func: Callable[[argparse.Namespace, Console], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=purpose)
         p.add_argument("results_dir", nargs="?", type=Path, default=DEFAULT_RESULTS, help=f"folder of records; default: {DEFAULT_RESULTS}")
-        p.add_argument("--suites", type=Path, help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists")
+        p.add_argument("--suites", type=Path,
+                       help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists")
         p.set_defaults(func=func)
         return p
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
 
 from vlbench.leaderboard import (
     COST_AXES,
@@ -27,6 +29,7 @@ from vlbench.leaderboard import (
     ProblemTable,
     page_path,
     pareto_mask,
+    plural,
     problem_tables,
     slug,
     summary,
@@ -124,7 +127,7 @@ h3 { font-size: 1.05rem; margin: 1.5rem 0 .4rem; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; margin: .25rem 0 1rem; }
 th, td { border: 1px solid var(--line); padding: .25rem .5rem; vertical-align: top; }
-thead th { background: var(--head); position: sticky; top: 0; white-space: nowrap; }
+thead th { background: var(--head); position: sticky; top: 0; min-width: 3rem; }
 tbody tr:nth-child(even) { background: var(--row); }
 td[data-sort] { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th button { all: unset; cursor: pointer; font-weight: 600; }
@@ -174,11 +177,16 @@ def _plot(part: Partition, path: Path) -> bool:
     width = 4.2 * len(axes_shown)
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "vlbench", "font.size": 8}):
         fig = Figure(figsize=(width, 3.6))
-        fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.13, top=0.88, wspace=0.22)
-        for ax, (column, axis) in zip(fig.subplots(1, len(axes_shown), squeeze=False)[0], axes_shown):
+        fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.13, top=0.84, wspace=0.22)
+        for ax, (column, _) in zip(fig.subplots(1, len(axes_shown), squeeze=False)[0], axes_shown, strict=True):
             _panel(ax, part.rows[part.rows[column].notna()], column)
         fig.axes[0].set_ylabel(f"{first['main metric']} test{unit}", parse_math=False)
-        fig.axes[0].legend(loc="best", fontsize=7)
+        legend: dict[str, Any] = {}  # one legend for all panels, above them: it never hides a point
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+        fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.935), ncol=len(legend),
+                   frameon=False, fontsize=7)
         fig.suptitle(part.title, parse_math=False, fontsize=9)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="svg", metadata={"Date": None})
@@ -190,23 +198,40 @@ def _panel(ax: Any, rows: Any, column: str) -> None:
     low, high = rows["CI95 low"].fillna(y), rows["CI95 high"].fillna(y)
     error = [(y - low).clip(lower=0), (high - y).clip(lower=0)]
     random_init = rows["random-init"].astype(bool)
-    for mask, label, face in ((~random_init, "trained from weights", "C0"), (random_init, "random-init", "none")):
+    for mask, label, face in ((~random_init, "pretrained or loaded weights", "C0"), (random_init, "random-init", "none")):
         if mask.any():
             ax.errorbar(x[mask], y[mask], yerr=[e[mask] for e in error], fmt="o", ms=5, color="C0", mfc=face,
                         ecolor="0.6", elinewidth=0.8, capsize=2, label=label)
     front = rows[pareto_mask(x.tolist(), rows["_score"].tolist())].sort_values(column)
     ax.plot(front[column], front["main test"], drawstyle="steps-post" if rows["higher is better"].all() else "default",
             color="C3", lw=1.2, marker="o", ms=9, mfc="none", mec="C3", label="Pareto front")
-    for _, run in front.iterrows():
-        ax.annotate(str(run["vision"] or run["model"]), (run[column], run["main test"]), xytext=(4, 4),
-                    textcoords="offset points", fontsize=6.5, parse_math=False)
     for i, chance in enumerate(sorted(set(rows["chance"].dropna()))):
         ax.axhline(chance, ls="--", lw=0.9, color="0.45", label=None if i else "chance level")
     positive = x[x > 0]
-    if len(positive) == len(x) and positive.max() > 20 * positive.min():
+    log = len(positive) == len(x) and positive.max() > 20 * positive.min()
+    if log:
+        # Ticks at 1-2-5 with plain labels: readable, and no TeX layout of 10^n (most of a plot's time)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_locator(NullLocator())
+    _name_front(ax, front, column, np.log10(x) if log else x, y)
     ax.set_xlabel(column + (", batch 1" if column.startswith("latency") else ""))
     ax.grid(alpha=0.3, lw=0.5)
+
+
+def _name_front(ax: Any, front: Any, column: str, x: Any, y: Any) -> None:
+    """Name the Pareto-front runs, leaving out a name that would overprint one already placed."""
+    span = lambda v: (v.max() - v.min()) or 1.0  # noqa: E731
+    placed: list[tuple[float, float]] = []
+    for i, (index, run) in enumerate(front.iterrows()):
+        at = ((x[index] - x.min()) / span(x), (y[index] - y.min()) / span(y))
+        if any(abs(at[0] - px) < 0.12 and abs(at[1] - py) < 0.06 for px, py in placed):
+            continue
+        placed.append(at)
+        last = i == len(front) - 1 and i > 0  # the costliest front run sits at the right edge: name it leftwards
+        ax.annotate(str(run["vision"] or run["model"]), (run[column], run["main test"]), xytext=(-4 if last else 4, 4),
+                    textcoords="offset points", ha="right" if last else "left", fontsize=6.5, parse_math=False)
 
 
 # ---------------------------------------------------------------- pages
@@ -242,11 +267,13 @@ def _page(title: str, root: str, body: str) -> str:
 <script src="{root}assets/leaderboard.js" defer></script>
 </head>
 <body>
-<header><nav><a href="{root}index.html">vlbench leaderboard</a><a href="{root}leaderboard.csv">leaderboard.csv</a><a href="{root}LEADERBOARD.md">LEADERBOARD.md</a></nav></header>
+<header><nav><a href="{root}index.html">vlbench leaderboard</a><a href="{root}leaderboard.csv">leaderboard.csv</a>
+<a href="{root}LEADERBOARD.md">LEADERBOARD.md</a></nav></header>
 <main>
 {body}
 </main>
-<footer>Cost figures are only compared within one hardware class (device name + precision). Built by <code>vlbench leaderboard</code>.</footer>
+<footer>Cost figures are only compared within one hardware class (device name + precision).
+Built by <code>vlbench leaderboard</code>.</footer>
 </body>
 </html>
 """
@@ -288,7 +315,8 @@ def _partitions(board: Leaderboard, suite: str, root: str, detailed: bool, plots
     parts = []
     for part in board.partitions(suite):
         parts += [f"<h3>{escape(part.task)} on {escape(part.dataset)}</h3>",
-                  f'<p class="muted">Hardware: {escape(part.hardware)} · {len(part.rows)} runs</p>', _runs_table(part, root, detailed)]
+                  f'<p class="muted">Hardware: {escape(part.hardware)} · {plural(len(part.rows), "run")}</p>',
+                  _runs_table(part, root, detailed)]
         if part.slug in plots:
             alt = f"{part.rows.iloc[0]['main metric']} test against params, GMACs and latency, Pareto front marked: {part.title}"
             parts.append(f'<figure><img src="{escape(root + plots[part.slug])}" alt="{escape(alt)}">'
@@ -311,7 +339,8 @@ def _runs_table(part: Partition, root: str, detailed: bool) -> str:
         for column in columns:
             text, sort = column.cell(row)
             if column.key == "model":
-                content = f'<a href="{escape(root + page_path(row))}">{escape(text)}</a>'
+                # <wbr> after each "+" (inserted after escaping) lets a long label wrap between its components
+                content = f'<a href="{escape(root + page_path(row))}">{escape(text).replace("+", "+<wbr>")}</a>'
             elif column.key == "weights" and row["random-init"]:
                 content = f'<span class="badge">{escape(text)}</span>'
             elif column.key == "Pareto-optimal on" and text != "—":
@@ -331,7 +360,7 @@ def _problems(table: ProblemTable, root: str) -> str:
         return f"<h2>{escape(table.title)}</h2>\n<p>None.</p>"
     head = "".join(f'<th scope="col"><button type="button">{escape(h)}</button></th>' for h in table.headers)
     body = []
-    for row, page in zip(table.rows, table.pages):
+    for row, page in zip(table.rows, table.pages, strict=True):
         cells = [escape(str(cell)) for cell in row]
         if page is not None:  # failed runs: the model cell links to the error record's page
             cells[1] = f'<a href="{escape(root + page)}">{cells[1]}</a>'
@@ -361,12 +390,13 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any]) -> str:
         unit = _dict(test.get("units")).get(main, "")
         ci = _dict(test.get("ci95")).get(main)
         ci_text = f" (95% CI {_scalar(ci[0])} to {_scalar(ci[1])})" if isinstance(ci, list) and len(ci) == 2 else ""
-        summary_rows.append((f"{main} test", escape(f"{_scalar(test['values'][main])} {unit}{ci_text}; chance {_scalar(test['chance'][main])}")))
+        shown = f"{_scalar(test['values'][main])} {unit}{ci_text}; chance {_scalar(test['chance'][main])}"
+        summary_rows.append((f"{main} test", escape(shown)))
     summary_rows += [
         ("weights", escape(row["weights"])), ("hardware class", escape(row["hardware"])), ("seed", escape(str(record["seed"]))),
         ("git commit", f"<code>{escape(str(record['environment'].get('git_commit') or 'unknown'))}</code>"),
         ("started / finished (UTC)", escape(f"{record['started_at']} / {record['finished_at']}")),
-        ("record file", f"<code>{escape(str(board.results_dir / row['source']))}</code>"),
+        ("record file (in the results folder)", f"<code>{escape(row['source'])}</code>"),
     ]
     parts.append(_kv(summary_rows))
     if record.get("error"):
@@ -386,7 +416,8 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any]) -> str:
         parts += ["<h2>Training</h2>", _training(record["training"], record["selection"])]
     parts += ["<h2>Dataset</h2>", _value(record["dataset"])]
     parts += ["<h2>Config</h2>", f"<pre>{escape(json.dumps(record['config'], indent=2, sort_keys=True, ensure_ascii=False))}</pre>"]
-    parts += ["<details><summary>The whole record (JSON)</summary>", f"<pre>{escape(json.dumps(record, indent=1, ensure_ascii=False))}</pre></details>"]
+    whole = json.dumps(record, indent=1, ensure_ascii=False)
+    parts += ["<details><summary>The whole record (JSON)</summary>", f"<pre>{escape(whole)}</pre></details>"]
     return _page(f"{record['label']} ({record['run_id']})", root, "\n".join(parts))
 
 
@@ -433,7 +464,9 @@ def _training(training: Mapping[str, Any], selection: Mapping[str, Any]) -> str:
     if curve:
         facts += [
             ("train loss, first → last epoch", escape(f"{_scalar(curve[0].get('train_loss'))} → {_scalar(curve[-1].get('train_loss'))}")),
-            ("selected epoch (on val)", escape(f"{_scalar(selection.get('best_epoch'))}: {_scalar(selection.get('metric'))} = {_scalar(selection.get('best_value'))}")),
+            ("selected epoch (on val)", escape(
+                f"{_scalar(selection.get('best_epoch'))}: {_scalar(selection.get('metric'))} = {_scalar(selection.get('best_value'))}"
+            )),
         ]
     parts = [_kv(facts)]
     if curve:
@@ -465,6 +498,8 @@ def _scalar(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)
     return str(value)

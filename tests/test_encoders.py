@@ -136,13 +136,13 @@ def test_cnn_tokens_are_the_feature_map_row_major() -> None:
 
 
 def test_channels_last_input_gives_the_same_output() -> None:
-    encoder = build_timm_encoder("mobilenetv3_small_100", SIZE).double().eval()
-    images = torch.randn(2, 3, *SIZE, dtype=torch.float64)
+    encoder = build_timm_encoder("mobilenetv3_small_100", SIZE).eval()
+    images = torch.randn(2, 3, *SIZE)
     with torch.no_grad():
         plain = encoder(images)
         channels_last = encoder(images.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(plain.tokens, channels_last.tokens)
-    torch.testing.assert_close(plain.pooled, channels_last.pooled)
+    for a, b in ((plain.tokens, channels_last.tokens), (plain.pooled, channels_last.pooled)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * a.abs().max().item())  # kernel order only
 
 
 def test_size_the_model_cannot_run_is_a_user_error() -> None:
@@ -229,11 +229,15 @@ def test_pretrained_loads_from_the_local_hf_cache(empty_caches: Path) -> None:
     encoder = build_timm_encoder("resnet18", SIZE, pretrained=True)
     torch.testing.assert_close(encoder.model.conv1.weight, hub_model.conv1.weight)
 
+    (repo / "snapshots" / "0123abcd" / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(UserError, match=r"cached pretrained file .*model\.safetensors could not be loaded"):
+        build_timm_encoder("resnet18", SIZE, pretrained=True)
+
 
 def test_pretrained_text_encoders_without_cache_are_user_errors(empty_caches: Path) -> None:
     with pytest.raises(UserError, match=r"ViT-B-32.*never downloads"):
         clip_text.build(pretrained=True)
-    with pytest.raises(UserError, match="weights = "):
+    with pytest.raises(UserError, match=r"prajjwal1/bert-mini.*never downloads.*weights = "):
         bert_mini.build(pretrained=True)
 
 
@@ -292,7 +296,7 @@ def test_clip_text_tokens_mask_and_pooling(tiny_clip: clip_text.ClipTextEncoder)
 
 def test_clip_text_weights_from_a_full_clip_checkpoint(tmp_path: Path, tiny_clip: clip_text.ClipTextEncoder) -> None:
     longer = clip_text.build(width=64, layers=2, heads=2, context_length=16)
-    state = {k: v for k, v in longer.model.state_dict().items()}
+    state = dict(longer.model.state_dict())
     state |= {"visual.proj": torch.zeros(3), "text_projection": torch.zeros(64, 32), "logit_scale": torch.zeros(())}
     save_file(state, str(tmp_path / "clip.safetensors"))
     shorter = clip_text.build(weights=tmp_path / "clip.safetensors", width=64, layers=2, heads=2, context_length=8).eval()
@@ -301,7 +305,8 @@ def test_clip_text_weights_from_a_full_clip_checkpoint(tmp_path: Path, tiny_clip
         torch.testing.assert_close(shorter(shorter.tokenize(["a man"])).pooled, longer(longer.tokenize(["a man"])).pooled)
 
     torch.save(tiny_clip.state_dict(), tmp_path / "tiny.pt")
-    outputs_equal(tiny_clip, clip_text.build(weights=tmp_path / "tiny.pt", width=64, layers=2, heads=2, context_length=16), tiny_clip.tokenize(TEXTS))
+    reloaded = clip_text.build(weights=tmp_path / "tiny.pt", width=64, layers=2, heads=2, context_length=16)
+    outputs_equal(tiny_clip, reloaded, tiny_clip.tokenize(TEXTS))
     with pytest.raises(UserError, match="wrong shapes"):
         clip_text.build(weights=tmp_path / "tiny.pt", width=32, layers=2, heads=2, context_length=16)
 

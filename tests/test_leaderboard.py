@@ -22,6 +22,9 @@ from vlbench.results import SCHEMA_VERSION, problems
 XSS = "<img src=x onerror=alert(1)>"
 
 
+PARAMS_ONLY = {"params": {"unit": "parameters", "components": {}, "total": {"trainable": 1_500_000, "frozen": 500_000, "total": 2_000_000}}}
+
+
 def make_record(
     run_id: str = "0000000000000001",
     *,
@@ -62,7 +65,7 @@ def make_record(
         "config": config,
         "metrics": {"main": "R1", "higher_is_better": True, "splits": {"val": split(value + 1), "test": split(value)}} if ok else {},
         "selection": {"split": "val", "metric": "R1", "best_epoch": 2, "best_value": value + 1} if ok else {},
-        "cost": (cost if cost is not None else {"params": {"unit": "parameters", "components": {}, "total": {"trainable": 1_500_000, "frozen": 500_000, "total": 2_000_000}}}) if ok else {},
+        "cost": (PARAMS_ONLY if cost is None else cost) if ok else {},
         "training": {"epochs_run": 2, "steps": 20, "wall_s": 3.5, "curve": [
             {"epoch": 1, "train_loss": 3.2, "val_R1": value - 3, "lr": 1e-4, "epoch_s": 1.7},
             {"epoch": 2, "train_loss": 2.1, "val_R1": value + 1, "lr": 0.0, "epoch_s": 1.8}]} if ok else {},
@@ -75,15 +78,32 @@ def make_record(
     return record
 
 
+def timed(p50: float) -> dict[str, Any]:
+    return {"p50_ms": p50, "p90_ms": p50 * 1.25, "p99_ms": p50 * 1.9, "mean_ms": p50 * 1.05, "min_ms": p50 * 0.9,
+            "iterations": 40, "warmup_iterations": 5, "budget_s": 1.0}
+
+
+# A cost block shaped as efficiency.measure() writes it.
 FULL_COST = {
-    "params": {"unit": "parameters", "components": {"vision": {"trainable": 2_000_000, "frozen": 0, "total": 2_000_000}},
+    "params": {"unit": "parameters",
+               "components": {"vision": {"trainable": 2_000_000, "frozen": 0, "total": 2_000_000},
+                              "text": {"trainable": 0, "frozen": 1_000_000, "total": 1_000_000}},
                "total": {"trainable": 2_000_000, "frozen": 1_000_000, "total": 3_000_000}},
-    "macs": {"unit": "MACs", "total": 1.5e9, "components": {"vision": 1.2e9, "text": 0.3e9}, "input": {"image": [1, 3, 128, 64]}},
-    "flops": {"unit": "GFLOPs", "total": 3.0},
-    "latency": {"unit": "ms", "batch_size": 1, "p50": 4.0, "p90": 5.0, "p99": 7.5},
-    "throughput": {"unit": "img/s", "batch_sizes": {"1": 200.0, "64": 1800.0, "128": 1700.0}},
-    "memory": {"peak_bytes": 512 * 2**20},
-    "fp16_bytes": 6 * 2**20,
+    "flops": {"unit_flops": "FLOPs", "unit_macs": "MACs", "convention": "2 FLOPs per multiply-add", "objective": "embedding",
+              "input": {"image": [1, 3, 128, 64], "text_length": 16, "batch": 1},
+              "components": {"vision": {"flops": 2_400_000_000, "macs": 1_200_000_000, "ops": {"aten.convolution": 2_400_000_000}},
+                             "text": {"flops": 500_000_000, "macs": 250_000_000}, "fusion": {"flops": 100_000_000, "macs": 50_000_000}},
+              "total": {"flops": 3_000_000_000, "macs": 1_500_000_000}},
+    "latency": {"unit": "ms", "batch": 1, "protocol": "timm", "vision": timed(3.0), "text": timed(0.5), "model": timed(4.0)},
+    "throughput": {"unit": "images/s", "of": "vision encoder, synthetic images", "protocol": "timm", "batches": [
+        {"requested_batch": 1, "batch": 1, "oom_batches": [], "images_per_s": 200.0, **timed(5.0)},
+        {"requested_batch": 64, "batch": 64, "oom_batches": [], "images_per_s": 1800.0, **timed(35.0)},
+        {"requested_batch": 512, "batch": None, "oom_batches": [512, 256, 128, 64, 32, 16, 8, 4, 2, 1]}]},
+    "memory": {"unit": "bytes",
+               "inference": {"measured": True, "unit": "bytes", "method": "MemTracker", "peak_bytes": 512_000_000, "batch": 64},
+               "train_step": {"measured": True, "unit": "bytes", "peak_bytes": 2_000_000_000, "batch": 32}},
+    "fp16_size": {"bytes": 6_000_000, "mb": 6.0, "unit_mb": "MB = 10^6 bytes", "params": 3_000_000, "bytes_over_2x_params": 1.0},
+    "problems": [],
 }
 
 
@@ -99,21 +119,25 @@ def sample_results(root: Path) -> Path:
     results = root / "results"
     write(results, make_record("a1", vision="mobilenetv3_small_100", value=30.0, cost=FULL_COST, weights="pretrained"))
     cheap = copy.deepcopy(FULL_COST) | {"params": {"total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}}
-    write(results, make_record("a2", vision="efficientnet_b0", value=45.0, cost=cheap | {"latency": {"p50": 9.0, "p90": 9.5, "p99": 9.9}}))
+    write(results, make_record("a2", vision="efficientnet_b0", value=45.0, cost=cheap | {"latency": {"unit": "ms", "model": timed(9.0)}}))
     write(results, make_record("a3", vision=XSS, value=20.0, device_name="NVIDIA H100", precision="bf16", cost=FULL_COST))
     write(results, make_record("b1", task="multilabel", dataset="scenes", vision="resnet18", value=70.0))
     write(results, make_record("f1", status="error", vision="convnext_tiny"))
     return results
 
 
-def build(tmp_path: Path) -> leaderboard.BuildResult:
-    return leaderboard.build(sample_results(tmp_path), tmp_path / "site")
-
-
 @pytest.fixture(autouse=True)
 def no_default_suites(tmp_path, monkeypatch):
     """The default ./suites folder is the repository's; tests pass their own or none."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> leaderboard.BuildResult:
+    """The sample, published once for the tests that only read the output."""
+    root = tmp_path_factory.mktemp("published")
+    results = sample_results(root)
+    return leaderboard.publish(results, root / "public", suites=results)  # a folder without suite files: nothing declared
 
 
 # ---------------------------------------------------------------- loading
@@ -168,26 +192,33 @@ def test_partitions_by_suite_task_and_hardware_class(tmp_path):
     ]
     # ranks restart in each partition: the H100 run is first on its own hardware
     assert board.runs.set_index("run id")["#"].to_dict() == {"b1": 1, "a2": 1, "a1": 2, "a3": 1}
-    assert leaderboard.hardware_class({"device_name": "A100", "precision": "fp16"}) != leaderboard.hardware_class({"device_name": "A100", "precision": "bf16"})
+    fp16, bf16 = ({"device_name": "A100", "precision": p} for p in ("fp16", "bf16"))
+    assert leaderboard.hardware_class(fp16) != leaderboard.hardware_class(bf16)
 
 
-def test_cost_fields_are_optional_and_converted_to_the_column_units(tmp_path):
+def test_cost_fields_are_optional_and_read_with_their_units(tmp_path):
     results = tmp_path / "results"
     write(results, make_record("full", cost=FULL_COST))
     write(results, make_record("bare", cost={}))
-    seconds = {"latency": {"unit": "s", "p50": 0.002}, "macs": {"unit": "GFLOPs", "total": 4.0}, "memory": {"unit": "MiB", "peak": 100}}
-    write(results, make_record("other-units", cost=seconds))
+    giga = copy.deepcopy(FULL_COST)
+    giga["flops"] |= {"unit_macs": "GMACs", "total": {"flops": 3_000_000_000, "macs": 1.5}}
+    write(results, make_record("giga", cost=giga))
+    mislabelled = copy.deepcopy(FULL_COST)
+    mislabelled["flops"]["unit_macs"] = "FLOPs"
+    mislabelled["problems"] = ["flops: total has 3 FLOPs but 1 MACs"]
+    write(results, make_record("mislabelled", cost=mislabelled))
     runs = leaderboard.load(results).runs.set_index("run id")
     full = runs.loc["full"]
-    assert full["params (M)"] == 3.0 and full["trainable params (M)"] == 2.0
-    assert full["GMACs"] == pytest.approx(1.5) and full["GFLOPs"] == pytest.approx(3.0)
-    assert (full["latency p50 (ms)"], full["latency p90 (ms)"], full["latency p99 (ms)"]) == (4.0, 5.0, 7.5)
+    assert (full["params (M)"], full["trainable params (M)"], full["vision params (M)"], full["text params (M)"]) == (3.0, 2.0, 2.0, 1.0)
+    assert (full["GMACs"], full["vision GMACs"], full["GFLOPs"]) == pytest.approx((1.5, 1.2, 3.0))
+    assert (full["latency p50 (ms)"], full["latency p90 (ms)"], full["vision latency p50 (ms)"]) == (4.0, 5.0, 3.0)
     assert (full["throughput (img/s)"], full["throughput batch"]) == (1800.0, 64)
-    assert full["peak memory (MiB)"] == 512.0 and full["fp16 size (MiB)"] == 6.0
-    assert runs.loc["bare", ["params (M)", "GMACs", "latency p50 (ms)"]].isna().all()
-    other = runs.loc["other-units"]
-    assert other["latency p50 (ms)"] == pytest.approx(2.0) and other["peak memory (MiB)"] == 100.0
-    assert other["GMACs"] != other["GMACs"]  # FLOPs filed as MACs are refused, not relabelled
+    assert (full["inference memory (MB)"], full["train-step memory (MB)"], full["fp16 size (MB)"]) == (512.0, 2000.0, 6.0)
+    assert full["cost problems"] == ""
+    assert runs.loc["bare", ["params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "fp16 size (MB)"]].isna().all()
+    assert runs.loc["giga", "GMACs"] == pytest.approx(1.5)
+    assert runs.loc["mislabelled", "GMACs"] != runs.loc["mislabelled", "GMACs"]  # FLOPs filed as MACs: refused, not relabelled
+    assert "3 FLOPs but 1 MACs" in runs.loc["mislabelled", "cost problems"]
 
 
 def test_pareto_mask():
@@ -208,19 +239,42 @@ def test_missing_runs_come_from_the_suite_files(tmp_path, monkeypatch):
     monkeypatch.setattr("vlbench.manager.PluginHost", lambda: None)
     monkeypatch.setattr("vlbench.suite.load_suite", lambda path, host: argparse.Namespace(runs=runs))
     board = leaderboard.load(results, suites)
-    assert board.missing.to_dict("records") == [{"suite": "quick", "run id": "todo", "model": "model-todo", "suite file": str(suites / "quick.toml")}]
+    declared_in = str(suites / "quick.toml")
+    assert board.missing.to_dict("records") == [{"suite": "quick", "run id": "todo", "model": "model-todo", "suite file": declared_in}]
     assert list(board.failed["run id"]) == ["broken"]
     assert any("'later'" in note and "no records yet" in note for note in board.notes)
 
 
-def test_a_suite_that_cannot_be_expanded_is_a_note_not_a_crash(tmp_path):
+TOY_SUITE = """
+vision = ["mobilenetv3_small_100", "efficientnet_b0"]
+[suite]
+name = "toy"
+[[tasks]]
+name = "person_search"
+dataset = "synthetic_pedestrians"
+[[text]]
+name = "clip_text"
+[[fusions]]
+name = "contrastive"
+"""
+
+
+def test_suite_files_expand_with_the_real_plugins(tmp_path):
+    from vlbench.manager import PluginHost
+    from vlbench.suite import load_suite
+
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "toy.toml").write_text(TOY_SUITE)
+    (suites / "broken.toml").write_text('[suite]\nname = "quick"\n[[vision]]\nname = "no_such_encoder"\n')
+    first, second = load_suite(suites / "toy.toml", PluginHost()).runs
     results = tmp_path / "results"
+    write(results, make_record(first.run_id, suite="toy"))
     write(results, make_record("done"))
-    suite = tmp_path / "quick.toml"
-    suite.write_text('[suite]\nname = "quick"\n[[vision]]\nname = "no_such_encoder"\n')
-    board = leaderboard.load(results, suite)
-    assert len(board.runs) == 1 and board.missing.empty
-    assert any("could not be expanded" in note for note in board.notes)
+    board = leaderboard.load(results, suites)
+    assert list(board.missing["run id"]) == [second.run_id] and list(board.missing["model"]) == [second.label]
+    assert len(board.runs) == 2
+    assert any("broken.toml: could not be expanded" in note and "no_such_encoder" in note for note in board.notes)
 
 
 # ---------------------------------------------------------------- outputs
@@ -237,13 +291,12 @@ class _Links(HTMLParser):
         self.links += [v for k, v in attrs if k in ("href", "src") and v]
 
 
-def test_build_writes_markdown_csv_site_and_plots(tmp_path):
-    result = build(tmp_path)
-    out = result.out
+def test_build_writes_markdown_csv_site_and_plots(published):
+    out = published.out
     rows = list(csv.DictReader((out / "leaderboard.csv").open(encoding="utf-8")))
     assert sorted(r["run id"] for r in rows) == ["a1", "a2", "a3", "b1"]
     header = rows[0].keys()
-    for column in ("params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "main test", "CI95 low", "chance", "test R5 (%)", "hardware"):
+    for column in ("params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "main test", "CI95 low", "chance", "test R5 (%)"):
         assert column in header
     markdown = (out / "LEADERBOARD.md").read_text(encoding="utf-8")
     assert "| # | model | weights | R1 test (%) | 95% CI (%) | chance (%) | params (M) | GMACs | latency p50 (ms) |" in markdown
@@ -260,13 +313,14 @@ def test_build_writes_markdown_csv_site_and_plots(tmp_path):
     for heading in ("params (M)", "GMACs", "latency p50 (ms)", "R1 test (%)"):
         assert f"<button type=\"button\">{heading}</button>" in index
     run = (out / "runs/quick/a1.html").read_text(encoding="utf-8")
-    for fact in ("plugin.mobilenetv3_small_100", "abc123", "Intel Xeon Platinum", "train loss, first → last epoch", "3.2 → 2.1", "1.5e+09"):
+    facts = ("plugin.mobilenetv3_small_100", "abc123", "Intel Xeon Platinum", "train loss, first → last epoch", "3.2 → 2.1",
+             "1,500,000,000")
+    for fact in facts:
         assert fact in run, fact
 
 
-def test_every_page_link_stays_inside_the_published_folder(tmp_path):
-    out = tmp_path / "public"
-    leaderboard.publish(sample_results(tmp_path), out)
+def test_every_page_link_stays_inside_the_published_folder(published):
+    out = published.out
     assert (out / ".nojekyll").is_file()
     for page in out.rglob("*.html"):
         parser = _Links()
@@ -345,7 +399,10 @@ def _cli(argv: list[str]) -> tuple[int, str]:
 
 
 def test_cli_build_show_and_publish(tmp_path):
-    results = sample_results(tmp_path)
+    results = tmp_path / "results"
+    write(results, make_record("ok", vision="efficientnet_b0", cost=FULL_COST))
+    write(results, make_record("xss", vision=XSS))
+    write(results, make_record("failed", status="error"))
     write(results, make_record("bad") | {"seed": None})
     code, text = _cli(["leaderboard", "build", str(results), "--out", str(tmp_path / "built")])
     assert code == 0 and "skipped" in text and "bad.json" in text and (tmp_path / "built/index.html").is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ from torch import nn
 
 from vlbench.data import Precision, SplitLoader
 from vlbench.types import (
+    Dataset,
+    DatasetSpec,
     EncoderOutput,
     FusionSpec,
     Metrics,
@@ -191,3 +194,45 @@ def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
     mean = sum(m.values[m.main] for m in randoms) / len(randoms)
     chance = randoms[0].chance[randoms[0].main]
     assert abs(mean - chance) <= max(5.0, 0.35 * chance), f"{spec.name}: random scores {mean:.2f} on average, chance is {chance:.2f}"
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def check_dataset(spec: DatasetSpec, cache_dir: Path, seed: int = 0, **options: Any) -> None:
+    """Train, val and test splits with every declared field, HWC uint8 RGB images, ids unique
+    across the dataset, and the same samples again for the same seed (built in a second cache
+    directory, so a cached copy cannot hide a non-deterministic generator)."""
+    dataset = spec.factory(cache_dir=Path(cache_dir) / "first", seed=seed, **options)
+    assert isinstance(dataset, Dataset), f"{spec.name}: the factory returned {type(dataset).__name__}, not a Dataset"
+    missing = {"train", "val", "test"} - set(dataset.splits)
+    assert not missing, f"{spec.name}: splits {sorted(missing)} missing"
+    columns = {"captions": "captions", "identity": "identities", "labels": "labels"}
+    ids: list[str] = []
+    for name in ("train", "val", "test"):
+        split = dataset.splits[name]
+        assert len(split) > 0, f"{spec.name}: split {name!r} is empty"
+        for field_name, column in columns.items():
+            if field_name in spec.provides:
+                values = getattr(split, column)
+                assert values is not None and len(values) == len(split), f"{spec.name}: {name}.{column} missing or not one per image"
+        if "captions" in spec.provides:
+            assert all(caps and all(isinstance(c, str) and c for c in caps) for caps in split.captions), (
+                f"{spec.name}: {name} has an image without captions or an empty caption")
+        if "labels" in spec.provides:
+            classes = len(dataset.class_names)
+            assert classes, f"{spec.name}: labelled datasets must name their classes (Dataset.class_names)"
+            assert all(0 <= c < classes for labels in split.labels for c in labels), f"{spec.name}: {name} has a label outside 0..{classes - 1}"
+        for index in (0, len(split) - 1):
+            image = split.load_image(index)
+            assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, (
+                f"{spec.name}: {name}.load_image({index}) must return an HWC uint8 RGB array, got "
+                f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}")
+        ids += list(split.ids)
+    assert len(set(ids)) == len(ids), f"{spec.name}: sample ids repeat across the dataset"
+    again = spec.factory(cache_dir=Path(cache_dir) / "again", seed=seed, **options)
+    for name in ("train", "val", "test"):
+        first, second = dataset.splits[name], again.splits[name]
+        assert list(first.ids) == list(second.ids), f"{spec.name}: the same seed gave different {name} ids"
+        assert first.captions == second.captions, f"{spec.name}: the same seed gave different {name} captions"
+        assert np.array_equal(first.load_image(0), second.load_image(0)), f"{spec.name}: the same seed gave a different first {name} image"

@@ -70,14 +70,6 @@ def multi_hot(labels: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
     return y
 
 
-def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
-    """(mAP in %, boolean mask of the classes averaged): sklearn's macro AP over classes with positives."""
-    has_pos = y_true.sum(axis=0) > 0
-    if not has_pos.any():
-        raise ValueError("no class has a positive sample in this split: mAP is undefined")
-    return 100.0 * float(average_precision_score(y_true[:, has_pos], scores[:, has_pos], average="macro")), has_pos
-
-
 def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, zero_division: float) -> dict[str, float]:
     """F1 samples / micro / macro in %, sklearn's ``f1_score`` over all classes."""
     return {
@@ -114,16 +106,19 @@ def multilabel_metrics(
     probs = np.asarray(probs, dtype=np.float64)
     per_class_threshold = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (y_true.shape[1],))
     y_pred = (probs >= per_class_threshold).astype(np.int8)
-    mAP, has_pos = mean_average_precision(y_true, probs)
-    values = {"mAP": mAP, **f1_scores(y_true, y_pred, zero_division)}
+    has_pos = y_true.sum(axis=0) > 0
+    if not has_pos.any():
+        raise ValueError("no class has a positive sample in this split: mAP is undefined")
+    ap = np.full(y_true.shape[1], np.nan)
+    ap[has_pos] = average_precision_score(y_true[:, has_pos], probs[:, has_pos], average=None)
+    # The unweighted mean of the per-class APs is exactly sklearn's average="macro".
+    values = {"mAP": 100.0 * float(ap[has_pos].mean()), **f1_scores(y_true, y_pred, zero_division)}
 
     prevalence = y_true.mean(axis=0)
     everything = np.ones_like(y_true)
     chance = {"mAP": 100.0 * float(prevalence[has_pos].mean()), **f1_scores(y_true, everything, zero_division)}
 
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=zero_division)
-    ap = np.full(y_true.shape[1], np.nan)
-    ap[has_pos] = average_precision_score(y_true[:, has_pos], probs[:, has_pos], average=None)
     names = list(class_names) if len(class_names) == y_true.shape[1] else [str(c) for c in range(y_true.shape[1])]
     per_class = [
         {

@@ -129,7 +129,9 @@ def load_checked(
     state = {k: v for k, v in state.items() if not ignore(k)}
     own = module.state_dict()
     problems = []
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape
+    ]
     if mismatched:
         problems.append(f"wrong shapes: {_few(mismatched)}")
     else:

@@ -1,9 +1,9 @@
 """``bert_mini``: a 4-layer, 256-wide BERT (the shape of prajjwal1/bert-mini, ~11M params)
 with the uncased WordPiece tokenizer, as the studies use it for captions.
 
-Randomly initialised unless ``weights`` names a local file: no BERT-Mini weights ship
-offline, and ``pretrained = true`` refuses rather than pretend. prajjwal1/bert-mini's own
-``pytorch_model.bin`` (``bert.``-prefixed, with MLM heads) loads as is.
+Randomly initialised unless ``weights`` names a local file or ``pretrained = true`` finds
+prajjwal1/bert-mini in the local Hugging Face cache (no BERT-Mini weights ship offline, and
+vlbench never downloads). That checkpoint (``bert.``-prefixed, with MLM heads) loads as is.
 """
 
 from __future__ import annotations
@@ -25,19 +25,17 @@ from vlbench.weights import load_state_dict_file
 
 NAME = "bert_mini"
 MAX_POSITIONS = 512
+HUB_REPO = "prajjwal1/bert-mini"  # the published weights of this shape (uncased WordPiece)
 
 
-def build(pretrained: bool = False, weights: str | os.PathLike[str] | None = None, max_length: int = 32) -> BertTextEncoder:
-    """BERT-Mini, random or from ``weights``; pooled = masked mean of the tokens."""
+def build(
+    pretrained: bool = False, weights: str | os.PathLike[str] | None = None, max_length: int = 32
+) -> BertTextEncoder:
+    """BERT-Mini: random, from a local ``weights`` file (wins), or from the local HF cache."""
     from transformers import BertConfig, BertModel
 
     check_max_length(NAME, max_length, MAX_POSITIONS)
-    if pretrained and weights is None:
-        raise UserError(
-            f"text encoder {NAME!r}: no pretrained BERT-Mini ships with vlbench and it never "
-            f"downloads. Download prajjwal1/bert-mini's pytorch_model.bin elsewhere and set "
-            f"`weights = \"/path/to/pytorch_model.bin\"`, or use pretrained = false."
-        )
+    source = weights if weights is not None else (_cached_weights() if pretrained else None)
     config = BertConfig(
         vocab_size=WORDPIECE_VOCAB_SIZE,
         hidden_size=256,
@@ -47,9 +45,27 @@ def build(pretrained: bool = False, weights: str | os.PathLike[str] | None = Non
         max_position_embeddings=MAX_POSITIONS,
     )
     model = BertModel(config, add_pooling_layer=False)
-    if weights is not None:
-        load_checked(model, bert_state(load_state_dict_file(weights)), what=f"text encoder {NAME!r} (BERT-Mini)", source=f"file {weights}")
+    if source is not None:
+        state = bert_state(load_state_dict_file(source))
+        load_checked(model, state, what=f"text encoder {NAME!r} (BERT-Mini)", source=f"file {source}")
     return BertTextEncoder(model, wordpiece_tokenizer(), max_length)
+
+
+def _cached_weights() -> str:
+    """prajjwal1/bert-mini's checkpoint from the local Hugging Face cache, or a UserError."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    filenames = ("model.safetensors", "pytorch_model.bin")
+    for filename in filenames:
+        found = try_to_load_from_cache(HUB_REPO, filename)
+        if isinstance(found, str):
+            return found
+    raise UserError(
+        f"text encoder {NAME!r}: pretrained = true needs {HUB_REPO} ({' or '.join(filenames)}) in the "
+        f"Hugging Face cache {constants.HF_HUB_CACHE}, and vlbench never downloads. Fix: download "
+        f"{HUB_REPO}'s pytorch_model.bin on a machine with internet and set "
+        f"`weights = \"/path/to/pytorch_model.bin\"`, or copy its Hugging Face cache here, or use pretrained = false."
+    )
 
 
 @hookimpl
@@ -59,7 +75,7 @@ def vlbench_register_text_encoders(register: Register) -> None:
             name=NAME,
             factory=build,
             description="BERT-Mini (4 layers, 256 wide, 11M params), WordPiece uncased; random init "
-            "unless weights = path; pooled = masked mean of tokens",
+            "unless weights = path or prajjwal1/bert-mini is in the HF cache; pooled = masked mean of tokens",
             options={"max_length": 32},
         )
     )

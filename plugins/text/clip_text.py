@@ -72,8 +72,10 @@ def build(
     pretrained_tag: str = "openai",
 ) -> ClipTextEncoder:
     """A CLIP text tower: random, from a local ``weights`` file (wins), or from the cache."""
-    from open_clip.transformer import QuickGELU
+    from open_clip.transformer import QuickGELU, TextTransformer
 
+    if not isinstance(context_length, int) or context_length < 3:
+        raise UserError(f"text encoder {NAME!r}: context_length must be an integer >= 3, got {context_length!r}.")
     if pretrained and weights is None:
         shape, quick_gelu, source = _cached_text_tower(model_name, pretrained_tag)
         if context_length > shape["context_length"]:
@@ -88,27 +90,22 @@ def build(
             raise UserError(f"text encoder {NAME!r}: {key} must be a positive integer, got {shape[key]!r}.")
     if shape["width"] % shape["heads"]:
         raise UserError(f"text encoder {NAME!r}: width {shape['width']} must be divisible by heads {shape['heads']}.")
-    if not isinstance(context_length, int) or context_length < 3:
-        raise UserError(f"text encoder {NAME!r}: context_length must be an integer >= 3, got {context_length!r}.")
 
-    model = _text_transformer(
+    model = TextTransformer(
         context_length=context_length,
+        vocab_size=CLIP_VOCAB_SIZE,
         width=shape["width"],
-        layers=shape["layers"],
         heads=shape["heads"],
+        layers=shape["layers"],
         mlp_ratio=shape.get("mlp_ratio", 4.0),
         ls_init_value=shape.get("ls_init_value"),
         act_layer=QuickGELU if quick_gelu else nn.GELU,
+        output_dim=None,  # no text_projection: fusions own their projections
+        pool_type="none",  # forward returns every position; pooling happens in ClipTextEncoder
     )
     if source is not None:
         _load_text_tower(model, Path(source), context_length)
     return ClipTextEncoder(model, context_length)
-
-
-def _text_transformer(**kwargs: Any) -> nn.Module:
-    from open_clip.transformer import TextTransformer
-
-    return TextTransformer(vocab_size=CLIP_VOCAB_SIZE, output_dim=None, pool_type="none", **kwargs)
 
 
 def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool, str]:
@@ -154,10 +151,11 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
             return text_cfg, quick_gelu, found
     raise UserError(
         f"text encoder {NAME!r}: pretrained = true needs open_clip's {model_name!r}/{tag!r} weights "
-        f"in a local cache, and vlbench never downloads. Looked for {repo} ({' or '.join(candidates)}) in the Hugging Face cache {constants.HF_HUB_CACHE}. "
-        f"Fix: on a machine with internet run `python -c \"import open_clip; "
-        f"open_clip.create_model('{model_name}', pretrained='{tag}')\"` and copy its Hugging Face cache "
-        f"here (or point HF_HOME at it), or set `weights = \"/path/to/checkpoint.safetensors\"`, or use pretrained = false."
+        f"in a local cache, and vlbench never downloads. Looked for {repo} ({' or '.join(candidates)}) "
+        f"in the Hugging Face cache {constants.HF_HUB_CACHE}. Fix: on a machine with internet run "
+        f"`python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{tag}')\"` "
+        f"and copy its Hugging Face cache here (or point HF_HOME at it), or set "
+        f"`weights = \"/path/to/checkpoint.safetensors\"`, or use pretrained = false."
     )
 
 

@@ -24,7 +24,9 @@ from vlbench.weights import load_state_dict_file
 NAME = "all_minilm_l6_v2"
 
 
-def build(pretrained: bool = True, weights: str | os.PathLike[str] | None = None, max_length: int = 64) -> BertTextEncoder:
+def build(
+    pretrained: bool = True, weights: str | os.PathLike[str] | None = None, max_length: int = 64
+) -> BertTextEncoder:
     """MiniLM-L6-H384: packaged weights, a local ``weights`` file (wins), or random init."""
     from transformers import BertConfig, BertModel
 
@@ -32,9 +34,10 @@ def build(pretrained: bool = True, weights: str | os.PathLike[str] | None = None
     config = BertConfig.from_pretrained(str(folder), local_files_only=True)
     check_max_length(NAME, max_length, config.max_position_embeddings)
     model = BertModel(config, add_pooling_layer=False)
-    source = weights if weights is not None else folder / "model.safetensors" if pretrained else None
+    source = weights if weights is not None else (folder / "model.safetensors" if pretrained else None)
     if source is not None:
-        load_checked(model, bert_state(load_state_dict_file(source)), what=f"text encoder {NAME!r} (MiniLM-L6-H384)", source=f"file {source}")
+        state = bert_state(load_state_dict_file(source))
+        load_checked(model, state, what=f"text encoder {NAME!r} (MiniLM-L6-H384)", source=f"file {source}")
     return BertTextEncoder(model, wordpiece_tokenizer(), max_length)
 
 

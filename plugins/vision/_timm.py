@@ -65,8 +65,8 @@ def timm_spec(
 ) -> VisionEncoderSpec:
     """A spec for timm model ``name`` (an architecture, optionally ``arch.pretrained_tag``).
 
-    The factory is a :func:`functools.partial` of a module-level function, so specs pickle
-    (spawned workers) and building nothing happens until a run calls it as
+    The factory is a :func:`functools.partial` of a module-level function, so the spec
+    pickles (spawned workers), and nothing is built until a run calls
     ``factory(image_size=(H, W), pretrained=bool, weights=path | None)``.
     """
     return VisionEncoderSpec(
@@ -95,7 +95,15 @@ def build_timm_encoder(
         model = _create(model_name, size, pretrained=False)
         _load_weights(model, model_name, Path(weights))
     elif pretrained:
-        model = _create(model_name, size, pretrained=True, file=_cached_pretrained_file(model_name))
+        file = _cached_pretrained_file(model_name)
+        try:
+            model = _create(model_name, size, pretrained=True, file=file)
+        except Exception as exc:  # noqa: BLE001 - safetensors' errors are plain Exceptions
+            raise UserError(
+                f"vision encoder {model_name!r}: the cached pretrained file {file} could not be loaded "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}). "
+                f"Delete it and copy a fresh cache, or set `weights = \"/path/to/file.safetensors\"`."
+            ) from None
     else:
         model = _create(model_name, size, pretrained=False)
     layout, info = _describe(model, model_name, size)
@@ -104,7 +112,7 @@ def build_timm_encoder(
 
 def _image_size(model_name: str, image_size: int | Sequence[int]) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
         raise UserError(
             f"vision encoder {model_name!r}: image_size must be [height, width] in pixels "
             f"(two positive integers), got {image_size!r}."
@@ -272,7 +280,9 @@ def _load_weights(model: nn.Module, model_name: str, path: Path) -> None:
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
     state = {k: v for k, v in state.items() if not any(k == h or k.startswith(h + ".") for h in heads)}
     own = model.state_dict()
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape
+    ]
     problems = [] if not mismatched else [f"wrong shapes: {_few(mismatched)}"]
     if not problems:
         result = model.load_state_dict(state, strict=False)

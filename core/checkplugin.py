@@ -1,0 +1,192 @@
+"""``vlbench check-plugin DISTRIBUTION``: the conformance contracts over one distribution.
+
+Every component the installed distribution registers is checked twice: its contract
+(:mod:`vlbench.testing.contracts`) and an end-to-end tiny run through the real engine with the
+kit's mocks around it (:func:`vlbench.testing.mocks.tiny_run`). A plugin of the distribution
+that failed to load, and a name it shares with another plugin, are failures too.
+
+Exit status: 0 every check passed or was skipped, 1 some check failed, 2 no installed
+distribution of that name ships a vlbench plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from vlbench.manager import PluginHost
+    from vlbench.types import ComponentSpec
+
+Status = Literal["pass", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    kind: str  # a component kind, "plugin" or "hook"
+    name: str
+    check: str  # "contract", "end-to-end", "load", "unique name", ...
+    status: Status
+    reason: str = ""
+
+
+class Skip(Exception):
+    """A check that cannot apply to this component; the message says why."""
+
+
+def normalize_distribution(name: str) -> str:
+    """PEP 503 form, so "vlbench_Example.plugin" and "vlbench-example-plugin" compare equal."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check-plugin", help="run the conformance contracts over every component of an installed distribution",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    parser.add_argument("distribution", help="an installed distribution, e.g. vlbench-example-plugin")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="input size of the vision encoders; default: each encoder's own")
+    parser.set_defaults(func=cmd_check_plugin)
+
+
+def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from vlbench.manager import PluginHost
+    from vlbench.testing import mocks
+
+    host = PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])
+    results = check_distribution(host, args.distribution, image_size=args.image_size)
+    table = Table(title=f"check-plugin {args.distribution}")
+    for column in ("kind", "name", "check", "result"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    colour = {"pass": "green", "fail": "red", "skip": "yellow"}
+    for r in results:
+        table.add_row(r.kind, r.name, r.check, f"[{colour[r.status]}]{r.status}[/]", r.reason)
+    console.print(table)
+    counts = {status: sum(r.status == status for r in results) for status in colour}
+    console.print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    return 1 if counts["fail"] else 0
+
+
+def check_distribution(host: PluginHost, distribution: str, *, image_size: Sequence[int] | None = None) -> list[CheckResult]:
+    """Every check of every component ``distribution`` registers in ``host``, which must also
+    hold the mocks (``PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])``)."""
+    from vlbench.errors import UserError
+    from vlbench.registry import did_you_mean
+    from vlbench.types import KINDS
+
+    wanted = normalize_distribution(distribution)
+    mine = lambda dist: normalize_distribution(dist) == wanted  # noqa: E731
+    plugins = sorted(name for name, info in host.plugins.items() if mine(info.distribution))
+    failures = [f for f in host.failures if mine(f.distribution)]
+    if not plugins and not failures:
+        shipping = sorted({p.distribution for p in host.plugins.values() if p.distribution != "(in-process)"})
+        raise UserError(
+            f"no installed distribution {distribution!r} ships a vlbench plugin.{did_you_mean(distribution, shipping)} "
+            f"Distributions with vlbench plugins here: {', '.join(shipping)}. Install it (pip install -e PATH), check "
+            f"its [project.entry-points.vlbench] table, and VLBENCH_LOAD_PLUGINS / VLBENCH_BLOCK_PLUGINS."
+        )
+    results = [CheckResult("plugin", f.plugin, "load", "fail", f"{f.stage}: {f.error}") for f in failures]
+    results += [
+        CheckResult(c.kind, c.name, "unique name", "fail", c.describe())
+        for c in host.conflicts() if any(mine(owner.distribution) for owner in c.owners)
+    ]
+    with tempfile.TemporaryDirectory(prefix="vlbench-check-") as tmp:
+        workdir = Path(tmp)
+        for kind in KINDS:
+            for name, spec in sorted(host.specs(kind).items()):
+                if mine(spec.distribution):
+                    results += _component_checks(host, spec, kind, workdir / kind / name, image_size)
+    for hook in ("vlbench_resolve_vision_encoder", "vlbench_run_finished"):
+        for impl in getattr(host.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name in plugins:
+                results.append(CheckResult("hook", impl.plugin_name, hook, "skip", _NO_CONTRACT[hook]))
+    return results
+
+
+_NO_CONTRACT = {
+    "vlbench_resolve_vision_encoder": "open names are resolved on demand: test one with VisionEncoderContract and "
+                                      "spec_name set to such a name",
+    "vlbench_run_finished": "observers have no contract: vlbench reports an observer that raises and goes on",
+}
+
+
+def _component_checks(
+    host: PluginHost, spec: ComponentSpec, kind: str, workdir: Path, image_size: Sequence[int] | None
+) -> list[CheckResult]:
+    from vlbench.errors import UserError
+    from vlbench.testing import contracts, mocks
+
+    options = dict(spec.options)  # what a suite passes when it sets no option
+    folders = (workdir / f"run{i}" for i in itertools.count())
+
+    def run(**components: Any) -> None:
+        record = mocks.tiny_run(host, next(folders), **components)
+        if record["status"] != "ok":
+            raise AssertionError(f"{record['error']['type']}: {record['error']['message']}")
+
+    def dataset_ready(check: Callable[[], None]) -> Callable[[], None]:
+        # A loader of real data refuses to build without its local files: a setting, not a broken contract.
+        def guarded() -> None:
+            try:
+                check()
+            except UserError as exc:
+                raise Skip(f"needs configuration: {exc}") from None
+        return guarded
+
+    checks: dict[str, Callable[[], None]]
+    if kind == "vision":
+        checks = {
+            "contract": lambda: contracts.check_vision_encoder(spec, image_size=tuple(image_size) if image_size else None, **options),
+            "end-to-end": lambda: run(vision=spec.name, image_size=image_size),
+        }
+    elif kind == "text":
+        checks = {"contract": lambda: contracts.check_text_encoder(spec, **options), "end-to-end": lambda: run(text=spec.name)}
+    elif kind == "fusion":
+        checks = {"contract": lambda: contracts.check_fusion(spec, **options)}
+        for objective in sorted(set(spec.objectives) & set(mocks.MOCK_TASK)):
+            checks[f"end-to-end ({objective})"] = lambda objective=objective: run(
+                fusion=spec.name, text="mock_text" if spec.uses_text else None, task=mocks.MOCK_TASK[objective])
+    elif kind == "task":
+        if spec.objective not in mocks.MOCK_TASK:
+            return [CheckResult(kind, spec.name, "contract", "skip", f"the task contract covers {sorted(mocks.MOCK_TASK)} objectives")]
+        checks = {
+            "contract": lambda: contracts.check_task(spec, **options),
+            "end-to-end": lambda: run(task=spec.name, dataset="mock_dataset"),
+        }
+    else:
+        task = mocks.mock_task_for(spec)
+        checks = {"contract": dataset_ready(lambda: contracts.check_dataset(spec, workdir / "contract", **options))}
+        if task is not None:
+            checks["end-to-end"] = dataset_ready(lambda: run(task=task, dataset=spec.name))
+    return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]
+
+
+def _attempt(kind: str, name: str, check: str, fn: Callable[[], None]) -> CheckResult:
+    try:
+        fn()
+    except Skip as exc:
+        return CheckResult(kind, name, check, "skip", str(exc))
+    except AssertionError as exc:
+        return CheckResult(kind, name, check, "fail", str(exc).strip() or f"assertion failed {_where(exc)}")
+    except Exception as exc:  # noqa: BLE001 - any exception is this component's failure, reported, and the next check runs
+        return CheckResult(kind, name, check, "fail", f"{type(exc).__name__}: {exc} {_where(exc)}")
+    return CheckResult(kind, name, check, "pass")
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame, where a plugin's bug usually is."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"(at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
