@@ -99,6 +99,7 @@ def check_distribution(host: PluginHost, distribution: str, *, image_size: Seque
             f"its [project.entry-points.vlbench] table, and VLBENCH_LOAD_PLUGINS / VLBENCH_BLOCK_PLUGINS."
         )
     results = [CheckResult("plugin", f.plugin, "load", "fail", f"{f.stage}: {f.error}") for f in failures]
+    results += _hook_name_checks(host, plugins)
     results += [
         CheckResult(c.kind, c.name, "unique name", "fail", c.describe())
         for c in host.conflicts() if any(mine(owner.distribution) for owner in c.owners)
@@ -113,6 +114,24 @@ def check_distribution(host: PluginHost, distribution: str, *, image_size: Seque
         for impl in getattr(host.pm.hook, hook).get_hookimpls():
             if impl.plugin_name in plugins:
                 results.append(CheckResult("hook", impl.plugin_name, hook, "skip", _NO_CONTRACT[hook]))
+    return results
+
+
+def _hook_name_checks(host: PluginHost, plugins: list[str]) -> list[CheckResult]:
+    """Hook functions pluggy accepts but vlbench never calls: a misspelt hook name, or a
+    hook-named function without ``@hookimpl``. Both load silently and register nothing."""
+    from vlbench.registry import did_you_mean
+
+    known = host.hook_names()
+    results = []
+    for name in plugins:
+        plugin = host.pm.get_plugin(name)
+        implemented = {caller.name for caller in host.pm.get_hookcallers(plugin) or []}
+        for attr in sorted(implemented - set(known)):
+            results.append(CheckResult("hook", name, attr, "fail", f"no hook is named {attr!r}, so it is never called.{did_you_mean(attr, known)}"))
+        for attr in sorted((set(known) & set(dir(plugin))) - implemented):
+            if callable(getattr(plugin, attr)):
+                results.append(CheckResult("hook", name, attr, "fail", "defined without @hookimpl (from vlbench import hookimpl), so it is never called"))
     return results
 
 

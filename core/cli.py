@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlbench.errors import UserError
+from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.types import KINDS, RunSpec
 
 DEFAULT_RESULTS = Path("leaderboard/results")
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
+    add_leaderboard_parser(sub)
     return parser
 
 

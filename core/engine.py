@@ -21,7 +21,7 @@ import torch
 
 import vlbench
 from vlbench import efficiency
-from vlbench.data import Precision, SplitLoader, resolve_precision
+from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel

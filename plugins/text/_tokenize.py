@@ -7,7 +7,7 @@ transformers is imported lazily (inside the functions): registering specs must s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vlbench.errors import UserError
+from vlbench.weights import strip_prefix
 from vlbench.types import EncoderOutput, TextEncoder, TextInfo, TokenizedText
 
 WORDPIECE_VOCAB_SIZE = 30522  # bert-base-uncased
@@ -106,44 +107,3 @@ def bert_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for k, v in state.items()
         if not k.startswith(("cls.", "pooler.")) and k != "embeddings.position_ids"
     }
-
-
-def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Drop ``prefix`` from the keys that have it, when any has it."""
-    if not any(k.startswith(prefix) for k in state):
-        return state
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-
-
-def load_checked(
-    module: nn.Module,
-    state: Mapping[str, torch.Tensor],
-    *,
-    what: str,
-    source: str,
-    ignore: Callable[[str], bool] = lambda key: False,
-) -> None:
-    """Load ``state`` into ``module``; every key must match in name and shape, else a
-    :class:`UserError` naming ``source`` and a few offending keys (never a half-loaded model
-    passed off as pretrained)."""
-    state = {k: v for k, v in state.items() if not ignore(k)}
-    own = module.state_dict()
-    problems = []
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape
-    ]
-    if mismatched:
-        problems.append(f"wrong shapes: {_few(mismatched)}")
-    else:
-        result = module.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            problems.append(f"missing keys: {_few(result.missing_keys)}")
-        if result.unexpected_keys:
-            problems.append(f"unexpected keys: {_few(result.unexpected_keys)}")
-    if problems:
-        raise UserError(f"weights {source} do not fit {what} ({'; '.join(problems)}).")
-
-
-def _few(keys: Sequence[str], n: int = 4) -> str:
-    more = f" and {len(keys) - n} more" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more

@@ -17,11 +17,10 @@ from vlbench.plugins.text._tokenize import (
     BertTextEncoder,
     bert_state,
     check_max_length,
-    load_checked,
     wordpiece_tokenizer,
 )
 from vlbench.types import Register, TextEncoderSpec
-from vlbench.weights import load_state_dict_file
+from vlbench.weights import load_into, load_state_dict_file
 
 NAME = "bert_mini"
 MAX_POSITIONS = 512
@@ -47,7 +46,7 @@ def build(
     model = BertModel(config, add_pooling_layer=False)
     if source is not None:
         state = bert_state(load_state_dict_file(source))
-        load_checked(model, state, what=f"text encoder {NAME!r} (BERT-Mini)", source=f"file {source}")
+        load_into(model, state, what=f"text encoder {NAME!r} (BERT-Mini)", source=f"file {source}")
     return BertTextEncoder(model, wordpiece_tokenizer(), max_length)
 
 

@@ -27,9 +27,8 @@ from torch import nn
 
 from vlbench import hookimpl
 from vlbench.errors import UserError
-from vlbench.plugins.text._tokenize import load_checked, strip_prefix
 from vlbench.types import EncoderOutput, Register, TextEncoder, TextEncoderSpec, TextInfo, TokenizedText
-from vlbench.weights import load_state_dict_file
+from vlbench.weights import load_into, load_state_dict_file, strip_prefix
 
 NAME = "clip_text"
 CLIP_VOCAB_SIZE = 49408  # the BPE vocabulary open_clip.tokenize uses
@@ -172,7 +171,7 @@ def _load_text_tower(model: nn.Module, path: Path, context_length: int) -> None:
     positions = state.get("positional_embedding")
     if positions is not None and positions.shape[0] > context_length:
         state["positional_embedding"] = positions[:context_length]
-    load_checked(
+    load_into(
         model,
         state,
         what=f"text encoder {NAME!r} (a CLIP text transformer with these width/layers/heads/context_length)",

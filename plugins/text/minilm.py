@@ -14,12 +14,11 @@ from vlbench.plugins.text._tokenize import (
     BertTextEncoder,
     bert_state,
     check_max_length,
-    load_checked,
     minilm_folder,
     wordpiece_tokenizer,
 )
 from vlbench.types import Register, TextEncoderSpec
-from vlbench.weights import load_state_dict_file
+from vlbench.weights import load_into, load_state_dict_file
 
 NAME = "all_minilm_l6_v2"
 
@@ -37,7 +36,7 @@ def build(
     source = weights if weights is not None else (folder / "model.safetensors" if pretrained else None)
     if source is not None:
         state = bert_state(load_state_dict_file(source))
-        load_checked(model, state, what=f"text encoder {NAME!r} (MiniLM-L6-H384)", source=f"file {source}")
+        load_into(model, state, what=f"text encoder {NAME!r} (MiniLM-L6-H384)", source=f"file {source}")
     return BertTextEncoder(model, wordpiece_tokenizer(), max_length)
 
 

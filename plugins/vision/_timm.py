@@ -25,7 +25,7 @@ from torch import nn
 
 from vlbench.errors import UserError
 from vlbench.types import EncoderOutput, VisionEncoder, VisionEncoderSpec, VisionInfo
-from vlbench.weights import load_state_dict_file
+from vlbench.weights import load_into, load_state_dict_file, strip_prefix
 
 Layout = Literal["NLC", "NCHW", "NHWC"]  # what forward_features returns
 
@@ -264,7 +264,7 @@ def _load_weights(model: nn.Module, model_name: str, path: Path) -> None:
     converts (through the architecture's ``checkpoint_filter_fn``, which also resamples
     position embeddings to the built size) and ``TimmVisionEncoder.state_dict()`` files.
     """
-    state = _strip_prefix(load_state_dict_file(path), "model.")
+    state = strip_prefix(load_state_dict_file(path), "model.")
     filter_fn: Callable[..., Mapping[str, torch.Tensor]] | None = getattr(
         sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None
     )
@@ -278,31 +278,9 @@ def _load_weights(model: nn.Module, model_name: str, path: Path) -> None:
             ) from None
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
-    state = {k: v for k, v in state.items() if not any(k == h or k.startswith(h + ".") for h in heads)}
-    own = model.state_dict()
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape
-    ]
-    problems = [] if not mismatched else [f"wrong shapes: {_few(mismatched)}"]
-    if not problems:
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            problems.append(f"missing keys: {_few(result.missing_keys)}")
-        if result.unexpected_keys:
-            problems.append(f"unexpected keys: {_few(result.unexpected_keys)}")
-    if problems:
-        raise UserError(
-            f"weights file {path} does not fit vision encoder {model_name!r} ({'; '.join(problems)}). "
-            f"Give a state dict saved from timm's {model_name!r} (classifier keys may be absent)."
-        )
+    load_into(
+        model, state, what=f"vision encoder {model_name!r}", source=f"file {path}",
+        ignore=lambda key: any(key == h or key.startswith(h + ".") for h in heads),
+    )
 
 
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def _few(keys: Sequence[str], n: int = 4) -> str:
-    more = f" and {len(keys) - n} more" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
