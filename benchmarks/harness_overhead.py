@@ -111,6 +111,8 @@ def main() -> None:
     print(f"device {hardware['device_name']} ({hardware['torch_threads']} torch threads), torch {hardware['torch']}, "
           f"timm {hardware['timm']}, {precision.name}, channels_last={precision.channels_last}, "
           f"image {size}x{size}, batch {batch}, budget {budget} s, {args.rounds} interleaved rounds")
+    noop = efficiency.time_stage(lambda: None, 0.2, device=device)
+    print(f"vlbench's timing loop costs {noop['p50_ms'] * 1e3:.2f} us per call (median over {noop['iterations']} calls of a no-op)")
     print(f"{'model':<24} {'vlbench img/s':>14} {'timm img/s':>11} {'ratio':>6} {'ratio p50':>10} {'iters':>6}")
     below = []
     for name in args.models:

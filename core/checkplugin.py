@@ -126,7 +126,10 @@ def _hook_name_checks(host: PluginHost, plugins: list[str]) -> list[CheckResult]
     results = []
     for name in plugins:
         plugin = host.pm.get_plugin(name)
-        implemented = {caller.name for caller in host.pm.get_hookcallers(plugin) or []}
+        callers = host.pm.get_hookcallers(plugin) or []
+        if not any(caller.spec for caller in callers):
+            results.append(CheckResult("plugin", name, "hooks", "fail", "implements no vlbench hook, so it adds nothing (see docs/hooks.md)"))
+        implemented = {caller.name for caller in callers}
         for attr in sorted(implemented - set(known)):
             results.append(CheckResult("hook", name, attr, "fail", f"no hook is named {attr!r}, so it is never called.{did_you_mean(attr, known)}"))
         for attr in sorted((set(known) & set(dir(plugin))) - implemented):
@@ -145,7 +148,6 @@ _NO_CONTRACT = {
 def _component_checks(
     host: PluginHost, spec: ComponentSpec, kind: str, workdir: Path, image_size: Sequence[int] | None
 ) -> list[CheckResult]:
-    from vlbench.errors import UserError
     from vlbench.testing import contracts, mocks
 
     options = dict(spec.options)  # what a suite passes when it sets no option
@@ -155,15 +157,6 @@ def _component_checks(
         record = mocks.tiny_run(host, next(folders), **components)
         if record["status"] != "ok":
             raise AssertionError(f"{record['error']['type']}: {record['error']['message']}")
-
-    def dataset_ready(check: Callable[[], None]) -> Callable[[], None]:
-        # A loader of real data refuses to build without its local files: a setting, not a broken contract.
-        def guarded() -> None:
-            try:
-                check()
-            except UserError as exc:
-                raise Skip(f"needs configuration: {exc}") from None
-        return guarded
 
     checks: dict[str, Callable[[], None]]
     if kind == "vision":
@@ -183,14 +176,32 @@ def _component_checks(
             return [CheckResult(kind, spec.name, "contract", "skip", f"the task contract covers {sorted(mocks.MOCK_TASK)} objectives")]
         checks = {
             "contract": lambda: contracts.check_task(spec, **options),
-            "end-to-end": lambda: run(task=spec.name, dataset="mock_dataset"),
+            "end-to-end": lambda: run(task=spec.name),
         }
     else:
-        task = mocks.mock_task_for(spec)
-        checks = {"contract": dataset_ready(lambda: contracts.check_dataset(spec, workdir / "contract", **options))}
-        if task is not None:
-            checks["end-to-end"] = dataset_ready(lambda: run(task=task, dataset=spec.name))
+        return _dataset_checks(spec, workdir, run)
     return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]
+
+
+def _dataset_checks(spec: ComponentSpec, workdir: Path, run: Callable[..., None]) -> list[CheckResult]:
+    from vlbench.errors import UserError
+    from vlbench.testing import contracts, mocks
+
+    def contract() -> None:
+        try:
+            contracts.check_dataset(spec, workdir / "contract", **spec.options)
+        except UserError as exc:
+            # A loader of real data refuses to build without its local files: a setting, not a broken contract.
+            raise Skip(f"needs configuration: {exc}") from None
+
+    results = [_attempt("dataset", spec.name, "contract", contract)]
+    task = mocks.mock_task_for(spec)
+    if task is not None:
+        if results[0].status == "skip":
+            results.append(CheckResult("dataset", spec.name, "end-to-end", "skip", results[0].reason))
+        else:
+            results.append(_attempt("dataset", spec.name, "end-to-end", lambda: run(task=task, dataset=spec.name)))
+    return results
 
 
 def _attempt(kind: str, name: str, check: str, fn: Callable[[], None]) -> CheckResult:

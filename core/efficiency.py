@@ -11,7 +11,7 @@ Every figure states its unit and the hardware it was taken on (:func:`fingerprin
 * :func:`peak_memory`, :func:`inference_memory`, :func:`train_step_memory`: peak bytes of
   an inference forward and of a training step;
 * :func:`fp16_size`: bytes of the state dict saved in half precision;
-* :class:`CostStage`, :func:`run_stages`: extra timed stages a task declares;
+* :func:`run_stages`: extra timed stages a task declares (:class:`vlbench.types.CostStage`);
 * :func:`check_cost_invariants`: what must hold in every cost block.
 
 docs/cost.md explains every field.
@@ -28,7 +28,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from vlbench.data import Precision
 from vlbench.objectives import VLModel, symmetric_info_nce
 from vlbench.training import set_train_mode
-from vlbench.types import Batch, EncoderOutput, TokenizedText
+from vlbench.types import Batch, CostStage, EncoderOutput, TokenizedText
 
 T = TypeVar("T")
 
@@ -406,21 +405,6 @@ def latency(
 # ---------------------------------------------------------------- task-declared stages
 
 
-@dataclass(frozen=True)
-class CostStage:
-    """One timed call a task declares; :func:`run_stages` times it like :func:`time_stage`.
-
-    Stages of one ``group`` that differ in ``items`` get the batching ratio
-    ``p50(batch n) / (n x p50(batch 1))`` against the group's single-item stage
-    (below 1: batching pays).
-    """
-
-    fn: Callable[[], object]  # one call: whatever the stage does end to end
-    items: int = 1  # samples one call handles: items/s = items / call time
-    unit: str = "items"  # what an item is: "images", "queries"
-    group: str | None = None  # e.g. "query": stages "query@1" and "query@5"
-
-
 def run_stages(stages: Mapping[str, CostStage], precision: Precision, budget_s: float = 1.0, **timing: Any) -> dict[str, Any]:
     """Time every declared stage under inference mode and the run's autocast."""
     out: dict[str, Any] = {}
@@ -430,8 +414,10 @@ def run_stages(stages: Mapping[str, CostStage], precision: Precision, budget_s: 
             out[name] = {"items": stage.items, "unit": stage.unit, "group": stage.group,
                          "items_per_s": stage.items * 1e3 / stats["mean_ms"], **stats}
     for name, stage in stages.items():
-        single = next((s for s, st in stages.items() if st.group == stage.group and st.items == 1), None)
-        if stage.group is not None and stage.items > 1 and single is not None:
+        if stage.group is None or stage.items == 1:
+            continue
+        single = next((other for other, s in stages.items() if s.group == stage.group and s.items == 1), None)
+        if single is not None:
             out[name]["single_stage"] = single
             out[name]["batched_over_n_single"] = out[name]["p50_ms"] / (stage.items * out[single]["p50_ms"])
     return out
@@ -495,8 +481,9 @@ def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[
     finally:
         with _quiet_stderr():
             profiler.__exit__(None, None, None)
+    cpu = torch.autograd.DeviceType.CPU
     events = sorted(
-        (e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU),
+        (e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == cpu),
         key=lambda e: e.start_ns(),
     )
     if not events:
@@ -592,10 +579,7 @@ def train_step_memory(
                 loss.backward()
                 optimizer.step()
 
-        try:
-            return peak_memory(steps, device, (model,))
-        finally:
-            del optimizer  # an out-of-memory traceback keeps this frame, and would keep the state
+        return peak_memory(steps, device, (model,))
 
     requested = len(train_batch.index) if train_batch is not None else batch
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -753,6 +737,13 @@ def check_cost_invariants(cost: Mapping[str, Any]) -> list[str]:
     2 bytes per parameter. Latency percentiles ordered. Throughput never ran a larger batch
     than asked. The vision tower's MACs within 2% of fvcore's where it was counted.
     """
+    try:
+        return _invariant_problems(cost)
+    except (KeyError, TypeError, AttributeError) as exc:  # a record from elsewhere, read back from JSON
+        return [f"cost block is malformed ({type(exc).__name__}: {exc})"]
+
+
+def _invariant_problems(cost: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     params = cost.get("params")
     if params:
@@ -780,7 +771,8 @@ def check_cost_invariants(cost: Mapping[str, Any]) -> list[str]:
     timed += [(f"throughput.batch{e['requested_batch']}", e) for e in cost.get("throughput", {}).get("batches", []) if e.get("batch")]
     for where, stats in timed:
         if not 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]:
-            problems.append(f"{where}: percentiles out of order or not positive ({stats['p50_ms']}, {stats['p90_ms']}, {stats['p99_ms']} ms)")
+            ms = ", ".join(str(stats[key]) for key in ("p50_ms", "p90_ms", "p99_ms"))
+            problems.append(f"{where}: percentiles out of order or not positive ({ms} ms)")
     for entry in cost.get("throughput", {}).get("batches", []):
         if entry["batch"] is not None and entry["batch"] > entry["requested_batch"]:
             problems.append(f"throughput: ran batch {entry['batch']} where {entry['requested_batch']} was asked")

@@ -236,7 +236,20 @@ def execute(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.devic
     val_metrics = validate()  # of the selected checkpoint, stored in full
     test_metrics = task.evaluate(model, test_split, eval_loader)
     reporter.stage("measuring cost")
-    cost = {"params": efficiency.parameter_counts(model)}
+    batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
+    train_batch = next(batches)
+    batches.close()  # stops the DataLoader's workers
+    cost_stages = getattr(task, "cost_stages", None)
+    cost = efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=task.objective,
+        loss_fn=task.loss, train_batch=train_batch,
+        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
+    )
     return {
         "components": _components_block(run, built.specs, built.weights),
         "metrics": {

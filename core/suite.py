@@ -74,6 +74,8 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "max_steps_per_epoch": (0, "cap on steps per epoch; 0 = the whole train split"),
     "eval_batch_size": (128, "batch size for encoding val/test splits"),
     "num_workers": (0, "DataLoader worker processes"),
+    "cost_batch_sizes": ([1, 32], "batch sizes of the throughput measurement (images/s)"),
+    "cost_budget_s": (1.0, "seconds of timing per latency/throughput figure, after warm-up"),
 }
 AXIS_COMMON: dict[Kind, dict[str, tuple[Any, str]]] = {
     "vision": {

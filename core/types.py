@@ -165,6 +165,24 @@ class Task(Protocol):
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
         """Score ``model`` on ``split``; ``loader`` turns images/captions into tensors."""
 
+    # Optional: ``cost_stages(model, split, loader) -> dict[str, CostStage]``, extra timed
+    # stages (set-up untimed, e.g. a cached gallery), measured after the test evaluation.
+
+
+@dataclass(frozen=True)
+class CostStage:
+    """One timed call a task declares; :func:`run_stages` times it like :func:`time_stage`.
+
+    Stages of one ``group`` that differ in ``items`` get the batching ratio
+    ``p50(batch n) / (n x p50(batch 1))`` against the group's single-item stage
+    (below 1: batching pays).
+    """
+
+    fn: Callable[[], object]  # one call: whatever the stage does end to end
+    items: int = 1  # samples one call handles: items/s = items / call time
+    unit: str = "items"  # what an item is: "images", "queries"
+    group: str | None = None  # e.g. "query": stages "query@1" and "query@5"
+
 
 @runtime_checkable
 class SplitLoader(Protocol):

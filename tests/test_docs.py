@@ -20,7 +20,7 @@ HOOKS_MD = ROOT / "docs" / "hooks.md"
 TUTORIAL = ROOT / "docs" / "writing-plugins.md"
 EXAMPLE = ROOT / "examples" / "vlbench-example-plugin"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("vlbench_"))
-FENCE = re.compile(r'^```(\w*)(?: title="([^"]+)")?\n(.*?)^```$', re.S | re.M)
+FENCE = re.compile(r'^```(\w*)(?: title="([^"]+)")?\n(.*?)^```$', re.DOTALL | re.MULTILINE)
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def signature(hook: str) -> str:
 def hook_sections() -> dict[str, str]:
     """hooks.md text under each heading that names a hook."""
     sections: dict[str, str] = {}
-    for chunk in re.split(r"^(?=#{1,3} )", HOOKS_MD.read_text(), flags=re.M):
+    for chunk in re.split(r"^(?=#{1,3} )", HOOKS_MD.read_text(), flags=re.MULTILINE):
         title = chunk.splitlines()[0].lstrip("# ").strip() if chunk.strip() else ""
         if title.startswith("vlbench_"):
             sections[title] = chunk

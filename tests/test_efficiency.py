@@ -338,6 +338,7 @@ def test_invariants_catch_inconsistent_blocks():
     assert any("fp16_size" in p for p in broken(lambda c: c["fp16_size"].update(bytes=c["fp16_size"]["bytes"] * 2)))
     assert any("percentiles" in p for p in broken(lambda c: c["latency"]["vision"].update(p99_ms=0.5)))
     assert any("fvcore" in p for p in broken(lambda c: c["checks"]["fvcore_vision"].update(macs=VISION_MACS * 1.05)))
+    assert any("malformed" in p for p in broken(lambda c: c["flops"].pop("total")))
 
 
 def test_fingerprint_names_hardware_software_and_settings():

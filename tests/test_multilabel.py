@@ -12,11 +12,13 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score
 
 from vlbench.data import Precision, SplitLoader
+from vlbench.engine import run_suite
 from vlbench.errors import UserError
 from vlbench.manager import PluginHost
 from vlbench.plugins.datasets import multilabel_csv, synthetic_scenes
 from vlbench.plugins.fusion.early import EarlyFusion
 from vlbench.plugins.tasks.multilabel import MultilabelTask, multilabel_metrics, tune_thresholds
+from vlbench.results import read_record
 from vlbench.suite import load_suite
 from vlbench.testing.contracts import check_fusion, check_task
 from vlbench.types import EncoderOutput, Split, TextInfo, VisionInfo
@@ -335,3 +337,45 @@ def test_suites_resolve_to_early_and_image_only_runs(name):
     assert fusions == {"early", "image_only"}
     assert all((run.text is None) == (run.fusion.name == "image_only") for run in suite.runs)
     assert all(run.task.name == "multilabel" for run in suite.runs)
+
+
+TINY = """
+[suite]
+name = "multilabel_tiny"
+device = "cpu"
+[train]
+epochs = 2
+batch_size = 16
+lr = 1e-3
+max_steps_per_epoch = 2
+eval_batch_size = 64
+[[tasks]]
+name = "multilabel"
+options = { tune_thresholds = true }
+dataset_options = { n_images = [64, 48, 48], image_size = [32, 32] }
+[[vision]]
+name = "mobilenetv3_small_100"
+image_size = [32, 32]
+[[text]]
+name = "clip_text"
+options = { width = 32, layers = 1, heads = 2, context_length = 24 }
+[defaults.fusions]
+options = { dim = 32, heads = 2, ff_dim = 64, layers = 1, pool_layers = 1, pool_heads = 2 }
+[[fusions]]
+name = "early"
+[[fusions]]
+name = "image_only"
+"""
+
+
+def test_tiny_suite_runs_end_to_end(tmp_path):
+    (tmp_path / "suite.toml").write_text(TINY)
+    suite = load_suite(tmp_path / "suite.toml", HOST)
+    outcome = run_suite(suite.runs, HOST, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
+    records = {r["components"]["fusion"]["name"]: r for r in map(read_record, outcome.records)}
+    assert not outcome.failed and set(records) == {"early", "image_only"}
+    assert "text" in records["early"]["components"] and "text" not in records["image_only"]["components"]
+    for record in records.values():
+        test = record["metrics"]["splits"]["test"]
+        assert test["main"] == "mAP" and {"F1_samples", "F1_samples_tuned", "loss"} <= set(test["values"])
+        assert test["details"]["thresholds"]["per_class"] == record["metrics"]["splits"]["val"]["details"]["thresholds"]["per_class"]

@@ -26,7 +26,7 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ from vlbench.types import (
     VisionEncoderSpec,
     VisionInfo,
 )
+
+if TYPE_CHECKING:
+    from vlbench.manager import PluginHost
 
 PLUGIN_NAME = "vlbench.testing.mocks"
 CODED_CLASSES = 4  # coded_split's default number of label classes
@@ -285,21 +288,21 @@ def _toml(value: Any) -> str:
 
 
 def tiny_run(
-    host: Any,
+    host: PluginHost,
     workdir: Path,
     *,
     vision: str = "mock_vision",
     text: str | None = "mock_text",
     fusion: str = "mock_fusion",
     task: str = "mock_retrieval",
-    dataset: str = "",
+    dataset: str = "mock_dataset",
     image_size: Sequence[int] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     steps: int = 2,
 ) -> dict[str, Any]:
     """Run one tiny suite through the real engine and return its record (status ok or error).
 
-    ``dataset`` defaults to the task's own default dataset, else ``mock_dataset``; ``options``
+    ``text=None`` runs without a text encoder (for fusions with ``uses_text=False``); ``options``
     maps a kind (vision, text, fusion, task, dataset) to that component's options. Two epochs of
     ``steps`` steps, so selection on val, reloading the best state and testing all happen.
     """
@@ -308,7 +311,6 @@ def tiny_run(
     from vlbench.suite import load_suite
 
     options = options or {}
-    task_spec = host.get("task", task)
     vision_entry = {"name": vision, "options": options.get("vision", {})}
     if image_size is not None:
         vision_entry["image_size"] = list(image_size)
@@ -317,7 +319,7 @@ def tiny_run(
         "text": {"name": text, "options": options.get("text", {})} if text else None,
         "fusions": {"name": fusion, "options": options.get("fusion", {})},
         "tasks": {"name": task, "options": options.get("task", {}), "dataset_options": options.get("dataset", {}),
-                  "dataset": dataset or task_spec.default_dataset or "mock_dataset"},
+                  "dataset": dataset},
     }
     lines = ['[suite]', 'name = "tiny"', "[train]",
              f"epochs = 2\nbatch_size = 8\nmax_steps_per_epoch = {steps}\neval_batch_size = 32\nlr = 1e-3\nhflip = false"]

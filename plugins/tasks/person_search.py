@@ -18,7 +18,7 @@ from torch import nn
 from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.objectives import symmetric_info_nce
-from vlbench.types import Batch, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec
+from vlbench.types import Batch, CostStage, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec
 
 from ._retrieval import TIE_BREAK, bootstrap_ci, chance_levels, retrieval_metrics
 
@@ -160,6 +160,25 @@ class PersonSearchTask:
             units={name: "%" for name in values},
             details=details,
         )
+
+    def cost_stages(self, model: Any, split: Split, loader: SplitLoader) -> dict[str, CostStage]:
+        """The search a deployed system runs: the gallery is encoded once (timed as images/s),
+        then a text query goes end to end against the cached gallery, alone and as 5."""
+        with torch.inference_mode(), loader.autocast():
+            gallery = _encode_all(loader.images(split), model.encode_image, len(split))
+        _, images = next(loader.images(split))
+        captions = [caps[0] for caps in split.captions]
+        k = min(max(KS), len(split))
+
+        def search(n: int) -> Callable[[], Any]:
+            texts = captions[:n]
+            return lambda: (F.normalize(model.encode_text(model.tokenize(texts).to(loader.device)).float(), dim=-1) @ gallery.T).topk(k, dim=1)
+
+        return {
+            "gallery_encode": CostStage(lambda: model.encode_image(images), items=len(images), unit="images"),
+            "query@1": CostStage(search(1), items=1, unit="queries", group="query"),
+            "query@5": CostStage(search(5), items=5, unit="queries", group="query"),
+        }
 
 
 def build(
