@@ -168,9 +168,13 @@ def _component_checks(
         checks = {"contract": lambda: contracts.check_text_encoder(spec, **options), "end-to-end": lambda: run(text=spec.name)}
     elif kind == "fusion":
         checks = {"contract": lambda: contracts.check_fusion(spec, **options)}
-        for objective in sorted(set(spec.objectives) & set(mocks.MOCK_TASK)):
-            checks[f"end-to-end ({objective})"] = lambda objective=objective: run(
-                fusion=spec.name, text="mock_text" if spec.uses_text else None, task=mocks.MOCK_TASK[objective])
+        text = "mock_text" if spec.uses_text else None
+        for objective, task in mocks.mock_tasks_for_fusion(spec).items():
+            if task is None:
+                reason = f"no mock task exercises {objective}{'' if spec.uses_text else ' without a text encoder'}"
+                checks[f"end-to-end ({objective})"] = lambda reason=reason: _skip(reason)
+            else:
+                checks[f"end-to-end ({objective})"] = lambda task=task: run(fusion=spec.name, text=text, task=task)
     elif kind == "task":
         if spec.objective not in mocks.MOCK_TASK:
             return [CheckResult(kind, spec.name, "contract", "skip", f"the task contract covers {sorted(mocks.MOCK_TASK)} objectives")]
@@ -181,6 +185,10 @@ def _component_checks(
     else:
         return _dataset_checks(spec, workdir, run)
     return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]
+
+
+def _skip(reason: str) -> None:
+    raise Skip(reason)
 
 
 def _dataset_checks(spec: ComponentSpec, workdir: Path, run: Callable[..., None]) -> list[CheckResult]:

@@ -16,11 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from vlbench import checkplugin, scaffold
 from vlbench.errors import UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.types import KINDS, RunSpec
 
 DEFAULT_RESULTS = Path("leaderboard/results")
+DEFAULT_RUNS = Path("runs")  # TensorBoard scalars and --profile traces: <runs-dir>/<suite>/<run_id>/
 
 
 def default_cache_dir() -> Path:
@@ -67,7 +69,11 @@ class RichReporter:
 
     def run_finished(self, record: dict[str, Any]) -> None:
         self.progress.update(self.overall, advance=1)
-        if record["status"] == "ok":
+        if record["status"] == "ok" and record["metrics"].get("quality") is False:
+            rates = ", ".join(f"batch {e['requested_batch']}: {e['images_per_s']:.1f} img/s"
+                              for e in record["cost"]["throughput"]["batches"] if e.get("images_per_s") is not None)
+            self.console.print(f"[green]ok[/green]    {record['label']}  {rates}  [{record['run_id']}]")
+        elif record["status"] == "ok":
             test = record["metrics"]["splits"]["test"]
             main = test["main"]
             self.console.print(
@@ -106,11 +112,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                       f"results would go to {args.results_dir / suite.name}/")
         return 0
     device = resolve_device(args.device or suite.device)
+    os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     todo = [r for r in suite.runs if r.run_id not in done]
     console.print(f"suite {suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
     try:
         with RichReporter(console, len(todo)) as reporter:
-            outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter, warn=console.print)
+            outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter, warn=console.print,
+                                profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
@@ -129,7 +137,7 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
         size = "x".join(map(str, run.vision.options["image_size"]))
         table.add_row(
             str(i), run.run_id, run.vision.name, size, run.text.name if run.text else "-", run.fusion.name,
-            run.task.name, run.dataset.name, str(run.seed), "done" if run.run_id in done else "pending",
+            run.task.name, run.dataset.name if run.dataset else "-", str(run.seed), "done" if run.run_id in done else "pending",
         )
     return table
 
@@ -138,7 +146,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     host = _host()
     table = Table(title="vlbench components")
     for column in ("kind", "name", "plugin", "distribution", "version"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, overflow="fold")
     table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
     for kind in KINDS:
         for name, spec in sorted(host.specs(kind).items()):
@@ -160,10 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help=f"default: {DEFAULT_RESULTS}")
     run.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="generated datasets; default: $VLBENCH_CACHE or ~/.cache/vlbench")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the suite's device")
+    run.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
+                     help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ./{DEFAULT_RUNS}; '' = off")
+    run.add_argument("--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run")
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
     add_leaderboard_parser(sub)
+    checkplugin.add_parser(sub)
+    scaffold.add_parser(sub)
     return parser
 
 

@@ -688,6 +688,7 @@ def measure(
     stages: Mapping[str, CostStage] | None = None,
     compile_mode: str = "none",
     cross_check: bool = True,
+    train_memory: bool = True,
     **timing: Any,
 ) -> dict[str, Any]:
     """A run record's ``cost`` block. ``budget_s`` is the time budget of each timed figure.
@@ -695,7 +696,8 @@ def measure(
     The model must already sit on ``precision.device`` in its memory format, in eval mode.
     ``loss_fn`` with ``train_batch`` makes the training-step memory use the task's loss on a
     real batch; ``stages`` are the task's extra timed stages; ``cross_check`` adds fvcore's
-    count of the vision tower's MACs. ``problems`` lists what :func:`check_cost_invariants` found.
+    count of the vision tower's MACs; ``train_memory=False`` skips the training-step memory
+    (encoder-only runs: ``{"measured": false, "reason": ...}``). ``problems`` lists what :func:`check_cost_invariants` found.
     """
     size, length = _defaults(model, image_size, text_length)
     objective = _objective(model, objective)
@@ -711,7 +713,8 @@ def measure(
         "unit": "bytes",
         "inference": inference_memory(model, precision, max(batch_sizes), objective=objective, image_size=size, text_length=length),
         "train_step": train_step_memory(model, precision, max(batch_sizes), loss_fn=loss_fn, train_batch=train_batch,
-                                        objective=objective, image_size=size, text_length=length),
+                                        objective=objective, image_size=size, text_length=length)
+        if train_memory else {"measured": False, "reason": "not measured: encoder-only run (no training)"},
     }
     cost["fp16_size"] = fp16_size(model)
     if stages:

@@ -64,7 +64,7 @@ class Built:
     """A run's components, built and ready."""
 
     specs: dict[str, ComponentSpec]
-    dataset: Dataset
+    dataset: Dataset | None  # None for a cost-only task that needs no data
     task: Any
     model: VLModel
     frozen: set[str]
@@ -117,9 +117,11 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
         "vision": host.get("vision", run.vision.name),
         "fusion": host.get("fusion", run.fusion.name),
         "task": host.get("task", run.task.name),
-        "dataset": host.get("dataset", run.dataset.name),
     }
-    dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+    dataset = None
+    if run.dataset is not None:
+        specs["dataset"] = host.get("dataset", run.dataset.name)
+        dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
     seed_everything(run.seed)
 
     def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -197,8 +199,15 @@ def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: di
     return block
 
 
-def execute(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter) -> dict[str, Any]:
-    """One run; returns the record's content (everything but identity/status/times). Raises on failure."""
+def execute(
+    run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter, profile_dir: Path | None = None
+) -> dict[str, Any]:
+    """One run; returns the record's content (everything but identity/status/times). Raises on failure.
+
+    ``profile_dir``: write torch.profiler traces of a few training and inference steps there.
+    """
+    if not getattr(host.get("task", run.task.name), "measures_quality", True):
+        return execute_cost_only(run, host, cache_dir, device, reporter, profile_dir)
     reporter.stage("building")
     built = build(run, host, cache_dir, device)
     train = run.train
@@ -250,6 +259,9 @@ def execute(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.devic
         loss_fn=task.loss, train_batch=train_batch,
         stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
     )
+    if profile_dir is not None:
+        reporter.stage("profiling")
+        _profile(built, precision, task, train_batch, profile_dir)
     return {
         "components": _components_block(run, built.specs, built.weights),
         "metrics": {
@@ -273,6 +285,79 @@ def execute(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.devic
     }
 
 
+def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir: Path, infer_batch: int = 32) -> None:
+    """Traces of a few training steps (forward, loss, backward; no optimizer step) and inference
+    steps; weights, buffers, gradients and modes are restored afterwards."""
+    from vlbench.profiling import profile_steps
+    from vlbench.training import set_train_mode
+
+    model, device = built.model, precision.device
+    if train_batch is not None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        modes = {module: module.training for module in model.modules()}
+
+        def train_step() -> None:
+            with precision.autocast():
+                loss = task.loss(model, train_batch)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+        set_train_mode(model, built.frozen)
+        try:
+            profile_steps(train_step, out_dir, "train", device)
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.load_state_dict(state)
+            for module, training in modes.items():
+                module.training = training
+    batch = train_batch.images if train_batch is not None else efficiency._images(
+        max(infer_batch, 1), tuple(model.vision.info.input_size), device, precision.channels_last)
+    text = train_batch.text if train_batch is not None and model.text is not None else None
+
+    def inference_step() -> None:
+        with torch.inference_mode(), precision.autocast():
+            efficiency._forward(model, task.objective, batch, text)
+
+    profile_steps(inference_step, out_dir, "inference", device)
+
+
+def execute_cost_only(
+    run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter, profile_dir: Path | None = None
+) -> dict[str, Any]:
+    """A task with ``measures_quality=False`` (throughput): build, no training, no evaluation, cost only."""
+    reporter.stage("building")
+    built = build(run, host, cache_dir, device)
+    train = run.train
+    precision = resolve_precision(device, train["amp"], train["channels_last"])
+    if precision.channels_last:
+        built.model.to(memory_format=torch.channels_last)
+    model, task = built.model, built.task
+    model.eval()
+    reporter.run_started(run, 0)
+    reporter.stage("measuring cost")
+    timing = task.timing() if hasattr(task, "timing") else {}
+    cost = efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=task.objective, train_memory=False, **timing,
+    )
+    if profile_dir is not None:
+        reporter.stage("profiling")
+        _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
+    return {
+        "components": _components_block(run, built.specs, built.weights),
+        "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
+        "selection": {},
+        "cost": cost,
+        "training": {},
+        "dataset": {"name": None, "synthetic": True, "note": "no dataset: synthetic inputs of the cost protocol"},
+        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
+    }
+
+
 def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
@@ -286,7 +371,7 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
         components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in _choices(run)}),
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
-        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name}),
+        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
         environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
         seed=run.seed, started_at=started, finished_at=_now(),
     )
@@ -312,8 +397,13 @@ def run_suite(
     device: torch.device,
     reporter: Reporter | None = None,
     warn: Callable[[str], Any] = print,
+    profile_dir: Path | None = None,
 ) -> SuiteOutcome:
-    """Every run not finished before; a failing run becomes an error record and the suite goes on."""
+    """Every run not finished before; a failing run becomes an error record and the suite goes on.
+
+    ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
+    traces to ``<profile_dir>/<suite>/<run_id>/profile/``.
+    """
     reporter = reporter or SilentReporter()
     outcome = SuiteOutcome()
     done = finished_run_ids(results_dir, runs[0].suite) if runs else set()
@@ -323,7 +413,8 @@ def run_suite(
             continue
         started, content, error = _now(), None, None
         try:
-            content = execute(run, host, cache_dir, device, reporter)
+            traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
+            content = execute(run, host, cache_dir, device, reporter, traces)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record

@@ -16,9 +16,12 @@ isolates a plugin whose hook raises.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from vlbench.types import Register, ResultRecordDict, VisionEncoderSpec
+if TYPE_CHECKING:  # importing the types pulls in torch; `import vlbench` should stay cheap
+    from vlbench.types import Register, ResultRecordDict, VisionEncoderSpec
 
 hookspec = pluggy.HookspecMarker("vlbench")
 hookimpl = pluggy.HookimplMarker("vlbench")

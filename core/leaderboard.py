@@ -263,13 +263,16 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
             f"{results_dir}: no such results folder. `vlbench run SUITE` writes one record per run to "
             f"leaderboard/results/<suite>/<run-id>.json; pass the folder that holds them (default {DEFAULT_RESULTS})."
         )
-    records, invalid, rows = [], [], []
+    records, invalid, rows, cost_only = [], [], [], {}
     for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")):
         source = path.relative_to(results_dir).as_posix()
         try:
             record = read_record(path)
         except RecordError as exc:
             invalid.append((source, str(exc).removeprefix(f"{path}: ")))
+            continue
+        if record["metrics"].get("quality") is False:  # cost-only (throughput): nothing to rank on
+            cost_only[record["suite"]] = cost_only.get(record["suite"], 0) + 1
             continue
         row = _identity(record, source, len(records))
         if record["status"] == "ok":
@@ -287,6 +290,9 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
     failed["note"] = failed["_finished_ok"].notna().map({True: "an older successful record is shown in the tables", False: ""})
     failed = failed.drop(columns="_finished_ok").sort_values(key)
     declared, notes = _declared_runs(suites, set(frame["suite"]))
+    notes = [n for n in notes if not any(n.startswith(f"Suite {name!r} (") for name in cost_only)]
+    notes += [f"Suite {name!r}: {n} cost-only records (no quality metric) are not ranked; read their cost blocks directly."
+              for name, n in sorted(cost_only.items())]
     missing = declared.merge(frame[key].drop_duplicates(), on=key, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
     return Leaderboard(results_dir, _ranked(runs), failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records, notes)

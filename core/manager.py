@@ -94,17 +94,20 @@ class PluginHost:
     def _load_entry_points(self) -> None:
         only = _env_names("VLBENCH_LOAD_PLUGINS")
         blocked = _env_names("VLBENCH_BLOCK_PLUGINS") or set()
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # entry-point name -> distribution
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = ep.dist.name if ep.dist else "(unknown)"
             version = ep.dist.version if ep.dist else ""
             names = {ep.name, dist}
             if names & blocked or (only is not None and not names & only):
                 continue
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
             info = PluginInfo(ep.name, dist, version, ep.value)
+            if ep.name in seen:
+                if seen[ep.name] != dist:  # else the same distribution is visible twice on sys.path
+                    self.failures.append(self._failure(info, "import", NameError(
+                        f"entry-point name {ep.name!r} is already used by {seen[ep.name]}; name entry points after the import package")))
+                continue
+            seen[ep.name] = dist
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
@@ -115,7 +118,10 @@ class PluginHost:
     def _register_plugin(self, name: str, plugin: object, info: PluginInfo) -> None:
         try:
             self.pm.register(plugin, name=name)
-        except Exception as exc:  # noqa: BLE001 - e.g. a hookimpl whose name matches no hookspec
+            self.pm.check_pending()  # a misspelt hook name would otherwise register nothing, silently
+        except Exception as exc:  # noqa: BLE001
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
             self.failures.append(self._failure(info, "hook validation", exc))
             return
         self.plugins[name] = info

@@ -46,7 +46,22 @@ def problems(data: Any) -> list[str]:
         return [f"status must be 'ok' or 'error', got {data['status']!r}"]
     if data["status"] == "error":
         return [] if data["error"] and {"type", "message"} <= set(data["error"]) else ["an error record needs error.type and error.message"]
+    if data["metrics"].get("quality") is False:
+        return _cost_only_problems(data)
     return _metric_problems(data["metrics"])
+
+
+def _cost_only_problems(data: Mapping[str, Any]) -> list[str]:
+    """A cost-only record (a task with measures_quality=False, e.g. throughput): no metric,
+    no training, and the cost block with its throughput."""
+    found = []
+    if data["metrics"].get("splits") or data["metrics"].get("main") is not None:
+        found.append("a record with metrics.quality = false must have no metrics.splits and no metrics.main")
+    if data["training"]:
+        found.append("a record with metrics.quality = false must have an empty training block (it trained nothing)")
+    if not isinstance(data["cost"].get("throughput"), dict):
+        found.append("a record with metrics.quality = false must carry cost.throughput")
+    return found
 
 
 def _metric_problems(metrics: Mapping[str, Any]) -> list[str]:

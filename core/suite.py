@@ -276,22 +276,27 @@ class _Validator:
             raise self.fail("text", f"fusion {fusion_name!r} needs a text encoder: add a [[text]] entry.")
         dataset_name = task_opts.pop("dataset") or task_spec.default_dataset
         dataset_given = task_opts.pop("dataset_options")
-        if not dataset_name:
+        # A cost-only task that reads no sample field (throughput) runs without a dataset.
+        dataless = not dataset_name and not task_spec.measures_quality and not task_spec.required_fields
+        if not dataset_name and not dataless:
             raise self.fail("tasks.dataset", f"task {task_name!r} has no default dataset: set dataset = \"...\".")
-        try:
-            dataset_spec = self.host.get("dataset", dataset_name)
-        except Exception as exc:  # noqa: BLE001
-            raise self.fail("tasks.dataset", str(exc)) from None
-        missing = task_spec.required_fields - dataset_spec.provides
-        if missing:
-            raise self.fail("tasks.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
-        dataset_opts = self.options(dataset_given, dataset_spec, "tasks.dataset_options")
+        if dataless and dataset_given:
+            raise self.fail("tasks.dataset_options", f"task {task_name!r} uses no dataset: remove dataset_options or name a dataset.")
+        if not dataless:
+            try:
+                dataset_spec = self.host.get("dataset", dataset_name)
+            except Exception as exc:  # noqa: BLE001
+                raise self.fail("tasks.dataset", str(exc)) from None
+            missing = task_spec.required_fields - dataset_spec.provides
+            if missing:
+                raise self.fail("tasks.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
+            dataset_opts = self.options(dataset_given, dataset_spec, "tasks.dataset_options")
         choices = {
             "vision": ComponentChoice(vision[0], vision[2]),
             "text": ComponentChoice(text[0], text[2]) if text is not None and fusion_spec.uses_text else None,
             "fusion": ComponentChoice(fusion_name, fusion_opts),
             "task": ComponentChoice(task_name, task_opts),
-            "dataset": ComponentChoice(dataset_name, dataset_opts),
+            "dataset": None if dataless else ComponentChoice(dataset_name, dataset_opts),
         }
         draft = RunSpec(suite=suite, train=dict(train), seed=seed, data_seed=data_seed, run_id="", **choices)
         return RunSpec(suite=suite, train=dict(train), seed=seed, data_seed=data_seed, run_id=run_id(run_config(draft)), **choices)

@@ -245,6 +245,10 @@ class TaskSpec(ComponentSpec):
     objective: Objective
     required_fields: frozenset[Field]
     default_dataset: str = ""
+    # False: a cost-only task (e.g. ``throughput``): no dataset needed when required_fields is
+    # empty, no training, no evaluation; the record carries the cost block and
+    # ``metrics = {"quality": False, "splits": {}, "main": None}``.
+    measures_quality: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +280,7 @@ class RunSpec:
     text: ComponentChoice | None  # None when the fusion uses no text
     fusion: ComponentChoice
     task: ComponentChoice
-    dataset: ComponentChoice
+    dataset: ComponentChoice | None  # None only for a cost-only task that needs no data
     train: Mapping[str, Any]  # resolved training options (epochs, lr, batch_size, ...)
     seed: int  # model init, data order, augmentation
     data_seed: int  # dataset generation and splits: equal across runs so they share data

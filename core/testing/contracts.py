@@ -99,7 +99,14 @@ def check_fusion(spec: FusionSpec, num_classes: int = 5, **options: Any) -> None
     image = EncoderOutput(torch.randn(4, 4, 48, requires_grad=True), torch.randn(4, 64, requires_grad=True))
     mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3] * 2)
     words = EncoderOutput(torch.randn(4, 6, 40), torch.randn(4, 40), mask) if text else None
-    if "embedding" in spec.objectives:
+    if "embedding" in spec.objectives and words is None:  # image-only embedding (uses_text=False)
+        emb_i = fusion.embed_image(image)
+        assert emb_i.ndim == 2 and emb_i.shape[0] == 4, f"{spec.name}: image embeddings {tuple(emb_i.shape)}"
+        assert torch.allclose(emb_i.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: image embeddings not unit norm"
+        scale = fusion.logit_scale()
+        assert scale.ndim == 0 and scale.item() > 0, f"{spec.name}: logit_scale must be a positive scalar"
+        (emb_i * torch.randn_like(emb_i) * scale).sum().backward()
+    elif "embedding" in spec.objectives:
         emb_i, emb_t = fusion.embed_image(image), fusion.embed_text(words)
         assert emb_i.shape[0] == 4 and emb_i.shape == emb_t.shape, f"{spec.name}: embeddings {emb_i.shape} vs {emb_t.shape}"
         assert torch.allclose(emb_i.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: image embeddings not unit norm"
@@ -185,7 +192,15 @@ def evaluate_coded(spec: TaskSpec, oracle: bool, seed: int = 0, **options: Any) 
 
 
 def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
-    """An oracle reaches ``best`` on the main metric; random outputs land near chance."""
+    """An oracle reaches ``best`` on the main metric; random outputs land near chance.
+
+    A cost-only task (``measures_quality=False``) has no metric: it must build and serve its
+    declared objective, and nothing more is checked here.
+    """
+    if not spec.measures_quality:
+        task = spec.factory(**options)
+        assert task.objective == spec.objective, f"{spec.name}: task objective {task.objective!r} vs spec {spec.objective!r}"
+        return
     oracle = evaluate_coded(spec, oracle=True, **options)
     assert oracle.main in oracle.values and oracle.main in oracle.chance, f"{spec.name}: main metric or its chance level missing"
     assert math.isclose(oracle.values[oracle.main], best, abs_tol=1e-6), (

@@ -271,6 +271,13 @@ def vlbench_register_datasets(register: Register) -> None:
 MOCK_TASK = {"embedding": "mock_retrieval", "classification": "mock_classification"}
 
 
+def mock_tasks_for_fusion(spec: FusionSpec) -> dict[str, str | None]:
+    """Each objective the fusion declares -> the mock task that can exercise it, or None.
+    mock_retrieval embeds captions, so an embedding fusion without text has none."""
+    return {objective: None if objective == "embedding" and not spec.uses_text else MOCK_TASK.get(objective)
+            for objective in sorted(spec.objectives)}
+
+
 def mock_task_for(spec: DatasetSpec) -> str | None:
     """The mock task that can run on a dataset providing ``spec.provides``, if any."""
     for task in (MockRetrievalTask, MockClassificationTask):
@@ -321,8 +328,10 @@ def tiny_run(
         "tasks": {"name": task, "options": options.get("task", {}), "dataset_options": options.get("dataset", {}),
                   "dataset": dataset},
     }
-    lines = ['[suite]', 'name = "tiny"', "[train]",
-             f"epochs = 2\nbatch_size = 8\nmax_steps_per_epoch = {steps}\neval_batch_size = 32\nlr = 1e-3\nhflip = false"]
+    # Cost is measured as in every run, on a token budget: its figures are not what is tested here.
+    train = {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": steps, "eval_batch_size": 32, "lr": 1e-3, "hflip": False,
+             "cost_batch_sizes": [1, 2], "cost_budget_s": 0.01}
+    lines = ["[suite]", 'name = "tiny"', "[train]", *(f"{key} = {_toml(value)}" for key, value in train.items())]
     for axis, entry in axes.items():
         if entry is not None:
             lines += [f"[[{axis}]]"] + [f"{key} = {_toml(value)}" for key, value in entry.items()]

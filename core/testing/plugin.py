@@ -125,14 +125,14 @@ class FusionContract(ComponentContract):
         check_fusion(vlbench_spec, num_classes=self.num_classes, **self.resolved_options(vlbench_spec))
 
     def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
-        from vlbench.testing.mocks import MOCK_TASK
+        from vlbench.testing.mocks import mock_tasks_for_fusion
 
-        objectives = sorted(set(vlbench_spec.objectives) & set(MOCK_TASK))
-        if not objectives:
-            pytest.skip(f"no mock task serves {sorted(vlbench_spec.objectives)}")
-        for objective in objectives:
+        tasks = [task for task in mock_tasks_for_fusion(vlbench_spec).values() if task]
+        if not tasks:
+            pytest.skip(f"no mock task exercises {sorted(vlbench_spec.objectives)} (uses_text={vlbench_spec.uses_text})")
+        for task in tasks:
             text = "mock_text" if vlbench_spec.uses_text else None
-            assert_ok(vlbench_tiny_run(fusion=self.spec_name, text=text, task=MOCK_TASK[objective], options={"fusion": self.options}))
+            assert_ok(vlbench_tiny_run(fusion=self.spec_name, text=text, task=task, options={"fusion": self.options}))
 
 
 class TaskContract(ComponentContract):

@@ -204,9 +204,10 @@ def _render(rng: np.random.Generator, labels: np.ndarray, modes: np.ndarray, hei
     xx = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
     side = np.float32(min(height, width))
 
-    # Background: a two-colour gradient in a random direction, low-frequency waves, blobs.
-    c0 = rng.uniform(60, 200, (b, 3)).astype(np.float32)
-    c1 = c0 + rng.uniform(-50, 50, (b, 3)).astype(np.float32)
+    # Background: a muted two-tone gradient in a random direction, low-frequency waves, blobs.
+    # Muted, so a clearly drawn object stands out by its saturated colour and a faint one does not.
+    c0 = (rng.uniform(70, 190, (b, 1)) + rng.uniform(-20, 20, (b, 3))).astype(np.float32)
+    c1 = c0 + rng.uniform(-35, 35, (b, 1)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, b).astype(np.float32)[:, None, None]
     t = np.clip(0.5 + ((xx / width - 0.5) * np.cos(angle) + (yy / height - 0.5) * np.sin(angle)), 0, 1)
     img = c0[:, None, None] + (c1 - c0)[:, None, None] * t[..., None]
@@ -220,7 +221,7 @@ def _render(rng: np.random.Generator, labels: np.ndarray, modes: np.ndarray, hei
         cx, cy = (rng.uniform(0, 1, (2, b)) * [[width], [height]]).astype(np.float32)[:, :, None, None]
         rx, ry = (side * rng.uniform(0.05, 0.18, (2, b))).astype(np.float32)[:, :, None, None]
         blob = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
-        colour = c0 + rng.uniform(-60, 60, (b, 3)).astype(np.float32)
+        colour = c0 + (rng.uniform(-50, 50, (b, 1)) + rng.uniform(-15, 15, (b, 3))).astype(np.float32)
         img = np.where(blob[..., None], colour[:, None, None], img)
     background = img.mean(axis=(1, 2))  # [B, 3]: what a faint object blends into
 
@@ -237,7 +238,7 @@ def _render(rng: np.random.Generator, labels: np.ndarray, modes: np.ndarray, hei
         radius = side * np.where(mode == SMALL, rng.uniform(0.045, 0.07, b), rng.uniform(0.1, 0.17, b)).astype(np.float32)
         cx = rng.uniform(radius, width - radius).astype(np.float32)
         cy = rng.uniform(radius, height - radius).astype(np.float32)
-        colour = palette[cls // len(SHAPES)] + rng.uniform(-25, 25, (b, 3)).astype(np.float32)
+        colour = palette[cls // len(SHAPES)] + rng.uniform(-20, 20, (b, 3)).astype(np.float32)
         alpha = np.where(mode == FAINT, rng.uniform(0.15, 0.3, b), 1.0).astype(np.float32)[:, None]
         colour = background * (1 - alpha) + colour * alpha
         for shape in range(len(SHAPES)):

@@ -1,0 +1,1 @@
+"""Built-in observers: vlbench_run_finished implementations."""
