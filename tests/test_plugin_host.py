@@ -120,3 +120,12 @@ def test_failing_observer_is_reported_not_raised():
     seen = []
     PluginHost([("observer", Observer())], load_entry_points=False).run_finished({"run_id": "x"}, report=seen.append)
     assert seen and "disk full" in seen[0]
+
+
+def test_misspelt_hook_is_a_load_failure_not_a_silent_no_op(site):
+    source = "from vlbench import hookimpl\n@hookimpl\ndef vlbench_register_text_encodrs(register):\n    pass\n"
+    make_distribution(site, "vlbench-typo", "0.1", {"thirdparty_typo": source})
+    host = PluginHost()
+    (failure,) = [f for f in host.failures if f.plugin == "thirdparty_typo"]
+    assert failure.stage == "hook validation" and "vlbench_register_text_encodrs" in failure.error
+    assert "thirdparty_typo" not in host.plugins
