@@ -11,6 +11,7 @@ import pytest
 from vlbench import hookimpl
 from vlbench.errors import SuiteError
 from vlbench.manager import PluginHost
+from vlbench.results import read_record
 from vlbench.suite import load_suite
 from vlbench.types import FusionSpec
 
@@ -119,3 +120,18 @@ def test_cli_bad_suite_exits_2_without_traceback_and_writes_nothing(tmp_path):
 def test_shipped_suites_validate(host):
     for path in sorted((ROOT / "suites").glob("*.toml")):
         assert load_suite(path, host).runs, path
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "suites").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_suite_validates_and_expands(path):
+    suite = load_suite(path, PluginHost())
+    assert suite.runs and all(run.suite == suite.name for run in suite.runs)
+
+
+@pytest.mark.parametrize("results", sorted((ROOT / "leaderboard" / "results").glob("*/")), ids=lambda p: p.name)
+def test_committed_records_are_valid_and_match_their_suite(results):
+    """A suite edited without regenerating its committed records would publish numbers of other runs."""
+    suite = next(s for p in (ROOT / "suites").glob("*.toml") if (s := load_suite(p, PluginHost())).name == results.name)
+    records = [read_record(path) for path in sorted(results.glob("*.json"))]
+    assert records and all(record["status"] == "ok" for record in records)
+    assert {record["run_id"] for record in records} == {run.run_id for run in suite.runs}
