@@ -244,6 +244,9 @@ def execute(
     reporter.stage("testing")
     val_metrics = validate()  # of the selected checkpoint, stored in full
     test_metrics = task.evaluate(model, test_split, eval_loader)
+    splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)}
+    if train["eval_train_split"]:
+        splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
     reporter.stage("measuring cost")
     batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
     train_batch = next(batches)
@@ -267,7 +270,7 @@ def execute(
         "metrics": {
             "main": test_metrics.main,
             "higher_is_better": True,
-            "splits": {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)},
+            "splits": splits,
         },
         "selection": {"split": "val", "metric": val_metrics.main, "best_epoch": result.best_epoch, "best_value": result.best_value},
         "cost": cost,

@@ -184,8 +184,14 @@ def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
         "fp16 size (MB)": _mb(_dig(cost, "fp16_size", "bytes")),
         "cost problems": "; ".join(map(str, problems)) if isinstance(problems, list) else "",
     }
+    for split in ("train", "val"):  # train: only when the suite asked for it (eval_train_split)
+        values = _dig(record, "metrics", "splits", split, "values")
+        for metric, value in values.items() if isinstance(values, Mapping) else ():
+            row[_with_unit(f"{split} {metric}", units.get(metric))] = _number(value)
     for metric, value in test["values"].items():
         row[_with_unit(f"test {metric}", units.get(metric))] = float(value)
+    row["best epoch"] = _number(_dig(record, "selection", "best_epoch"))
+    row["runtime (s)"] = _number(_dig(record, "training", "wall_s"))
     return row
 
 
@@ -419,8 +425,11 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
     ]
     if detailed:
         columns.append(Column("main val", _with_unit(f"{main} val", unit), 2))
-        main_key = _with_unit(f"test {main}", unit)
-        columns += [Column(c, c, 2) for c in part.rows.columns if c.startswith("test ") and c != main_key and part.rows[c].notna().any()]
+        for split in ("train", "val", "test"):  # every other metric of every split scored
+            main_key = _with_unit(f"{split} {main}", unit) if split != "train" else None
+            columns += [Column(c, c, 2) for c in part.rows.columns
+                        if c.startswith(f"{split} ") and c != main_key and part.rows[c].notna().any()]
+        columns += [Column(c, c, 0 if c == "best epoch" else 1) for c in ("best epoch", "runtime (s)") if part.rows[c].notna().any()]
     columns += [c for c in COST_COLUMNS if (detailed or c.key in COMPACT_COST) and not part.rows[c.key].map(_missing).all()]
     columns += [Column("Pareto-optimal on", "Pareto-optimal on"), Column("seed", "seed")]
     if detailed:

@@ -73,6 +73,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "early_stopping_patience": (0, "stop after this many epochs without val improvement; 0 = off"),
     "max_steps_per_epoch": (0, "cap on steps per epoch; 0 = the whole train split"),
     "eval_batch_size": (128, "batch size for encoding val/test splits"),
+    "eval_train_split": (False, "also score the selected checkpoint on the train split (no augmentation), e.g. for a train-vs-val gap"),
     "num_workers": (0, "DataLoader worker processes"),
     "cost_batch_sizes": ([1, 32], "batch sizes of the throughput measurement (images/s)"),
     "cost_budget_s": (1.0, "seconds of timing per latency/throughput figure, after warm-up"),

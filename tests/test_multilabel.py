@@ -12,6 +12,7 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score
 
 from vlbench.data import Precision, SplitLoader
+from vlbench import leaderboard
 from vlbench.engine import run_suite
 from vlbench.errors import UserError
 from vlbench.manager import PluginHost
@@ -344,15 +345,18 @@ TINY = """
 name = "multilabel_tiny"
 device = "cpu"
 [train]
-epochs = 2
+epochs = 1
 batch_size = 16
 lr = 1e-3
 max_steps_per_epoch = 2
 eval_batch_size = 64
+cost_batch_sizes = [1, 2]
+cost_budget_s = 0.02
+eval_train_split = true
 [[tasks]]
 name = "multilabel"
 options = { tune_thresholds = true }
-dataset_options = { n_images = [64, 48, 48], image_size = [32, 32] }
+dataset_options = { n_images = [48, 32, 32], image_size = [32, 32] }
 [[vision]]
 name = "mobilenetv3_small_100"
 image_size = [32, 32]
@@ -379,3 +383,13 @@ def test_tiny_suite_runs_end_to_end(tmp_path):
         test = record["metrics"]["splits"]["test"]
         assert test["main"] == "mAP" and {"F1_samples", "F1_samples_tuned", "loss"} <= set(test["values"])
         assert test["details"]["thresholds"]["per_class"] == record["metrics"]["splits"]["val"]["details"]["thresholds"]["per_class"]
+        assert record["metrics"]["splits"]["train"]["values"]["mAP"] >= 0
+
+    # Study 000's Table 1 from the records of this one suite run: the suite page's columns
+    board = leaderboard.load(tmp_path / "results", tmp_path)
+    (part,) = board.partitions()
+    headers = [column.header for column in leaderboard.table_columns(part, detailed=True)]
+    table1 = ["best epoch", "runtime (s)", "train mAP (%)", "train F1_samples (%)", "mAP val (%)", "val F1_samples (%)",
+              "mAP test (%)", "test F1_samples (%)", "fp16 size (MB)", "GMACs"]
+    assert set(table1) <= set(headers), set(table1) - set(headers)
+    assert part.rows[["best epoch", "runtime (s)", "train mAP (%)", "GMACs"]].notna().all().all()
