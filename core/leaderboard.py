@@ -157,16 +157,31 @@ def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
     units = test.get("units") if isinstance(test.get("units"), Mapping) else {}
     ci = _dig(test, "ci95", main)
     ci = ci if isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci) else [None, None]
-    cost = record["cost"]
-    flops, latency = cost.get("flops"), _dig(cost, "latency", "model")  # "model": the whole forward at batch 1
-    unit_macs, unit_flops = _dig(flops, "unit_macs"), _dig(flops, "unit_flops")
-    throughput, batch = _throughput(cost.get("throughput"))
-    problems = cost.get("problems")
     row = {
         "main metric": main, "main unit": _text(units.get(main)) or "",
         "higher is better": _dig(record, "metrics", "higher_is_better") is not False,
         "main test": float(test["values"][main]), "CI95 low": _number(ci[0]), "CI95 high": _number(ci[1]),
         "chance": _number(test["chance"][main]), "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
+        **_cost(record["cost"]),
+    }
+    for split in ("train", "val"):  # train: only when the suite asked for it (eval_train_split)
+        values = _dig(record, "metrics", "splits", split, "values")
+        for metric, value in values.items() if isinstance(values, Mapping) else ():
+            row[_with_unit(f"{split} {metric}", units.get(metric))] = _number(value)
+    for metric, value in test["values"].items():
+        row[_with_unit(f"test {metric}", units.get(metric))] = float(value)
+    row["best epoch"] = _number(_dig(record, "selection", "best_epoch"))
+    row["runtime (s)"] = _number(_dig(record, "training", "wall_s"))
+    return row
+
+
+def _cost(cost: Mapping[str, Any]) -> dict[str, Any]:
+    """The cost columns (COST_COLUMNS) of a record's cost block."""
+    flops, latency = cost.get("flops"), _dig(cost, "latency", "model")  # "model": the whole forward at batch 1
+    unit_macs, unit_flops = _dig(flops, "unit_macs"), _dig(flops, "unit_flops")
+    throughput, batch = _throughput(cost.get("throughput"))
+    problems = cost.get("problems")
+    return {
         "params (M)": _scaled(_number(_dig(cost, "params", "total", "total")), 1e-6),
         "trainable params (M)": _scaled(_number(_dig(cost, "params", "total", "trainable")), 1e-6),
         "vision params (M)": _scaled(_number(_dig(cost, "params", "components", "vision", "total")), 1e-6),
@@ -184,15 +199,6 @@ def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
         "fp16 size (MB)": _mb(_dig(cost, "fp16_size", "bytes")),
         "cost problems": "; ".join(map(str, problems)) if isinstance(problems, list) else "",
     }
-    for split in ("train", "val"):  # train: only when the suite asked for it (eval_train_split)
-        values = _dig(record, "metrics", "splits", split, "values")
-        for metric, value in values.items() if isinstance(values, Mapping) else ():
-            row[_with_unit(f"{split} {metric}", units.get(metric))] = _number(value)
-    for metric, value in test["values"].items():
-        row[_with_unit(f"test {metric}", units.get(metric))] = float(value)
-    row["best epoch"] = _number(_dig(record, "selection", "best_epoch"))
-    row["runtime (s)"] = _number(_dig(record, "training", "wall_s"))
-    return row
 
 
 def _scaled(value: float | None, factor: float) -> float | None:
@@ -214,10 +220,13 @@ class Partition:
     task: str
     dataset: str
     hardware: str
-    rows: pd.DataFrame  # ranked: best main test metric first
+    rows: pd.DataFrame  # ranked: best main test metric first (cost-only: highest throughput first)
+    cost_only: bool = False  # no quality metric: cost columns only, no rank
 
     @property
     def title(self) -> str:
+        if self.cost_only:
+            return f"{self.task} (cost only, unranked: fastest first), {self.hardware}"
         return f"{self.task} on {self.dataset}, {self.hardware}"
 
     @property
@@ -233,14 +242,20 @@ class Leaderboard:
     missing: pd.DataFrame  # declared by a suite file, no record at all: suite, run id, model, suite file
     invalid: list[tuple[str, str]]  # (file, what is wrong), skipped
     records: list[dict[str, Any]]  # every valid record; rows point in with "_record"
+    costs: pd.DataFrame  # cost-only runs (no quality metric, e.g. task throughput), latest record each; never ranked
     notes: list[str] = field(default_factory=list)  # what could not be checked, and why
 
     def partitions(self, suite: str | None = None) -> list[Partition]:
         runs = self.runs if suite is None else self.runs[self.runs["suite"] == suite]
         return [Partition(*key, rows=rows) for key, rows in runs.groupby(PARTITION, sort=True)]
 
+    def cost_partitions(self, suite: str | None = None) -> list[Partition]:
+        """Tables of cost-only runs, by suite, task and hardware class; fastest first."""
+        runs = self.costs if suite is None else self.costs[self.costs["suite"] == suite]
+        return [Partition(*key, rows=rows, cost_only=True) for key, rows in runs.groupby(PARTITION, sort=True)]
+
     def suites(self) -> list[str]:
-        return sorted(set(self.runs["suite"]) | set(self.failed["suite"]) | set(self.missing["suite"]))
+        return sorted(set(self.runs["suite"]) | set(self.costs["suite"]) | set(self.failed["suite"]) | set(self.missing["suite"]))
 
     def record(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return self.records[int(row["_record"])]
@@ -269,7 +284,7 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
             f"{results_dir}: no such results folder. `vlbench run SUITE` writes one record per run to "
             f"leaderboard/results/<suite>/<run-id>.json; pass the folder that holds them (default {DEFAULT_RESULTS})."
         )
-    records, invalid, rows, cost_only = [], [], [], {}
+    records, invalid, rows, cost_rows = [], [], [], []
     for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")):
         source = path.relative_to(results_dir).as_posix()
         try:
@@ -277,31 +292,44 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
         except RecordError as exc:
             invalid.append((source, str(exc).removeprefix(f"{path}: ")))
             continue
-        if record["metrics"].get("quality") is False:  # cost-only (throughput): nothing to rank on
-            cost_only[record["suite"]] = cost_only.get(record["suite"], 0) + 1
-            continue
         row = _identity(record, source, len(records))
+        records.append(record)
+        if record["status"] == "ok" and record["metrics"].get("quality") is False:  # cost-only: nothing to rank on
+            cost_rows.append(row | _cost(record["cost"]))
+            continue
         if record["status"] == "ok":
             row |= _quality_and_cost(record)
-        records.append(record)
         rows.append(row)
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=IDENTITY_COLUMNS)
-    frame["_finished"] = pd.to_datetime(frame["finished at"], utc=True, errors="coerce", format="ISO8601")
-    frame = frame.sort_values(["_finished", "source"], na_position="first", kind="stable")
+    frame = _finish_times(frame).sort_values(["_finished", "source"], na_position="first", kind="stable")
     key = ["suite", "run id"]
     runs = frame[frame["status"] == "ok"].drop_duplicates(key, keep="last")
     errors = frame[frame["status"] == "error"].drop_duplicates(key, keep="last")
-    errors = errors.merge(runs[[*key, "_finished"]], on=key, how="left", suffixes=("", "_ok"))
+    costs = _latest(pd.DataFrame(cost_rows, columns=[*IDENTITY_COLUMNS, *_cost({})]), key)
+    succeeded = pd.concat([runs[[*key, "_finished"]], _finish_times(costs)[[*key, "_finished"]]])
+    errors = errors.merge(succeeded, on=key, how="left", suffixes=("", "_ok"))
     failed = errors[errors["_finished_ok"].isna() | (errors["_finished_ok"] < errors["_finished"])].copy()
     failed["note"] = failed["_finished_ok"].notna().map({True: "an older successful record is shown in the tables", False: ""})
     failed = failed.drop(columns="_finished_ok").sort_values(key)
-    declared, notes = _declared_runs(suites, set(frame["suite"]))
-    notes = [n for n in notes if not any(n.startswith(f"Suite {name!r} (") for name in cost_only)]
-    notes += [f"Suite {name!r}: {n} cost-only records (no quality metric) are not ranked; read their cost blocks directly."
-              for name, n in sorted(cost_only.items())]
-    missing = declared.merge(frame[key].drop_duplicates(), on=key, how="left", indicator=True)
+    costs["throughput batch"] = costs["throughput batch"].astype("Int64")
+    costs = costs.sort_values([*PARTITION, "throughput (img/s)", "model"], ascending=[*[True] * len(PARTITION), False, True],
+                              na_position="last").reset_index(drop=True)
+    declared, notes = _declared_runs(suites, set(frame["suite"]) | set(costs["suite"]))
+    recorded = pd.concat([frame[key], costs[key]]).drop_duplicates()
+    missing = declared.merge(recorded, on=key, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
-    return Leaderboard(results_dir, _ranked(runs), failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records, notes)
+    return Leaderboard(results_dir, _ranked(runs), failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records,
+                       costs, notes)
+
+
+def _finish_times(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(_finished=pd.to_datetime(frame["finished at"], utc=True, errors="coerce", format="ISO8601"))
+
+
+def _latest(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """The latest record of each run (by finish time, then file name)."""
+    frame = _finish_times(frame).sort_values(["_finished", "source"], na_position="first", kind="stable")
+    return frame.drop_duplicates(key, keep="last").drop(columns="_finished")
 
 
 def _ranked(runs: pd.DataFrame) -> pd.DataFrame:
@@ -414,6 +442,12 @@ COMPACT_COST = {"params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)"}
 
 def table_columns(part: Partition, detailed: bool) -> list[Column]:
     """The columns of one table; cost columns no run of the partition measured are left out."""
+    measured_cost = [c for c in COST_COLUMNS if not part.rows[c.key].map(_missing).all()]
+    if part.cost_only:  # unranked: no quality, so no rank and no Pareto front
+        compact = COMPACT_COST | {"throughput batch", "fp16 size (MB)"}
+        columns = [Column("model", "model"), Column("weights", "weights")]
+        columns += [c for c in measured_cost if detailed or c.key in compact] + [Column("seed", "seed")]
+        return columns + ([Column("git commit", "git commit"), Column("finished at", "finished at (UTC)")] if detailed else [])
     first = part.rows.iloc[0]
     main, unit = first["main metric"], first["main unit"]
     columns = [Column("#", "#", 0), Column("model", "model")]
@@ -430,7 +464,7 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
             columns += [Column(c, c, 2) for c in part.rows.columns
                         if c.startswith(f"{split} ") and c != main_key and part.rows[c].notna().any()]
         columns += [Column(c, c, 0 if c == "best epoch" else 1) for c in ("best epoch", "runtime (s)") if part.rows[c].notna().any()]
-    columns += [c for c in COST_COLUMNS if (detailed or c.key in COMPACT_COST) and not part.rows[c.key].map(_missing).all()]
+    columns += [c for c in measured_cost if detailed or c.key in COMPACT_COST]
     columns += [Column("Pareto-optimal on", "Pareto-optimal on"), Column("seed", "seed")]
     if detailed:
         columns += [Column("git commit", "git commit"), Column("finished at", "finished at (UTC)")]
@@ -456,7 +490,7 @@ def write_markdown(board: Leaderboard, path: Path, plots: Mapping[str, str]) -> 
     lines = ["# vlbench leaderboard", "", summary(board), "", RULES, "", "Every column is explained in docs/leaderboard.md.", ""]
     for suite in board.suites():
         lines += [f"## Suite {_md(suite)}", ""]
-        for part in board.partitions(suite):
+        for part in board.partitions(suite) + board.cost_partitions(suite):
             columns = table_columns(part, detailed=False)
             cells = [[c.cell(row)[0] for c in columns] for row in _rows(part.rows)]
             numeric = [c.digits is not None for c in columns]
@@ -484,6 +518,7 @@ def summary(board: Leaderboard) -> str:
     latest = board.runs["finished at"].max() if not board.runs.empty else None
     counts = [
         plural(len(board.runs), "successful run") + " in " + plural(board.runs["suite"].nunique(), "suite"),
+        plural(len(board.costs), "cost-only run"),
         f"{len(board.failed)} failed", f"{len(board.missing)} missing", plural(len(board.invalid), "invalid record file") + " skipped",
     ]
     return ", ".join(counts) + (f"; newest record finished {latest}." if latest else ".")
@@ -538,6 +573,9 @@ def write_tables(board: Leaderboard, out: Path) -> list[Path]:
     public = board.runs[columns]
     written = [out / "leaderboard.csv"]
     public.to_csv(written[0], index=False)
+    if not board.costs.empty:
+        written.append(out / "leaderboard_costs.csv")
+        board.costs[[c for c in board.costs.columns if not c.startswith("_")]].to_csv(written[-1], index=False)
     try:
         public.to_parquet(out / "leaderboard.parquet", index=False)
         written.append(out / "leaderboard.parquet")
@@ -610,7 +648,7 @@ def _replace_manifest(out: Path, files: Sequence[Path]) -> None:
 def show(board: Leaderboard, console: Console) -> None:
     # Text(...) everywhere: rich would read "[...]" in a plugin's name as markup.
     console.print(Text(summary(board)))
-    for part in board.partitions():
+    for part in board.partitions() + board.cost_partitions():
         columns = table_columns(part, detailed=False)
         table = Table(title=Text(f"{part.suite}: {part.title}"), title_justify="left")
         for column in columns:

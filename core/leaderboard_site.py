@@ -241,7 +241,7 @@ def write_pages(board: Leaderboard, out: Path, plots: Mapping[str, str]) -> list
     pages = {"index.html": _index(board)}
     for suite in board.suites():
         pages[f"suites/{slug(suite)}.html"] = _suite_page(board, suite, plots)
-    for frame in (board.runs, board.failed):
+    for frame in (board.runs, board.costs, board.failed):
         for row in frame.to_dict("records"):
             pages[page_path(row)] = _run_page(board, row)
     pages |= {"assets/leaderboard.js": JS, "assets/leaderboard.css": CSS, "assets/favicon.svg": FAVICON}
@@ -313,8 +313,9 @@ def _suite_page(board: Leaderboard, suite: str, plots: Mapping[str, str]) -> str
 
 def _partitions(board: Leaderboard, suite: str, root: str, detailed: bool, plots: Mapping[str, str]) -> list[str]:
     parts = []
-    for part in board.partitions(suite):
-        parts += [f"<h3>{escape(part.task)} on {escape(part.dataset)}</h3>",
+    for part in board.partitions(suite) + board.cost_partitions(suite):
+        heading = f"{part.task} (cost only, unranked: fastest first)" if part.cost_only else f"{part.task} on {part.dataset}"
+        parts += [f"<h3>{escape(heading)}</h3>",
                   f'<p class="muted">Hardware: {escape(part.hardware)} · {plural(len(part.rows), "run")}</p>',
                   _runs_table(part, root, detailed)]
         if part.slug in plots:
@@ -384,7 +385,7 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any]) -> str:
         ("suite", f'<a href="{root}suites/{escape(slug(record["suite"]))}.html">{escape(record["suite"])}</a>'),
         ("run id", f"<code>{escape(record['run_id'])}</code>"), ("status", escape(record["status"]) + " " + " ".join(badges)),
     ]
-    if record["status"] == "ok":
+    if record["status"] == "ok" and record["metrics"].get("quality") is not False:
         test = record["metrics"]["splits"]["test"]
         main = test["main"]
         unit = _dict(test.get("units")).get(main, "")

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -218,6 +219,40 @@ def test_cost_fields_are_optional_and_read_with_their_units(tmp_path):
     assert runs.loc["giga", "GMACs"] == pytest.approx(1.5)
     assert runs.loc["mislabelled", "GMACs"] != runs.loc["mislabelled", "GMACs"]  # FLOPs filed as MACs: refused, not relabelled
     assert "3 FLOPs but 1 MACs" in runs.loc["mislabelled", "cost problems"]
+
+
+def cost_only_record(run_id: str, images_per_s: float, finished_at: str = "2026-01-01T00:10:00+00:00", **kw: Any) -> dict[str, Any]:
+    """A throughput-task record: cost block, no quality metric."""
+    record = make_record(run_id, task="throughput", finished_at=finished_at, cost=copy.deepcopy(FULL_COST), **kw)
+    record["cost"]["throughput"]["batches"][1]["images_per_s"] = images_per_s
+    record |= {"metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}}, "selection": {}, "training": {}}
+    assert problems(record) == [], problems(record)
+    return record
+
+
+def test_cost_only_runs_get_unranked_cost_tables_fastest_first(tmp_path):
+    results = tmp_path / "results"
+    write(results, make_record("q1", suite="quick", value=30.0))
+    write(results, cost_only_record("t1", 300.0, suite="speed", vision="resnet50"))
+    write(results, cost_only_record("t2", 900.0, suite="speed", vision="mobilenetv3_small_100"))
+    write(results, cost_only_record("t2", 50.0, suite="speed", finished_at="2026-01-01T00:00:00+00:00"), name="t2-older")
+    write(results, make_record("t1", suite="speed", status="error", finished_at="2026-01-01T00:00:00+00:00"), name="t1-error")
+    board = leaderboard.load(results, results)
+    assert list(board.runs["run id"]) == ["q1"]  # never ranked beside quality runs
+    (part,) = board.cost_partitions()
+    assert part.cost_only and list(part.rows["run id"]) == ["t2", "t1"] and list(part.rows["throughput (img/s)"]) == [900.0, 300.0]
+    assert board.failed.empty  # the error was followed by a successful cost-only record
+    headers = [c.header for c in leaderboard.table_columns(part, detailed=False)]
+    assert "#" not in headers and "Pareto-optimal on" not in headers
+    assert {"params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "throughput batch", "fp16 size (MB)"} <= set(headers)
+    result = leaderboard.build(results, tmp_path / "site", suites=results)
+    markdown = (result.out / "LEADERBOARD.md").read_text()
+    assert "### throughput (cost only, unranked: fastest first), Intel Xeon Platinum (fp32)" in markdown
+    assert "1 successful run in 1 suite, 2 cost-only runs" in markdown
+    assert (result.out / "runs" / "speed" / "t2.html").is_file()
+    assert "throughput (cost only" in (result.out / "suites" / "speed.html").read_text()
+    costs = pd.read_csv(result.out / "leaderboard_costs.csv")
+    assert list(costs["run id"]) == ["t2", "t1"]
 
 
 def test_pareto_mask():
