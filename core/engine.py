@@ -239,7 +239,7 @@ def execute(
             train_split, epoch=epoch, seed=run.seed, hflip=train["hflip"], max_steps=train["max_steps_per_epoch"]
         ),
         steps_per_epoch, validate, train, precision, built.frozen,
-        on_step=reporter.step, on_epoch=reporter.epoch,
+        on_step=reporter.step, on_epoch=reporter.epoch, higher_is_better=built.specs["task"].higher_is_better,
     )
     reporter.stage("testing")
     val_metrics = validate()  # of the selected checkpoint, stored in full
@@ -269,7 +269,7 @@ def execute(
         "components": _components_block(run, built.specs, built.weights),
         "metrics": {
             "main": test_metrics.main,
-            "higher_is_better": True,
+            "higher_is_better": built.specs["task"].higher_is_better,
             "splits": splits,
         },
         "selection": {"split": "val", "metric": val_metrics.main, "best_epoch": result.best_epoch, "best_value": result.best_value},

@@ -83,6 +83,7 @@ def fit(
     frozen: set[str],
     on_step: Callable[[int, int, float], None] = lambda epoch, step, loss: None,
     on_epoch: Callable[[dict[str, float]], None] = lambda row: None,
+    higher_is_better: bool = True,
 ) -> TrainResult:
     groups = param_groups(model, frozen, train)
     optimizer = torch.optim.AdamW(groups, fused=precision.device.type == "cuda")
@@ -91,7 +92,8 @@ def fit(
     scaler = torch.amp.GradScaler(precision.device.type, enabled=precision.dtype == torch.float16)
     trainable = [p for g in groups for p in g["params"]]
 
-    result = TrainResult(best_epoch=0, best_value=-math.inf, steps=0, wall_s=0.0, stopped_early=False)
+    sign = 1.0 if higher_is_better else -1.0
+    result = TrainResult(best_epoch=0, best_value=-sign * math.inf, steps=0, wall_s=0.0, stopped_early=False)
     best_state: dict[str, torch.Tensor] | None = None
     start = time.perf_counter()
     for epoch in range(1, train["epochs"] + 1):
@@ -122,7 +124,7 @@ def fit(
                "lr": scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - epoch_start}
         result.curve.append(row)
         on_epoch(row)
-        if value > result.best_value:
+        if sign * value > sign * result.best_value:
             result.best_epoch, result.best_value = epoch, value
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         elif train["early_stopping_patience"] and epoch - result.best_epoch >= train["early_stopping_patience"]:

@@ -249,6 +249,9 @@ class TaskSpec(ComponentSpec):
     # empty, no training, no evaluation; the record carries the cost block and
     # ``metrics = {"quality": False, "splits": {}, "main": None}``.
     measures_quality: bool = True
+    # Direction of the main metric (e.g. False for an error rate): checkpoint selection on val
+    # and the leaderboard's ranking follow it.
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

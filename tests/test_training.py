@@ -69,3 +69,11 @@ def test_nan_loss_raises():
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
         fit(tiny_model(), lambda m, b: m.vision(b.images).sum() * float("nan"), batches, 4,
             lambda: Metrics(values={"m": 0.0}, main="m"), TRAIN, CPU, frozen=set())
+
+
+def test_selects_the_lowest_val_value_when_lower_is_better():
+    scores = iter([30.0, 10.0, 20.0])
+    validate = lambda: Metrics(values={"error": next(scores)}, main="error")  # noqa: E731
+    loss = lambda m, b: m.fusion(m.vision(b.images)).pow(2).mean()  # noqa: E731
+    result = fit(tiny_model(), loss, batches, 4, validate, TRAIN, CPU, frozen={"text"}, higher_is_better=False)
+    assert (result.best_epoch, result.best_value) == (2, 10.0)
