@@ -301,12 +301,12 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
             row |= _quality_and_cost(record)
         rows.append(row)
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=IDENTITY_COLUMNS)
-    frame = _finish_times(frame).sort_values(["_finished", "source"], na_position="first", kind="stable")
+    frame = _by_finish(frame)
     key = ["suite", "run id"]
     runs = frame[frame["status"] == "ok"].drop_duplicates(key, keep="last")
     errors = frame[frame["status"] == "error"].drop_duplicates(key, keep="last")
-    costs = _latest(pd.DataFrame(cost_rows, columns=[*IDENTITY_COLUMNS, *_cost({})]), key)
-    succeeded = pd.concat([runs[[*key, "_finished"]], _finish_times(costs)[[*key, "_finished"]]])
+    costs = _by_finish(pd.DataFrame(cost_rows, columns=[*IDENTITY_COLUMNS, *_cost({})])).drop_duplicates(key, keep="last")
+    succeeded = pd.concat([runs[[*key, "_finished"]], costs[[*key, "_finished"]]])
     errors = errors.merge(succeeded, on=key, how="left", suffixes=("", "_ok"))
     failed = errors[errors["_finished_ok"].isna() | (errors["_finished_ok"] < errors["_finished"])].copy()
     failed["note"] = failed["_finished_ok"].notna().map({True: "an older successful record is shown in the tables", False: ""})
@@ -322,14 +322,10 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
                        costs, notes)
 
 
-def _finish_times(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(_finished=pd.to_datetime(frame["finished at"], utc=True, errors="coerce", format="ISO8601"))
-
-
-def _latest(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    """The latest record of each run (by finish time, then file name)."""
-    frame = _finish_times(frame).sort_values(["_finished", "source"], na_position="first", kind="stable")
-    return frame.drop_duplicates(key, keep="last").drop(columns="_finished")
+def _by_finish(frame: pd.DataFrame) -> pd.DataFrame:
+    """Oldest record first (by finish time, then file name), so keep="last" keeps the latest."""
+    finished = pd.to_datetime(frame["finished at"], utc=True, errors="coerce", format="ISO8601")
+    return frame.assign(_finished=finished).sort_values(["_finished", "source"], na_position="first", kind="stable")
 
 
 def _ranked(runs: pd.DataFrame) -> pd.DataFrame:
