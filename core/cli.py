@@ -130,15 +130,26 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
-    table = Table(title=f"suite {suite}: {len(runs)} runs")
-    for column in ("#", "run id", "vision", "size", "text", "fusion", "task", "dataset", "seed", "status"):
-        table.add_column(column)
-    for i, run in enumerate(runs, 1):
-        size = "x".join(map(str, run.vision.options["image_size"]))
-        table.add_row(
-            str(i), run.run_id, run.vision.name, size, run.text.name if run.text else "-", run.fusion.name,
-            run.task.name, run.dataset.name if run.dataset else "-", str(run.seed), "done" if run.run_id in done else "pending",
-        )
+    """One row per run; a column whose value every run shares moves to the caption, so the
+    names that tell runs apart fit in a narrow terminal."""
+    columns = {
+        "vision": [run.vision.name for run in runs],
+        "size": ["x".join(map(str, run.vision.options["image_size"])) for run in runs],
+        "text": [run.text.name if run.text else "-" for run in runs],
+        "fusion": [run.fusion.name for run in runs],
+        "task": [run.task.name for run in runs],
+        "dataset": [run.dataset.name if run.dataset else "-" for run in runs],
+        "seed": [str(run.seed) for run in runs],
+    }
+    shared = {name: values[0] for name, values in columns.items() if len(runs) > 1 and len(set(values)) == 1}
+    caption = ", ".join(f"{name} {value}" for name, value in shared.items())
+    table = Table(title=f"suite {suite}: {len(runs)} runs", caption=f"every run: {caption}" if caption else None)
+    varying = [name for name in columns if name not in shared]
+    for column in ("#", "run id", *varying, "status"):
+        table.add_column(column, overflow="fold", no_wrap=column == "run id")
+    for i, run in enumerate(runs):
+        status = "done" if run.run_id in done else "pending"
+        table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 
 

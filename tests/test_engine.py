@@ -99,6 +99,7 @@ def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
     dry = vlbench_cli("run", str(suite), "--dry-run", cwd=tmp_path)
     out, _ = dry.communicate(timeout=120)
     assert dry.returncode == 0 and out.count("done") == 2
+    assert "mobilenetv3_small_100" in out and "every run:" in out  # shared columns move to the caption
 
 
 class Exploding:
