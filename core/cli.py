@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from vlbench import checkplugin, scaffold
 from vlbench.errors import UserError
@@ -51,8 +54,6 @@ class RichReporter:
 
     def run_started(self, run: RunSpec, total_steps: int) -> None:
         self.label = run.label
-        if self.current is not None:
-            self.progress.remove_task(self.current)
         self.current = self.progress.add_task(f"  {run.label}", total=total_steps, info="")
 
     def step(self, epoch: int, step: int, loss: float) -> None:
@@ -61,27 +62,37 @@ class RichReporter:
     def epoch(self, row: dict[str, float]) -> None:
         val = {k: v for k, v in row.items() if k.startswith("val_")}
         shown = " ".join(f"{k}={v:.2f}" for k, v in val.items())
-        self.console.print(f"  {self.label}  epoch {int(row['epoch'])}: train_loss={row['train_loss']:.3f} {shown}")
+        self._line(f"  {self.label}  epoch {int(row['epoch'])}: train_loss={row['train_loss']:.3f} {shown}")
 
     def stage(self, text: str) -> None:
         if self.current is not None:
             self.progress.update(self.current, info=text)
 
     def run_finished(self, record: dict[str, Any]) -> None:
+        if self.current is not None:  # None when the run failed before it started training
+            self.progress.remove_task(self.current)
+            self.current = None
         self.progress.update(self.overall, advance=1)
         if record["status"] == "ok" and record["metrics"].get("quality") is False:
             rates = ", ".join(f"batch {e['requested_batch']}: {e['images_per_s']:.1f} img/s"
                               for e in record["cost"]["throughput"]["batches"] if e.get("images_per_s") is not None)
-            self.console.print(f"[green]ok[/green]    {record['label']}  {rates}  [{record['run_id']}]")
+            self._line(f"{record['label']}  {rates}  [{record['run_id']}]", status="ok")
         elif record["status"] == "ok":
             test = record["metrics"]["splits"]["test"]
             main = test["main"]
-            self.console.print(
-                f"[green]ok[/green]    {record['label']}  test {main}={test['values'][main]:.2f} "
-                f"(chance {test['chance'][main]:.2f})  [{record['run_id']}]"
-            )
+            self._line(f"{record['label']}  test {main}={test['values'][main]:.2f} (chance {test['chance'][main]:.2f})  [{record['run_id']}]",
+                       status="ok")
         else:
-            self.console.print(f"[red]error[/red] {record['label']}: {record['error']['type']}: {record['error']['message']}  [{record['run_id']}]")
+            error = record["error"]
+            self._line(f"{record['label']}: {error['type']}: {error['message']}  [{record['run_id']}]", status="error")
+
+    def _line(self, text: str, status: str | None = None) -> None:
+        """One line of plain text (run ids and error messages hold brackets rich would read as
+        markup), never hard-wrapped, so it stays one line in a log file."""
+        line = Text(text)
+        if status is not None:
+            line = Text.assemble((f"{status:<6}", "green" if status == "ok" else "red"), line)
+        self.console.print(line, soft_wrap=True)
 
 
 def _host():
@@ -92,9 +103,9 @@ def _host():
 
 def _warn_plugin_problems(host, console: Console) -> None:
     for failure in host.failures:
-        console.print(f"[yellow]warning:[/yellow] {failure.describe()}")
+        console.print(f"[yellow]warning:[/yellow] {escape(failure.describe())}")
     for conflict in host.conflicts():
-        console.print(f"[yellow]warning:[/yellow] {conflict.describe()}")
+        console.print(f"[yellow]warning:[/yellow] {escape(conflict.describe())}")
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -117,7 +128,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"suite {suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
     try:
         with RichReporter(console, len(todo)) as reporter:
-            outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter, warn=console.print,
+            outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
+                                warn=lambda message: console.print(Text(message)),
                                 profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
@@ -154,15 +166,22 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    """One line per component (name, plugin, distribution version), its description indented
+    below: readable at 80 columns and greppable when piped."""
     host = _host()
-    table = Table(title="vlbench components")
-    for column in ("kind", "name", "plugin", "distribution", "version"):
-        table.add_column(column, overflow="fold")
-    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
     for kind in KINDS:
-        for name, spec in sorted(host.specs(kind).items()):
-            table.add_row(kind, name, spec.plugin, spec.distribution, spec.version, spec.description)
-    console.print(table)
+        specs = sorted(host.specs(kind).items())
+        console.print(f"[bold]{kind}[/bold] ({len(specs)})")
+        if not specs:
+            continue
+        name_width = max(len(name) for name, _ in specs)
+        plugin_width = max(len(spec.plugin) for _, spec in specs)
+        for name, spec in specs:
+            console.print(f"  {name:<{name_width}}  {spec.plugin:<{plugin_width}}  {spec.distribution} {spec.version}",
+                          markup=False, highlight=False, soft_wrap=True)
+            if spec.description:
+                console.print(textwrap.indent(textwrap.fill(spec.description, width=max(console.width - 6, 40)), "      "),
+                              markup=False, highlight=False, style="dim")
     console.print("Open names: vision encoders as timm:<any timm model>, when the timm_any plugin is loaded.")
     if host.failures or host.conflicts():
         _warn_plugin_problems(host, console)

@@ -8,6 +8,7 @@ process, so tokenizers never need to be pickled into workers.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ import torch.utils.data as tud
 from torchvision.transforms.v2 import functional as TF
 
 from vlbench.types import Batch, Split, TokenizedText, VisionInfo
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a Slurm allocation), not the host's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,9 @@ class SplitLoader:
         self.precision = precision
         self.device = precision.device
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        # A suite written for a many-core GPU host still runs on a laptop without DataLoader's
+        # oversubscription warning; workers only load images, so results do not change.
+        self.num_workers = min(num_workers, usable_cpu_count())
         self.num_classes = num_classes
         self._mean = torch.tensor(vision.mean, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(vision.std, device=self.device).view(1, 3, 1, 1) * 255

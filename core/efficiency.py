@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from vlbench.data import Precision
+from vlbench.data import Precision, usable_cpu_count
 from vlbench.objectives import VLModel, symmetric_info_nce
 from vlbench.training import set_train_mode
 from vlbench.types import Batch, CostStage, EncoderOutput, TokenizedText
@@ -443,7 +443,7 @@ def _held_bytes(track: Sequence[object]) -> int:
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Kineto logs every profiler start and stop to the process's stderr, whatever the log
-    level; silence those two calls only."""
+    level; silence the memory pass only."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -474,12 +474,13 @@ def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[
                 "peak_bytes": peak, "baseline_bytes": baseline, "peak_above_baseline_bytes": peak - baseline}
     baseline = _held_bytes(track)
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+    # Kineto also warns, inside fn, of every block freed that was allocated before the start:
+    # expected here, since baseline_bytes accounts for those blocks.
     with _quiet_stderr():
         profiler.__enter__()
-    try:
-        fn()
-    finally:
-        with _quiet_stderr():
+        try:
+            fn()
+        finally:
             profiler.__exit__(None, None, None)
     cpu = torch.autograd.DeviceType.CPU
     events = sorted(
@@ -653,7 +654,7 @@ def fingerprint(precision: Precision, compile_mode: str = "none") -> dict[str, A
         "device_capability": f"{properties.major}.{properties.minor}" if properties else None,
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
-        "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_cores_usable": usable_cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "timm": timm.__version__,

@@ -82,6 +82,9 @@ def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
     assert "1 ok, 0 failed, 1 skipped" in " ".join(out.split())
     records = [read_record(p) for p in sorted(results.glob("*.json"))]
     assert len(records) == 2 and first.stat().st_mtime_ns == first_written  # not redone
+    (redone,) = [r for r in records if r["run_id"] != first.stem]
+    (ok_line,) = [line for line in out.splitlines() if line.startswith("ok ")]  # one line, even at 80 columns
+    assert ok_line.endswith(f"[{redone['run_id']}]") and "(chance " in ok_line, out
 
     for record in records:
         assert record["status"] == "ok"

@@ -20,6 +20,7 @@ import pytest
 import torch
 from rich.console import Console
 
+import vlbench
 from vlbench import cli, hookimpl
 from vlbench.checkplugin import add_parser as add_check_parser, check_distribution
 from vlbench.errors import UserError
@@ -125,13 +126,12 @@ def run_command(add_parser, argv: list[str]) -> tuple[int, str]:
 # ---------------------------------------------------------------- the example distribution
 
 
-def test_vlbench_plugins_lists_the_example_with_distribution_and_version(site, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "300")
+def test_vlbench_plugins_lists_the_example_with_distribution_and_version(site, capsys):
     assert cli.main(["plugins"]) == 0
-    rows = {line.split("│")[2].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 5}
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and not line.startswith("   ")}
     for name, plugin in (("tiny_cnn", "vlbench_example_plugin.encoder"), ("caption_choice", "vlbench_example_plugin.task")):
-        cells = [cell.strip() for cell in rows[name].split("│")]
-        assert cells[3:6] == [plugin, "vlbench-example-plugin", "0.1.0"], rows[name]
+        assert rows[name][1:] == [plugin, "vlbench-example-plugin", "0.1.0"], rows[name]
+    assert rows["resnet50"][1:] == ["vision.resnet", "vlbench", vlbench.__version__]
 
 
 def test_example_suite_runs_to_an_ok_record_naming_both_plugins(site, tmp_path, capsys):
