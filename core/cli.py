@@ -119,13 +119,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     done = finished_run_ids(args.results_dir, suite.name)
     if args.dry_run:
         console.print(_runs_table(suite.name, suite.runs, done))
-        console.print(f"{len(suite.runs)} runs, {len(done & {r.run_id for r in suite.runs})} already finished; "
+        console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
                       f"results would go to {args.results_dir / suite.name}/")
         return 0
     device = resolve_device(args.device or suite.device)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     todo = [r for r in suite.runs if r.run_id not in done]
-    console.print(f"suite {suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
+    console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
@@ -141,6 +141,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 1 if outcome.failed else 0
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
@@ -153,9 +157,11 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
         "dataset": [run.dataset.name if run.dataset else "-" for run in runs],
         "seed": [str(run.seed) for run in runs],
     }
-    shared = {name: values[0] for name, values in columns.items() if len(runs) > 1 and len(set(values)) == 1}
+    shared = {name: values[0] for name, values in columns.items() if len(set(values)) == 1}
+    if len(shared) == len(columns):  # nothing tells the runs apart (one run): the vision column stays
+        del shared["vision"]
     caption = ", ".join(f"{name} {value}" for name, value in shared.items())
-    table = Table(title=f"suite {suite}: {len(runs)} runs", caption=f"every run: {caption}" if caption else None)
+    table = Table(title=f"suite {suite}: {_runs(len(runs))}", caption=f"every run: {caption}" if caption else None)
     varying = [name for name in columns if name not in shared]
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")

@@ -25,7 +25,7 @@ from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel
-from vlbench.results import SCHEMA_VERSION, finished_run_ids, to_dict, write_record
+from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, to_dict, write_record
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
 from vlbench.types import (
@@ -423,7 +423,13 @@ def run_suite(
         except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
             error = exc
         record = _record(run, started, content, error)
-        outcome.records.append(write_record(record, results_dir))
+        try:
+            path = write_record(record, results_dir)
+        except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
+            error = exc
+            record = _record(run, started, None, exc)
+            path = write_record(record, results_dir)
+        outcome.records.append(path)
         (outcome.ok if error is None else outcome.failed).append(run.run_id)
         data = to_dict(record)
         reporter.run_finished(data)

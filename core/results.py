@@ -38,6 +38,7 @@ def problems(data: Any) -> list[str]:
         if name in data and (not isinstance(data[name], kind) or isinstance(data[name], bool) and kind is int)
     ]
     found += [f"unknown field {name!r}" for name in data if name not in _FIELD_TYPES]
+    found += [f"{path} = {value} is not a finite number (JSON cannot hold it)" for path, value in non_finite(data)]
     if found:
         return found
     if data["schema_version"] != SCHEMA_VERSION:
@@ -82,6 +83,17 @@ def _metric_problems(metrics: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def non_finite(value: Any, path: str = "") -> list[tuple[str, float]]:
+    """(key path, value) of every NaN or infinity anywhere in ``value``."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(path, value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in non_finite(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in non_finite(v, f"{path}[{i}]")]
+    return []
+
+
 def _type_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({dict: "an object", type(None): "null", int: "an integer", str: "a string"}[k] for k in kinds)
@@ -94,8 +106,8 @@ def to_dict(record: ResultRecord) -> dict[str, Any]:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in a record")
 
 

@@ -42,14 +42,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vlbench.errors import SuiteError
 from vlbench.manager import PluginHost
 from vlbench.registry import did_you_mean
+from vlbench.results import non_finite
 from vlbench.types import ComponentChoice, ComponentSpec, FusionSpec, Kind, RunSpec, TaskSpec
 
-# key -> (default, help). Types come from the defaults; None means "optional, any of the listed".
+# key -> (default, help). Types come from the defaults.
 SUITE_KEYS: dict[str, tuple[Any, str]] = {
     "name": ("", "the suite's name; results go to <results-dir>/<name>/"),
     "description": ("", "free text"),
@@ -86,7 +87,7 @@ AXIS_COMMON: dict[Kind, dict[str, tuple[Any, str]]] = {
         "freeze": (False, "keep the encoder's weights fixed"),
     },
     "text": {
-        "pretrained": (None, "load the encoder's pretrained weights; default: the encoder's own default"),
+        "pretrained": (False, "load the encoder's pretrained weights; when not given: the encoder's own default"),
         "weights": ("", "path to a local .safetensors/.pt state dict"),
         "freeze": (False, "keep the encoder's weights fixed"),
     },
@@ -101,6 +102,15 @@ ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size", "bat
            "img_size": "image_size", "input_size": "image_size", "dataset_name": "dataset"}
 AXES: dict[Kind, str] = {"vision": "vision", "text": "text", "fusion": "fusions", "task": "tasks"}
 TOP_LEVEL = {"suite", "train", "defaults", *AXES.values()}
+
+
+class _Entry(NamedTuple):
+    """One validated axis entry."""
+
+    name: str
+    spec: ComponentSpec
+    options: dict[str, Any]  # the common keys (pretrained, image_size, ...) and the component's options
+    key: str  # where it stands in the file, e.g. "vision[2]", for error messages
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,8 @@ class _Validator:
 
     def typed(self, value: Any, default: Any, key: str) -> Any:
         """``value`` checked against the type of ``default`` (None: anything)."""
+        for path, number in non_finite(value, key)[:1]:  # TOML has nan and inf; no record could hold them
+            raise self.fail(path, f"expected a finite number, got {number}.")
         if default is None or _same_type(value, default):
             return list(value) if isinstance(value, (list, tuple)) else value
         raise self.fail(key, f"expected {_describe_type(default)}, got {_describe(value)} (default: {json.dumps(default)}).")
@@ -178,13 +190,17 @@ class _Validator:
         meta = self.table(data.get("suite", {}), "suite")
         self.check_keys(meta, SUITE_KEYS, "suite")
         meta = {k: self.typed(meta.get(k, d), d, f"suite.{k}") for k, (d, _) in SUITE_KEYS.items()}
-        if not meta["name"] or not all(c.isalnum() or c in "-_." for c in meta["name"]):
-            raise self.fail("suite.name", 'required: a name of letters, digits, "-", "_" or ".", e.g. name = "quickstart".')
+        # Starting with a letter or digit keeps "." and ".." from naming a folder outside the results.
+        if not meta["name"] or not meta["name"][0].isalnum() or not all(c.isalnum() or c in "-_." for c in meta["name"]):
+            raise self.fail("suite.name", 'required: a name of letters, digits, "-", "_" or ".", starting with a letter or digit, '
+                            'e.g. name = "quickstart".')
         if meta["device"] not in ("auto", "cpu", "cuda"):
             raise self.fail("suite.device", f'must be "auto", "cpu" or "cuda", got {meta["device"]!r}.')
         seeds = tuple(meta["seeds"]) or (meta["seed"],)
-        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-            raise self.fail("suite.seeds", "must be a list of integers.")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
+            raise self.fail("suite.seeds" if meta["seeds"] else "suite.seed", f"seeds are integers in [0, 2**32), got {list(seeds)}.")
+        if not 0 <= meta["data_seed"] < 2**32:
+            raise self.fail("suite.data_seed", f"must be an integer in [0, 2**32), got {meta['data_seed']}.")
 
         train_given = self.table(data.get("train", {}), "train")
         self.check_keys(train_given, TRAIN_KEYS, "train")
@@ -204,12 +220,18 @@ class _Validator:
         return Suite(self.path, meta["name"], meta["description"], meta["device"], seeds, train, tuple(unique.values()))
 
     def check_train(self, train: dict[str, Any]) -> None:
-        positive = ("epochs", "batch_size", "eval_batch_size")
-        for key in positive:
+        for key in ("epochs", "batch_size", "eval_batch_size"):
             if train[key] < 1:
                 raise self.fail(f"train.{key}", f"must be at least 1, got {train[key]}.")
-        if train["lr"] <= 0:
-            raise self.fail("train.lr", f"must be positive, got {train['lr']}.")
+        for key in ("weight_decay", "grad_clip", "early_stopping_patience", "max_steps_per_epoch", "num_workers"):
+            if train[key] < 0:
+                raise self.fail(f"train.{key}", f"must be at least 0 ({TRAIN_KEYS[key][1]}), got {train[key]}.")
+        for key in ("lr", "cost_budget_s"):
+            if train[key] <= 0:
+                raise self.fail(f"train.{key}", f"must be positive, got {train[key]}.")
+        sizes = train["cost_batch_sizes"]
+        if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+            raise self.fail("train.cost_batch_sizes", f"expected a non-empty array of integers >= 1, e.g. [1, 32], got {json.dumps(sizes)}.")
         if not 0 <= train["warmup_fraction"] < 1:
             raise self.fail("train.warmup_fraction", f"must be in [0, 1), got {train['warmup_fraction']}.")
         if train["amp"] not in ("auto", "bf16", "fp16", "off"):
@@ -221,7 +243,7 @@ class _Validator:
 
     # -------------------------------------------------------------- axes
 
-    def axis(self, kind: Kind, data: dict[str, Any], defaults: Any) -> list[tuple[str, ComponentSpec, dict]]:
+    def axis(self, kind: Kind, data: dict[str, Any], defaults: Any) -> list[_Entry]:
         key = AXES[kind]
         entries = data.get(key, [])
         if not isinstance(entries, list):
@@ -231,10 +253,11 @@ class _Validator:
         defaults = self.table(defaults, f"defaults.{key}")
         allowed = {"name": None, "options": None, **AXIS_COMMON[kind]}
         self.check_keys(defaults, allowed, f"defaults.{key}")
-        return [self.entry(kind, {**defaults, **_as_entry(raw)}, f"{key}[{i}]") for i, raw in enumerate(entries)]
+        return [
+            self.entry(kind, {**defaults, **self.table(_as_entry(raw), f"{key}[{i}]")}, f"{key}[{i}]") for i, raw in enumerate(entries)
+        ]
 
-    def entry(self, kind: Kind, raw: Any, key: str) -> tuple[str, ComponentSpec, dict[str, Any]]:
-        entry = self.table(raw, key)
+    def entry(self, kind: Kind, entry: dict[str, Any], key: str) -> _Entry:
         self.check_keys(entry, {"name": None, "options": None, **AXIS_COMMON[kind]}, key)
         name = entry.get("name")
         if not isinstance(name, str) or not name:
@@ -251,10 +274,10 @@ class _Validator:
         if kind in ("vision", "text") and common["weights"]:
             if not Path(common["weights"]).expanduser().is_file():
                 raise self.fail(f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory).")
-        if kind == "text" and common["pretrained"] is None:
+        if kind == "text" and "pretrained" not in entry:
             common["pretrained"] = spec.pretrained_by_default
         options = self.options(entry.get("options", {}), spec, f"{key}.options")
-        return name, spec, {**common, **options}
+        return _Entry(name, spec, {**common, **options}, key)
 
     def image_size(self, value: list, key: str) -> list[int]:
         if len(value) != 2 or not all(isinstance(v, int) and v >= 16 for v in value):
@@ -263,14 +286,14 @@ class _Validator:
 
     # -------------------------------------------------------------- runs
 
-    def run(self, suite: str, vision, text, fusion, task, train, seed, data_seed) -> RunSpec:
-        fusion_name, fusion_spec, fusion_opts = fusion
-        task_name, task_spec, task_opts = task[0], task[1], dict(task[2])
+    def run(self, suite: str, vision: _Entry, text: _Entry | None, fusion: _Entry, task: _Entry, train, seed, data_seed) -> RunSpec:
+        fusion_name, fusion_spec, fusion_opts = fusion.name, fusion.spec, fusion.options
+        task_name, task_spec, task_opts = task.name, task.spec, dict(task.options)
         assert isinstance(fusion_spec, FusionSpec) and isinstance(task_spec, TaskSpec)
         if task_spec.objective not in fusion_spec.objectives:
             able = [n for n, s in self.host.specs("fusion").items() if task_spec.objective in s.objectives]
             raise self.fail(
-                "fusions", f"fusion {fusion_name!r} provides {sorted(fusion_spec.objectives)} but task {task_name!r} "
+                f"{fusion.key}.name", f"fusion {fusion_name!r} provides {sorted(fusion_spec.objectives)} but task {task_name!r} "
                 f"needs the {task_spec.objective!r} objective. Fusions that can serve it: {', '.join(able) or 'none installed'}."
             )
         if fusion_spec.uses_text and text is None:
@@ -280,21 +303,21 @@ class _Validator:
         # A cost-only task that reads no sample field (throughput) runs without a dataset.
         dataless = not dataset_name and not task_spec.measures_quality and not task_spec.required_fields
         if not dataset_name and not dataless:
-            raise self.fail("tasks.dataset", f"task {task_name!r} has no default dataset: set dataset = \"...\".")
+            raise self.fail(f"{task.key}.dataset", f"task {task_name!r} has no default dataset: set dataset = \"...\".")
         if dataless and dataset_given:
-            raise self.fail("tasks.dataset_options", f"task {task_name!r} uses no dataset: remove dataset_options or name a dataset.")
+            raise self.fail(f"{task.key}.dataset_options", f"task {task_name!r} uses no dataset: remove dataset_options or name a dataset.")
         if not dataless:
             try:
                 dataset_spec = self.host.get("dataset", dataset_name)
             except Exception as exc:  # noqa: BLE001
-                raise self.fail("tasks.dataset", str(exc)) from None
+                raise self.fail(f"{task.key}.dataset", str(exc)) from None
             missing = task_spec.required_fields - dataset_spec.provides
             if missing:
-                raise self.fail("tasks.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
-            dataset_opts = self.options(dataset_given, dataset_spec, "tasks.dataset_options")
+                raise self.fail(f"{task.key}.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
+            dataset_opts = self.options(dataset_given, dataset_spec, f"{task.key}.dataset_options")
         choices = {
-            "vision": ComponentChoice(vision[0], vision[2]),
-            "text": ComponentChoice(text[0], text[2]) if text is not None and fusion_spec.uses_text else None,
+            "vision": ComponentChoice(vision.name, vision.options),
+            "text": ComponentChoice(text.name, text.options) if text is not None and fusion_spec.uses_text else None,
             "fusion": ComponentChoice(fusion_name, fusion_opts),
             "task": ComponentChoice(task_name, task_opts),
             "dataset": None if dataless else ComponentChoice(dataset_name, dataset_opts),

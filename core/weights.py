@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +29,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's own text advises weights_only=False, which vlbench never does; keep its reason only.
+        reason = re.search(r"WeightsUnpickler error: ([^\n]*?)\.(?: |$)", str(exc), re.MULTILINE)
+        raise UserError(
+            f"weights file {path} holds pickled objects, not only tensors ({reason.group(1) if reason else 'refused by weights_only=True'}). "
+            "vlbench never runs pickled code: save the weights alone, with torch.save(model.state_dict(), path) or as .safetensors."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
         raise UserError(
             f"weights file {path} could not be read ({type(exc).__name__}: {exc}). vlbench reads "

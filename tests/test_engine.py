@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from vlbench import hookimpl
+from vlbench import engine, hookimpl
 from vlbench.engine import run_suite
 from vlbench.manager import PluginHost
 from vlbench.results import read_record
@@ -135,6 +135,27 @@ def test_a_failing_run_becomes_an_error_record_and_the_suite_goes_on(tmp_path):
     assert failed["status"] == "error" and failed["error"]["type"] == "PluginError"
     assert "nan_net" in failed["error"]["message"] and "exploding" in failed["error"]["message"]
     assert json.dumps(failed)  # plain JSON
+
+
+def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_on(tmp_path, monkeypatch):
+    """No JSON can hold a NaN: the run that produced one fails with the key path named."""
+    suite_path = tmp_path / "tiny.toml"
+    suite_path.write_text(TINY.replace("{second}", "convnext_atto").replace("epochs = 2", "epochs = 1"))
+    host = PluginHost()
+    suite = load_suite(suite_path, host)
+    real_execute = engine.execute
+
+    def execute_with_a_nan_first(run, *args, **kwargs):
+        content = real_execute(run, *args, **kwargs)
+        if run is suite.runs[0]:
+            content["training"]["first_loss"] = float("nan")
+        return content
+
+    monkeypatch.setattr(engine, "execute", execute_with_a_nan_first)
+    outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
+    assert outcome.failed == [suite.runs[0].run_id] and outcome.ok == [suite.runs[1].run_id]
+    failed = read_record(tmp_path / "results" / "tiny" / f"{outcome.failed[0]}.json")
+    assert failed["error"]["type"] == "RecordError" and "training.first_loss = nan is not a finite number" in failed["error"]["message"]
 
 
 def test_the_quickstart_recipe_learns_far_above_chance(tmp_path):

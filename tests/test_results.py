@@ -39,6 +39,7 @@ def test_round_trip_and_resume(tmp_path):
         ({"metrics": {"splits": {"test": {"values": {"R1": float("nan")}, "main": "R1", "chance": {"R1": 1}}}}}, "not a finite number"),
         ({"metrics": {"splits": {"test": {"values": {"R1": 3.0}, "main": "R1", "chance": {}}}}}, "no chance level"),
         ({"metrics": {"splits": {}}}, "metrics.splits.test is missing"),
+        ({"training": {"curve": [{"train_loss": float("inf")}]}}, r"training.curve\[0\].train_loss = inf is not a finite number"),
     ],
 )
 def test_invalid_records_are_refused_on_write(tmp_path, change, problem):
@@ -58,3 +59,12 @@ def test_invalid_files_are_reported_on_read(tmp_path):
     with pytest.raises(RecordError, match="unreadable"):
         read_record(path)
     assert problems([]) == ["expected a JSON object, got list"]
+
+
+def test_numpy_and_torch_values_are_stored_as_plain_json(tmp_path):
+    import numpy as np
+    import torch
+
+    info = {"counts": np.array([3, 4]), "mean": np.float32(0.5), "shape": torch.tensor([2, 3]), "n": torch.tensor(7)}
+    path = write_record(record(dataset={"info": info}), tmp_path)
+    assert read_record(path)["dataset"]["info"] == {"counts": [3, 4], "mean": 0.5, "shape": [2, 3], "n": 7}
