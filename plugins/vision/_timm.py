@@ -228,6 +228,7 @@ def _cached_pretrained_file(model_name: str) -> str:
             f"pretrained = false, or `weights = \"/path/to/file.safetensors\"` with your own."
         )
     looked: list[str] = []
+    fetch: list[str] = []  # what to run on a machine with internet, per source timm knows
     if cfg.file:
         if Path(cfg.file).is_file():
             return str(cfg.file)
@@ -240,16 +241,18 @@ def _cached_pretrained_file(model_name: str) -> str:
             if isinstance(found, str):
                 return found
         looked.append(f"{repo} ({' or '.join(filenames)}) in the Hugging Face cache {constants.HF_HUB_CACHE}")
+        fetch.append(f"`hf download {repo}{f' --revision {revision}' if revision else ''}` and copy its Hugging Face cache "
+                     "here (or point HF_HOME at it)")
     if cfg.url:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
         if cached.is_file():
             return str(cached)
         looked.append(str(cached))
+        fetch.append(f"`curl -L {cfg.url} -o {cached.name}` and put the file at {cached}")
+    fix = f"on a machine with internet run {' or '.join(fetch)}, or set" if fetch else "set"
     raise UserError(
         f"vision encoder {model_name!r}: pretrained = true needs timm's weights in a local cache, "
-        f"and vlbench never downloads. Looked for {'; '.join(looked)}. Fix: on a machine with "
-        f"internet run `python -c \"import timm; timm.create_model('{model_name}', pretrained=True)\"` "
-        f"and copy its Hugging Face cache here (or point HF_HOME at it), or set "
+        f"and vlbench never downloads. Looked for {'; '.join(looked)}. Fix: {fix} "
         f"`weights = \"/path/to/{model_name}.safetensors\"` for this encoder, or use pretrained = false."
     )
 
