@@ -1,4 +1,4 @@
-"""The prefix-LM fusion's model: single vs multi visual tokens, loss on caption tokens only
+"""The prefix-LM fusion's model: single vs multi visual tokens, caption-only logits and loss
 (checked against a per-token brute force), which parameters train, generation from the
 visual prefix, and its clear errors. tiny_llama over random-init encoders, offline."""
 
@@ -58,11 +58,19 @@ def test_multi_drops_class_tokens_and_pools_the_grid_by_averaging(lm):
     torch.testing.assert_close(fusion.visual_prefix(out), fusion.project(pooled_by_hand))
 
 
+def caption_loss(fusion, out, ids):
+    """The generation objective's teacher-forced loss: logits[:, t] vs ids[:, t + 1], PAD ignored."""
+    logits = fusion.caption_logits(fusion.prefill(out), ids)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), ignore_index=fusion.vocab.pad_id)
+
+
 def test_loss_scores_caption_tokens_only(lm):
     fusion = PrefixLM(CNN, lm, tokens="single", max_length=12)
     ids, mask = lm.encode(["a red car on the left", "two dogs"], 12)
+    torch.testing.assert_close(fusion.vocab.encode(["a red car on the left", "two dogs"], 12), ids)
     out = features(CNN)
-    loss = fusion.loss(out, ids, mask)
+    assert fusion.caption_logits(fusion.prefill(out), ids).shape == (2, 12, len(fusion.vocab))
+    loss = caption_loss(fusion, out, ids)
     # Brute force: score each real caption token after BOS from a forward of its own row.
     terms = []
     for row in range(2):
@@ -72,8 +80,9 @@ def test_loss_scores_caption_tokens_only(lm):
         for t in range(1, n):  # token t is predicted at sequence position 1 (prefix) + t - 1
             terms.append(F.cross_entropy(logits[t].unsqueeze(0), ids[row, t].unsqueeze(0)))
     torch.testing.assert_close(loss, torch.stack(terms).mean(), atol=1e-5, rtol=1e-5)
-    noisy_pad = ids.masked_fill(~mask, 999)  # what sits under PAD never counts
-    torch.testing.assert_close(fusion.loss(out, noisy_pad, mask), loss)
+    # Causal: the short caption's logits do not depend on how long the batch's padding is.
+    shorter = fusion.caption_logits(fusion.prefill(out), ids[:, :9])
+    torch.testing.assert_close(shorter[1, :4], fusion.caption_logits(fusion.prefill(out), ids)[1, :4])
 
 
 @pytest.mark.parametrize("mode, lm_trains", [("frozen", set()), ("full", {"all"}), ("embeddings", {"embed_tokens"})])
@@ -88,34 +97,38 @@ def test_lm_training_modes(mode, lm_trains):
     assert all(p.requires_grad for p in fusion.project.parameters())
     fusion.train()
     assert fusion.lm.model.training is (mode != "frozen")
-    ids, mask = lm.encode(["a cat"], 8)
-    fusion.loss(features(CNN, 1), ids, mask).backward()
+    ids, _ = lm.encode(["a cat"], 8)
+    caption_loss(fusion, features(CNN, 1), ids).backward()
     assert fusion.project.weight.grad is not None and fusion.project.weight.grad.abs().sum() > 0
 
 
 def test_generation_from_the_visual_prefix_follows_the_image(lm):
     fusion = PrefixLM(CNN, lm, tokens="multi", grid=2, projection="mlp", max_length=8)
-    out = features(CNN, batch=2)
-    step = fusion.step(out)
+    fusion.eval()
+    state = fusion.prefill(features(CNN, batch=2))
     ids = torch.full((2, 1), lm.special.bos)
     for _ in range(5):
-        ids = torch.cat([ids, step(ids).argmax(-1, keepdim=True)], dim=1)
+        ids = torch.cat([ids, fusion.decode_step(state, ids).argmax(-1, keepdim=True)], dim=1)
     assert ids.shape == (2, 6)
-    other = fusion.step(features(CNN, batch=2, seed=1))(ids[:, :1])
-    assert not torch.allclose(step(ids[:, :1]), other)
+    # The cached steps agree with teacher forcing over the whole sequence.
+    with torch.no_grad():
+        forced = fusion.caption_logits(state, ids).argmax(-1)
+    assert torch.equal(forced[:, :-1], ids[:, 1:])
+    other = fusion.decode_step(fusion.prefill(features(CNN, batch=2, seed=1)), ids[:, :1])
+    assert not torch.allclose(fusion.decode_step(state, ids[:, :1]), other)
 
 
 def test_a_few_steps_fit_two_captions(lm):
     torch.manual_seed(0)
     fusion = PrefixLM(CNN, build_tiny_llama(layers=1, width=32, heads=2, context_length=64, freeze=False),
                       tokens="single", lm_training="full", max_length=8)
-    ids, mask = fusion.lm.encode(["a red car", "two small dogs"], 8)
+    ids = fusion.vocab.encode(["a red car", "two small dogs"], 8)
     out = features(CNN)
     optimizer = torch.optim.AdamW([p for p in fusion.parameters() if p.requires_grad], lr=1e-2)
-    first = fusion.loss(out, ids, mask).item()
+    first = caption_loss(fusion, out, ids).item()
     for _ in range(40):
         optimizer.zero_grad()
-        loss = fusion.loss(out, ids, mask)
+        loss = caption_loss(fusion, out, ids)
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.2 * first

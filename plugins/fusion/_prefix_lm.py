@@ -8,8 +8,10 @@ prepended to the caption's token embeddings.
   ``grid = g`` average-pools it to g x g first. A ViT's class/register tokens are dropped:
   the multi-token prefix is spatial only.
 
-Loss: next-token cross-entropy on the caption tokens only (w1 .. EOS); prefix and PAD
-positions are never scored. The LM is frozen (only the projection trains), fully trained,
+It follows the generation objective's fusion protocol (``vocab``, ``max_length``,
+``prefill``, ``caption_logits``, ``decode_step``): the LM's own tokenizer is the vocabulary,
+the state is the prefix embeddings, and ``caption_logits`` covers the caption positions
+only, so the objective's teacher-forced loss (PAD ignored) scores caption tokens only. The LM is frozen (only the projection trains), fully trained,
 or trained in its input embeddings only (``lm_training``).
 """
 
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlbench.errors import UserError
-from vlbench.plugins.language_models._causal_lm import CausalLM
+from vlbench.plugins.language_models._causal_lm import CausalLM, LMVocabulary
 from vlbench.types import EncoderOutput, VisionInfo
 
 TOKENS = ("single", "multi")
@@ -65,6 +67,7 @@ class PrefixLM(nn.Module):
             else nn.Sequential(nn.Linear(width_in, lm.embed_dim), nn.GELU(), nn.Linear(lm.embed_dim, lm.embed_dim))
         )
         self.lm = lm
+        self._stepper: tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]] | None = None
         lm.requires_grad_(lm_training == "full")
         if lm_training == "embeddings":
             # With tied weights (SmolLM2, tiny_llama) this also trains the output projection.
@@ -106,24 +109,33 @@ class PrefixLM(nn.Module):
             spatial = F.adaptive_avg_pool2d(maps, self.grid).flatten(2).transpose(1, 2)
         return self.project(spatial)
 
-    # ------------------------------------------------------------ objective
+    # ------------------------------------------------------------ generation objective
 
-    def loss(self, image: EncoderOutput, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy over the caption tokens after BOS (w1 .. EOS)."""
-        prefix = self.visual_prefix(image)
+    @property
+    def vocab(self) -> LMVocabulary:
+        return self.lm.vocab
+
+    def prefill(self, image: EncoderOutput) -> tuple[torch.Tensor]:
+        """The decoding state: the visual prefix embeddings (batch first)."""
+        return (self.visual_prefix(image),)
+
+    def caption_logits(self, state: tuple[torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, T, V] over the caption positions only: logits[:, t] predicts token t + 1.
+        The prefix positions are dropped, so a loss on these never scores them."""
+        (prefix,) = state
         words = self.lm.embed(input_ids)
         embeds = torch.cat([prefix.to(words.dtype), words], dim=1)
-        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.bool, device=prefix.device), attention_mask.bool()], dim=1)
-        logits = self.lm(embeds, mask).logits
-        p = prefix.shape[1]
-        predicted = logits[:, p : p + input_ids.shape[1] - 1]  # position p + t predicts caption token t + 1
-        targets = input_ids[:, 1:].masked_fill(~attention_mask[:, 1:].bool(), -100)
-        return F.cross_entropy(predicted.reshape(-1, predicted.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
+        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.bool, device=prefix.device),
+                          input_ids != self.lm.special.pad], dim=1)
+        return self.lm(embeds, mask).logits[:, prefix.shape[1]:]
 
-    def step(self, image: EncoderOutput) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``step(input_ids [B, t]) -> log-probs [B, V]`` for the shared greedy/beam decoders;
-        for beam search, pass ``image`` with its rows repeated (``repeat_interleave``)."""
-        return self.lm.prefix_step(self.visual_prefix(image).detach())
+    def decode_step(self, state: tuple[torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
+        """Log-probs [B, V] of the next token. Consecutive calls on the same state that extend
+        the ids by one token reuse the LM's KV cache (greedy); any other call recomputes."""
+        (prefix,) = state
+        if self._stepper is None or self._stepper[0] is not prefix:
+            self._stepper = (prefix, self.lm.prefix_step(prefix.detach()))
+        return self._stepper[1](input_ids)
 
 
 def _check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:

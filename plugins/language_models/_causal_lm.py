@@ -33,6 +33,24 @@ class SpecialIds:
     pad: int
 
 
+class LMVocabulary:
+    """The LM's tokenizer in the generation objective's ``vocab`` protocol (ids only; the
+    attention mask is ``ids != pad_id``, right padding)."""
+
+    def __init__(self, lm: CausalLM) -> None:
+        self._lm = lm
+        self.pad_id, self.bos_id, self.eos_id = lm.special.pad, lm.special.bos, lm.special.eos
+
+    def encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        return self._lm.encode(texts, max_length)[0]
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        return self._lm.decode(ids)
+
+    def __len__(self) -> int:
+        return self._lm.vocab_size  # the logits' width, which may exceed the tokenizer's own count
+
+
 class CausalLM(nn.Module):
     """A causal LM (``model``) with its tokenizer, special ids and weights provenance.
 
@@ -72,6 +90,10 @@ class CausalLM(nn.Module):
     @property
     def vocab_size(self) -> int:
         return int(self.model.get_input_embeddings().num_embeddings)
+
+    @property
+    def vocab(self) -> LMVocabulary:
+        return LMVocabulary(self)
 
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
