@@ -80,6 +80,16 @@ def test_generation_with_a_prefix_cached_equals_recomputed(lm):
     torch.testing.assert_close(swapped, fresh)
 
 
+def test_padding_id_differs_from_bos_and_eos():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(bos_token_id=None, eos_token_id=None)
+    smol_like = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=2, unk_token_id=0)
+    assert _loader.special_ids(smol_like, config) == _loader.SpecialIds(bos=1, eos=2, pad=0)
+    with pytest.raises(UserError, match="no padding id distinct from BOS"):
+        _loader.special_ids(SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=None, unk_token_id=2), config)
+
+
 def test_folder_without_config_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="has no config.json.*save_pretrained"):
         build_hf_causal_lm(tmp_path)

