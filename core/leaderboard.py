@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html
+import json
 import math
 import re
 import tomllib
@@ -453,7 +454,44 @@ def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFram
     return (pd.DataFrame(rows, columns=declared.columns) if rows else declared), notes
 
 
-# ---------------------------------------------------------------- columns
+# ---------------------------------------------------------------- names
+
+
+def _facets(record: Mapping[str, Any]) -> dict[str, str]:
+    """What a run is made of: each component's name and options, and the seed, as text."""
+    facets: dict[str, str] = {}
+    components = record.get("components") if isinstance(record.get("components"), Mapping) else {}
+    for kind, block in components.items():
+        if not isinstance(block, Mapping):
+            continue
+        facets[str(kind)] = str(block.get("name"))
+        options = block.get("options") if isinstance(block.get("options"), Mapping) else {}
+        for key, value in options.items():
+            facets[f"{kind}.{key}"] = f"{key}={json.dumps(value, sort_keys=True, default=str)}".replace('"', "")
+    facets["seed"] = f"seed {record.get('seed')}"
+    return facets
+
+
+def distinguishing_names(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], str]:
+    """Each run named by what tells it apart from the others (component names, options, seed:
+    "resnet18 early embed_dim=128"), and the component names they all share, for a caption."""
+    facets = [_facets(r) for r in records]
+    keys = list(dict.fromkeys(k for f in facets for k in f))
+    def varies(key: str) -> bool:
+        if "." not in key:
+            return len({f.get(key) for f in facets}) > 1
+        kind = key.split(".")[0]  # an option counts between runs of the same component only
+        return any(len({f.get(key) for f in facets if f.get(kind) == name}) > 1 for name in {f.get(kind) for f in facets})
+
+    varying = [k for k in keys if varies(k)]
+    if not varying:  # one run, or identical configs: the vision encoder names it
+        varying = [k for k in keys if "." not in k][:1]
+    kinds = {k for k in varying if "." not in k}
+    names = [" ".join(f.get(k) or f"no {k}" for k in varying if "." not in k or f.get(k)) for f in facets]
+    shared = " ".join(facets[0][k] for k in keys if "." not in k and k not in kinds and k != "seed" and k in facets[0])
+    return names, shared
+
+
 
 
 @dataclass(frozen=True)

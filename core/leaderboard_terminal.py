@@ -1,7 +1,7 @@
 """`vlbench leaderboard show`: the tables sized to the terminal.
 
 The model name and the main metric never wrap. The model column names only what tells a
-table's runs apart (the parts every run shares go to the caption). When the table is wider
+table's runs apart (components, options, seed); the components every run shares go to the caption. When the table is wider
 than the terminal, headers are abbreviated first, then columns drop out, the least important
 first (:data:`PRIORITY`); the caption says which. ``--wide`` shows every column (folded to
 fit); ``--columns`` picks them by name. Failed runs are listed with their whole error.
@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vlbench.errors import UserError
-from vlbench.leaderboard import Column, Leaderboard, Partition, error_line, summary, table_columns
+from vlbench.leaderboard import Column, Leaderboard, Partition, distinguishing_names, error_line, summary, table_columns
 
 # Most important first; columns not named here come after them, in table order.
 PRIORITY = ("model", "main test", "chance", "flags", "params (M)", "latency p50 (ms)", "CI95", "#", "Pareto-optimal on",
@@ -31,23 +31,6 @@ SHORT_HEADERS = {
 }
 SHORT_CELLS = {"random-init": "rand", "pretrained": "pre", "params": "P", "GMACs": "G", "latency": "L",
                "not above chance": "≈chance", "not above the best baseline": "≈baseline"}
-
-
-def _parts(label: str) -> list[str]:
-    return re.split(r"(?<=[+/])", label)  # "a+b/c" -> ["a+", "b/", "c"]: the separators stay with their part
-
-
-def distinguishing_names(labels: Sequence[str]) -> tuple[list[str], str]:
-    """Each label cut to the parts that vary between ``labels``; and the shared parts, for the caption."""
-    split = [_parts(label) for label in labels]
-    if len(labels) < 2 or len({len(parts) for parts in split}) != 1:
-        return list(labels), ""
-    shared = [i for i in range(len(split[0])) if len({parts[i] for parts in split}) == 1]
-    if len(shared) == len(split[0]):
-        return list(labels), ""
-    names = ["".join(p for i, p in enumerate(parts) if i not in shared).strip("+/") for parts in split]
-    common = " ".join(split[0][i].strip("+/") for i in shared)
-    return names, common
 
 
 def _shorten(text: str) -> str:
@@ -70,13 +53,13 @@ def _chosen(columns: list[Column], names: Sequence[str]) -> list[Column]:
     return [by_name[n] for n in wanted]
 
 
-def fit(part: Partition, width: int, wide: bool = False, names: Sequence[str] | None = None) -> Table:
+def fit(board: Leaderboard, part: Partition, width: int, wide: bool = False, names: Sequence[str] | None = None) -> Table:
     """One partition's table for a terminal ``width`` columns wide."""
     columns = table_columns(part, detailed=wide)
     if names:
         columns = _chosen(table_columns(part, detailed=True), names)
     rows = part.rows.to_dict("records")
-    models, common = distinguishing_names([str(r["model"]) for r in rows])
+    models, common = distinguishing_names([board.record(r) for r in rows])
     cells = {c.key: [models[i] if c.key == "model" else c.cell(r)[0] for i, r in enumerate(rows)] for c in columns}
     headers = {c.key: c.header for c in columns}
     dropped: list[str] = []
@@ -115,7 +98,7 @@ def show(board: Leaderboard, console: Console, wide: bool = False, columns: Sequ
     """Every table of ``board``, then failed, missing and invalid records, then the notes."""
     console.print(Text(summary(board)))
     for part in board.partitions() + board.cost_partitions():
-        console.print(fit(part, console.width, wide, columns))
+        console.print(fit(board, part, console.width, wide, columns))
     _listing(console, "Failed runs", [
         (f"{r['model']}  [{r['run id']}]  suite {r['suite']}, finished {r['finished at']}" + (f"; {r['note']}" if r["note"] else ""),
          error_line(board.record(r), limit=None))
@@ -134,9 +117,10 @@ def _listing(console: Console, title: str, entries: Sequence[tuple[str, str]]) -
         return
     console.print(Text(title, style="bold"))
     for head, detail in entries:
-        console.print(Text(f"  {head}"), soft_wrap=True)
-        wrapped = textwrap.fill(detail, width=max(console.width - 4, 30), break_long_words=True, break_on_hyphens=False)
-        console.print(Text(textwrap.indent(wrapped, "    ")), soft_wrap=True)
+        width = max(console.width, 34)
+        fill = dict(width=width, break_long_words=True, break_on_hyphens=False)
+        console.print(Text(textwrap.fill(head, initial_indent="  ", subsequent_indent="      ", **fill)), soft_wrap=True)
+        console.print(Text(textwrap.fill(detail, initial_indent="    ", subsequent_indent="    ", **fill)), soft_wrap=True)
 
 
 def report_source(console: Console, board: Leaderboard, default: bool) -> None:
