@@ -118,6 +118,7 @@ def _panel(ax: Any, rows: Any, column: str, axis: str) -> None:
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_locator(NullLocator())
+    ax.margins(x=0.08, y=0.1)
     _name_points(ax, rows, column, np.log10(x) if log else x, y)
     ax.set_xlabel(column + (", batch 1" if column.startswith("latency") else ""))
     ax.grid(alpha=0.3, lw=0.5)
@@ -131,7 +132,8 @@ def _name_points(ax: Any, rows: Any, column: str, x: Any, y: Any) -> None:
     for index, run in rows.sort_values("main test", ascending=False).iterrows():
         at = ((x[index] - x.min()) / span(x), (y[index] - y.min()) / span(y))
         width = 0.012 * len(run["_name"])
-        for dx, dy, ha in OFFSETS:
+        offsets = sorted(OFFSETS, key=lambda o: o[2] == "left") if at[0] > 0.6 else OFFSETS  # near the right edge: leftwards
+        for dx, dy, ha in offsets:
             left = at[0] + dx / 400 - (width if ha == "right" else 0)
             bottom = at[1] + dy / 300
             if not any(abs(bottom - b) < 0.06 and left < r and left + width > l for l, b, r in placed):

@@ -134,6 +134,7 @@ th[aria-sort=descending] button::after { content: " \\25BC"; color: var(--fg); }
 .front { color: var(--front); font-weight: 600; }
 table.kv th { text-align: left; font-weight: 600; background: var(--head); white-space: nowrap; }
 table.kv table.kv { margin: 0; }
+main > table.kv { display: block; overflow-x: auto; max-width: 100%; }
 pre { background: var(--row); border: 1px solid var(--line); padding: .6rem; overflow-x: auto; max-height: 36rem; }
 figure { margin: .5rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; background: #fff; }
@@ -316,6 +317,10 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any], curve: str | None = No
         ("record file (in the results folder)", f"<code>{escape(row['source'])}</code>"),
     ]
     parts.append(_kv(summary_rows))
+    if curve is not None:  # right under the summary: whether the run learned is the first question
+        parts += ["<h2>Training curve</h2>", f'<figure><img src="{escape(root + curve)}" alt="training loss and val metric per epoch">'
+                  "<figcaption>Train loss and the val main metric per epoch; dotted: the epoch selected on val. "
+                  "Every figure is under Training below.</figcaption></figure>"]
     if record.get("error"):
         error = record["error"]
         parts += ["<h2>Error</h2>", f"<p>{escape(str(error.get('type')))}: {escape(str(error.get('message')))}</p>"]
@@ -330,11 +335,7 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any], curve: str | None = No
     if record["cost"]:
         parts += ["<h2>Cost</h2>", _value(record["cost"])]
     if record["training"]:
-        parts += ["<h2>Training</h2>"]
-        if curve is not None:
-            parts.append(f'<figure><img src="{escape(root + curve)}" alt="training loss and val metric per epoch">'
-                         "<figcaption>Train loss and the val main metric per epoch; dotted: the epoch selected on val.</figcaption></figure>")
-        parts.append(_training(record["training"], record["selection"]))
+        parts += ["<h2>Training</h2>", _training(record["training"], record["selection"])]
     parts += ["<h2>Dataset</h2>", _value(record["dataset"])]
     parts += ["<h2>Config</h2>", f"<pre>{escape(json.dumps(record['config'], indent=2, sort_keys=True, ensure_ascii=False))}</pre>"]
     whole = json.dumps(record, indent=1, ensure_ascii=False)
