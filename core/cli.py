@@ -1,7 +1,8 @@
 """The ``vlbench`` command.
 
-Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written),
-2 bad input (nothing was run or written), 130 interrupted (finished runs are kept).
+Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written) or a
+result could not be saved (the suite stopped), 2 bad input (nothing was run or written),
+130 interrupted (finished runs are kept).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from vlbench import checkplugin, scaffold
-from vlbench.errors import UserError
+from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
+from vlbench.sanitize import terminal_text
 from vlbench.types import KINDS, RunSpec
 
 DEFAULT_RESULTS = Path("leaderboard/results")
@@ -89,7 +91,7 @@ class RichReporter:
     def _line(self, text: str, status: str | None = None) -> None:
         """One line of plain text (run ids and error messages hold brackets rich would read as
         markup), never hard-wrapped, so it stays one line in a log file."""
-        line = Text(text)
+        line = Text(terminal_text(text))
         if status is not None:
             line = Text.assemble((f"{status:<6}", "green" if status == "ok" else "red"), line)
         self.console.print(line, soft_wrap=True)
@@ -110,13 +112,14 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from vlbench.engine import resolve_device, run_suite
+    from vlbench.preflight import preflight
     from vlbench.results import finished_run_ids
     from vlbench.suite import load_suite
 
     host = _host()
     _warn_plugin_problems(host, console)
     suite = load_suite(args.suite, host)
-    done = finished_run_ids(args.results_dir, suite.name)
+    done = finished_run_ids(args.results_dir, suite.name, warn=lambda message: console.print(Text(terminal_text(f"warning: {message}"))))
     if args.dry_run:
         console.print(_runs_table(suite.name, suite.runs, done))
         console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
@@ -125,17 +128,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device or suite.device)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     todo = [r for r in suite.runs if r.run_id not in done]
+    checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
+    for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
+        console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
     console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
-                                warn=lambda message: console.print(Text(message)),
+                                warn=lambda message: console.print(Text(terminal_text(message))),
                                 profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
     console.print(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before); "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}; "
         f"records in {args.results_dir / suite.name}/"
     )
     return 1 if outcome.failed else 0
