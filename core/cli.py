@@ -119,7 +119,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     host = _host()
     _warn_plugin_problems(host, console)
     suite = load_suite(args.suite, host)
-    done = finished_run_ids(args.results_dir, suite.name, warn=lambda message: console.print(Text(terminal_text(f"warning: {message}"))))
+    done = finished_run_ids(args.results_dir, suite.name,
+                            warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
     if args.dry_run:
         console.print(_runs_table(suite.name, suite.runs, done))
         console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
@@ -135,7 +136,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
-                                warn=lambda message: console.print(Text(terminal_text(message))),
+                                warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True),
                                 profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
