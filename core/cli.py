@@ -111,6 +111,7 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from vlbench.claims import ClaimBoard
     from vlbench.engine import resolve_device, run_suite
     from vlbench.preflight import preflight
     from vlbench.results import finished_run_ids
@@ -122,7 +123,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     done = finished_run_ids(args.results_dir, suite.name,
                             warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
     if args.dry_run:
-        console.print(_runs_table(suite.name, suite.runs, done))
+        running = {run_id: owner.describe() for run_id, owner in ClaimBoard(args.results_dir, suite.name).live().items()}
+        console.print(_runs_table(suite.name, suite.runs, done, running))
         console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
                       f"results would go to {args.results_dir / suite.name}/")
         return 0
@@ -156,7 +158,7 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
-def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
+def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str]) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     columns = {
@@ -177,7 +179,7 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")
     for i, run in enumerate(runs):
-        status = "done" if run.run_id in done else "pending"
+        status = "done" if run.run_id in done else f"running ({running[run.run_id]})" if run.run_id in running else "pending"
         table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 

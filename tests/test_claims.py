@@ -201,3 +201,14 @@ def test_records_are_readable_by_all_whatever_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_dry_run_shows_runs_another_process_holds(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(SUITE)
+    run_id = load_suite(tmp_path / "s.toml", PluginHost()).runs[1].run_id
+    claim = ClaimBoard(tmp_path / "leaderboard" / "results", "tiny").try_claim(run_id)
+    assert cli.main(["run", "s.toml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"running (pid {os.getpid()} on" in out and out.count("pending") == 2
+    claim.release()
