@@ -6,6 +6,7 @@ every failure into an error record and goes on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import subprocess
@@ -367,15 +368,9 @@ def execute_cost_only(
 
 
 def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
-            host: PluginHost | None = None) -> ResultRecord:
+            host: PluginHost) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
-    specs = {}
-    for kind, choice in _choices(run):  # an error record names each component's plugin, distribution and version too
-        try:
-            specs[kind] = host.get(kind, choice.name) if host is not None else None
-        except Exception:  # noqa: BLE001 - an unknown component stays unnamed; its error says why
-            specs[kind] = None
     return ResultRecord(
         schema_version=SCHEMA_VERSION, run_id=run.run_id, suite=run.suite, label=run.label,
         status="ok" if error is None else "error",
@@ -383,13 +378,23 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
             "type": type(error).__name__, "message": str(error),
             "traceback": "".join(traceback.format_exception(error)),
         },
-        components=content.get("components", _components_block(run, {k: v for k, v in specs.items() if v is not None}, {})),
+        components=content.get("components") or _components_block(run, _known_specs(run, host), {}),
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
         environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
         seed=run.seed, started_at=started, finished_at=_now(),
     )
+
+
+def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
+    """Specs of the run's components that the host knows: an error record names their plugin,
+    distribution and version too (an unknown one stays unnamed; its error says why)."""
+    specs = {}
+    for kind, choice in _choices(run):
+        with contextlib.suppress(Exception):
+            specs[kind] = host.get(kind, choice.name)
+    return specs
 
 
 def _choices(run: RunSpec):
