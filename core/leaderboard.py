@@ -36,6 +36,7 @@ from rich.text import Text
 from vlbench import folders, interference
 from vlbench.errors import UserError, VlbenchError
 from vlbench.results import RecordError, read_record
+from vlbench.sanitize import csv_cell, terminal_text
 
 DEFAULT_RESULTS = folders.RESULTS
 DEFAULT_OUT = folders.LEADERBOARD_OUT
@@ -326,16 +327,16 @@ def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = Fa
         try:
             record = read_record(path)
         except RecordError as exc:
-            invalid.append((source, str(exc).removeprefix(f"{path}: ")))
+            invalid.append((terminal_text(source), terminal_text(str(exc).removeprefix(f"{path}: "))))
             continue
         row = _identity(record, source, len(records))
         records.append(record)
         if record["status"] == "ok" and record["metrics"].get("quality") is False:  # cost-only: nothing to rank on
-            cost_rows.append(row | _cost(record["cost"]))
+            cost_rows.append(_displayable(row | _cost(record["cost"])))
             continue
         if record["status"] == "ok":
             row |= _quality_and_cost(record)
-        rows.append(row)
+        rows.append(_displayable(row))
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=IDENTITY_COLUMNS)
     frame = _by_finish(frame)
     key = ["suite", "run id"]
@@ -377,6 +378,11 @@ def _pareto_notes(runs: pd.DataFrame, include_noisy: bool) -> list[str]:
     elif noisy:
         notes.append(f"{plural(noisy, 'run')} with cost measured on a busy machine are included in the Pareto fronts (--include-noisy).")
     return notes
+
+
+def _displayable(row: dict[str, Any]) -> dict[str, Any]:
+    """Row cells without control characters: every output (terminal, Markdown, HTML, CSV) shows them."""
+    return {k: terminal_text(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _by_finish(frame: pd.DataFrame) -> pd.DataFrame:
@@ -489,7 +495,7 @@ def distinguishing_names(records: Sequence[Mapping[str, Any]]) -> tuple[list[str
     kinds = {k for k in varying if "." not in k}
     names = [" ".join(f.get(k) or f"no {k}" for k in varying if "." not in k or f.get(k)) for f in facets]
     shared = " ".join(facets[0][k] for k in keys if "." not in k and k not in kinds and k != "seed" and k in facets[0])
-    return names, shared
+    return [terminal_text(name) for name in names], terminal_text(shared)  # record text: no control characters
 
 
 
@@ -657,7 +663,7 @@ def problem_tables(board: Leaderboard, suite: str | None = None) -> list[Problem
 def error_line(record: Mapping[str, Any], limit: int | None = 200) -> str:
     """The error on one line, cut at ``limit`` characters (None: whole)."""
     error = record.get("error") or {}
-    line = f"{error.get('type', 'Error')}: {' '.join(str(error.get('message', '')).split())}"
+    line = terminal_text(f"{error.get('type', 'Error')}: {' '.join(str(error.get('message', '')).split())}")
     return line if limit is None or len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -670,10 +676,10 @@ def write_tables(board: Leaderboard, out: Path) -> list[Path]:
     columns = [*PARTITION, "#", *(c for c in board.runs.columns if c not in PARTITION and c != "#" and not c.startswith("_"))]
     public = board.runs[columns]
     written = [out / "leaderboard.csv"]
-    public.to_csv(written[0], index=False)
+    public.map(csv_cell).to_csv(written[0], index=False)  # no cell a spreadsheet would run as a formula
     if not board.costs.empty:
         written.append(out / "leaderboard_costs.csv")
-        board.costs[[c for c in board.costs.columns if not c.startswith("_")]].to_csv(written[-1], index=False)
+        board.costs[[c for c in board.costs.columns if not c.startswith("_")]].map(csv_cell).to_csv(written[-1], index=False)
     try:
         public.to_parquet(out / "leaderboard.parquet", index=False)
         written.append(out / "leaderboard.parquet")
