@@ -36,6 +36,7 @@ def test_rows_group_into_images_with_their_captions_in_file_order():
     assert train.captions[0] == ("many planes are parked near a terminal .", "an airport with two runways, seen from above")
     assert train.captions[1][1] == '"a beach, with waves" and umbrellas'  # quoted CSV cell, commas kept
     assert train.load_image(2).shape == (8, 8, 3)  # a .tif read as RGB
+    assert train.load_image.path(2) == FIXTURE / "images" / "ucm" / "forest_03.tif"
     assert [len(data.splits[s]) for s in ("train", "val", "test")] == [4, 2, 2]
     assert data.info["captions"] == {"train": 7, "val": 2, "test": 2}
 

@@ -144,10 +144,14 @@ class _ImageFiles:
         self.folder = folder
         self.names = list(names)
 
+    def path(self, index: int) -> Path:
+        """Lets the preflight check every file before training (docs/hooks.md)."""
+        return self.folder / self.names[index]
+
     def __call__(self, index: int) -> np.ndarray:
         from PIL import Image
 
-        with Image.open(self.folder / self.names[index]) as image:
+        with Image.open(self.path(index)) as image:
             return np.asarray(image.convert("RGB"))
 
 
