@@ -128,6 +128,7 @@ def test_metrics_equal_brute_force_on_random_cases_with_ties_large_k_and_shared_
             seen["ties"] += any(len(set(row.tolist())) < len(row) for row in scores)
         rsum = sum(metrics.values[f"{d}_R{k}"] for d in ("i2t", "t2i") for k in ks)
         assert metrics.values["rsum"] == pytest.approx(rsum)
+        assert metrics.values["r_mean"] == pytest.approx(rsum / (2 * len(ks)))
         seen["shared"] += split.identities is not None
         seen["candidates"] += split.candidates is not None
     assert min(seen.values()) >= 30, seen  # every situation is exercised many times

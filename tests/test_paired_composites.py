@@ -266,3 +266,9 @@ def test_a_flip_unsafe_dataset_never_receives_flipped_images(tmp_path: Path, saf
     else:
         with pytest.raises(SuiteError, match="train.hflip: dataset 'bright_left' declares that a horizontal flip"):
             load_suite(suite_file, host)
+
+
+def test_the_conformance_kit_accepts_paired_composites(tmp_path: Path) -> None:
+    from vlbench.testing.contracts import check_dataset
+
+    check_dataset(PluginHost().get("dataset", "paired_composites"), tmp_path, pairs=[20, 10, 10])

@@ -8,7 +8,8 @@ Both directions are scored with the ALBEF/BLIP ``itm_eval`` semantics (studies.m
   position of a matching image.
 
 R@K = 100 x mean(rank <= K) per direction, rsum = the sum of R@K over both directions and
-every K, mean rank = the mean 1-based rank. What "matches" means:
+every K, r_mean = rsum / (2 x #K) (itm_eval's ``r_mean``, in %; the default main metric),
+mean rank = the mean 1-based rank. What "matches" means:
 
 * by default a caption matches only its own image;
 * when the split gives ``identities`` they are a shared key (study 003: the ordered class
@@ -174,8 +175,9 @@ class ImageTextRetrievalTask:
                 raise AssertionError(f"{direction} R@K not monotone in K or outside [0, 100]: {recalls}")
             values[f"{direction}_mean_rank"] = float(result["first_position"].mean())
             chance[f"{direction}_mean_rank"] = mean_rank_chance(qids, gids)
-        values["rsum"] = sum(values[f"{d}_R{k}"] for d in DIRECTIONS for k in self.ks)
-        chance["rsum"] = sum(chance[f"{d}_R{k}"] for d in DIRECTIONS for k in self.ks)
+        for store in (values, chance):
+            store["rsum"] = sum(store[f"{d}_R{k}"] for d in DIRECTIONS for k in self.ks)
+            store["r_mean"] = store["rsum"] / (len(DIRECTIONS) * len(self.ks))
 
         ci95 = {}
         if self.bootstrap > 0:
@@ -184,7 +186,7 @@ class ImageTextRetrievalTask:
         details = {
             "n_images": len(split), "n_captions": len(problem.captions), "n_candidates": len(problem.gallery),
             "candidate_source": problem.candidate_source, "matching": problem.matching, "ks": list(self.ks),
-            "rsum": "sum of R@K over i2t and t2i and every K", "tie_break": TIE_BREAK,
+            "rsum": "sum of R@K over i2t and t2i and every K; r_mean = rsum / (2 x #K)", "tie_break": TIE_BREAK,
             "resampling_unit": RESAMPLING_UNIT,
             "i2t_mean_relevant": float(results["i2t"]["n_relevant"].mean()),
             "t2i_mean_relevant": float(results["t2i"]["n_relevant"].mean()),
@@ -194,8 +196,10 @@ class ImageTextRetrievalTask:
     def _main_per_image(self, problem: Problem, results: dict[str, dict[str, Any]]) -> tuple[np.ndarray, ...]:
         """(i2t score, sum of its captions' t2i scores, caption count) per image for the main metric."""
         n = len(problem.image_keys)
-        if self.main_metric == "rsum":
+        scale = 1.0
+        if self.main_metric in ("rsum", "r_mean"):
             terms = [(d, k) for d in DIRECTIONS for k in self.ks]
+            scale = 1.0 if self.main_metric == "rsum" else 1.0 / len(terms)
         else:
             direction, k = self.main_metric.split("_R")
             terms = [(direction, int(k))]
@@ -203,19 +207,19 @@ class ImageTextRetrievalTask:
         for direction, k in terms:
             per_query = results[direction]["per_query"][f"R{int(k)}"]
             if direction == "i2t":
-                i2t += per_query
+                i2t += scale * per_query
             else:
-                t2i_sum += np.bincount(problem.caption_image, weights=per_query, minlength=n)
+                t2i_sum += scale * np.bincount(problem.caption_image, weights=per_query, minlength=n)
         return i2t, t2i_sum, np.bincount(problem.caption_image, minlength=n).astype(np.float64)
 
 
-def build(*, ks: Sequence[int] = (1, 5, 10), main: str = "rsum", bootstrap: int = 1000, chunk_size: int = 1024) -> ImageTextRetrievalTask:
+def build(*, ks: Sequence[int] = (1, 5, 10), main: str = "r_mean", bootstrap: int = 1000, chunk_size: int = 1024) -> ImageTextRetrievalTask:
     where = f"task {NAME!r}"
     if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks) or len(set(ks)) != len(ks):
         raise UserError(f"{where}: option ks={list(ks)}; give distinct positive integers, e.g. ks = [1, 5, 10].")
-    allowed = ["rsum"] + [f"{d}_R{k}" for d in DIRECTIONS for k in ks]
+    allowed = ["r_mean", "rsum"] + [f"{d}_R{k}" for d in DIRECTIONS for k in ks]
     if main not in allowed:
-        raise UserError(f"{where}: option main={main!r} is not one of {allowed} (a recall or rsum; higher is better).")
+        raise UserError(f"{where}: option main={main!r} is not one of {allowed} (a recall, r_mean or rsum; higher is better).")
     if bootstrap < 0:
         raise UserError(f"{where}: option bootstrap={bootstrap}; use 0 (off) or a positive count.")
     if chunk_size < 1:
@@ -231,10 +235,10 @@ def vlbench_register_tasks(register: Register) -> None:
             factory=build,
             validate=lambda options: build(**options),  # cheap: the same checks at suite validation
             description=(
-                "Image-text retrieval (Flickr30k/COCO itm_eval): i2t and t2i R@K, rsum and mean rank in both "
-                "directions; matches own image, or a shared key; a dataset may fix the candidate captions."
+                "Image-text retrieval (Flickr30k/COCO itm_eval): i2t and t2i R@K, r_mean (main), rsum and mean "
+                "rank; matches own image, or a shared key; a dataset may fix the candidate captions."
             ),
-            options={"ks": [1, 5, 10], "main": "rsum", "bootstrap": 1000, "chunk_size": 1024},
+            options={"ks": [1, 5, 10], "main": "r_mean", "bootstrap": 1000, "chunk_size": 1024},
             objective="embedding",
             required_fields=frozenset({"image", "captions"}),
             default_dataset="paired_composites",
