@@ -22,7 +22,8 @@ from rich.text import Text
 from vlbench import checkplugin, scaffold
 from vlbench.errors import UserError
 from vlbench.leaderboard import add_leaderboard_parser
-from vlbench.types import KINDS, RunSpec
+from vlbench.results import reference
+from vlbench.types import RunSpec
 
 DEFAULT_RESULTS = Path("leaderboard/results")
 DEFAULT_RUNS = Path("runs")  # TensorBoard scalars and --profile traces: <runs-dir>/<suite>/<run_id>/
@@ -80,7 +81,8 @@ class RichReporter:
         elif record["status"] == "ok":
             test = record["metrics"]["splits"]["test"]
             main = test["main"]
-            self._line(f"{record['label']}  test {main}={test['values'][main]:.2f} (chance {test['chance'][main]:.2f})  [{record['run_id']}]",
+            label, value = reference(test, main, record["metrics"].get("higher_is_better") is not False)
+            self._line(f"{record['label']}  test {main}={test['values'][main]:.2f} ({label} {value:.2f})  [{record['run_id']}]",
                        status="ok")
         else:
             error = record["error"]
@@ -148,15 +150,12 @@ def _runs(n: int) -> str:
 def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
-    columns = {
-        "vision": [run.vision.name for run in runs],
-        "size": ["x".join(map(str, run.vision.options["image_size"])) for run in runs],
-        "text": [run.text.name if run.text else "-" for run in runs],
-        "fusion": [run.fusion.name for run in runs],
-        "task": [run.task.name for run in runs],
-        "dataset": [run.dataset.name if run.dataset else "-" for run in runs],
-        "seed": [str(run.seed) for run in runs],
-    }
+    kinds = list(dict.fromkeys(kind for run in runs for kind in run.components))
+    columns = {kind: [run.choice(kind).name if run.choice(kind) else "-" for run in runs] for kind in kinds}
+    if "vision" in columns:
+        columns = {"vision": columns.pop("vision"),
+                   "size": ["x".join(map(str, run.choice("vision").options["image_size"])) for run in runs], **columns}
+    columns["seed"] = [str(run.seed) for run in runs]
     shared = {name: values[0] for name, values in columns.items() if len(set(values)) == 1}
     if len(shared) == len(columns):  # nothing tells the runs apart (one run): the vision column stays
         del shared["vision"]
@@ -175,7 +174,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     """One line per component (name, plugin, distribution version), its description indented
     below: readable at 80 columns and greppable when piped."""
     host = _host()
-    for kind in KINDS:
+    for kind in host.kinds:
         specs = sorted(host.specs(kind).items())
         console.print(f"[bold]{kind}[/bold] ({len(specs)})")
         if not specs:

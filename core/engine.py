@@ -24,7 +24,7 @@ from vlbench import efficiency
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
-from vlbench.objectives import VLModel
+from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, to_dict, write_record
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
@@ -36,8 +36,7 @@ from vlbench.types import (
     Metrics,
     ResultRecord,
     RunSpec,
-    TextEncoder,
-    VisionEncoder,
+    TaskSpec,
 )
 
 
@@ -66,6 +65,7 @@ class Built:
     specs: dict[str, ComponentSpec]
     dataset: Dataset | None  # None for a cost-only task that needs no data
     task: Any
+    objective: ObjectiveSpec | None  # None: a cost-only task (no fusion)
     model: VLModel
     frozen: set[str]
     weights: dict[str, str] = field(default_factory=dict)  # component -> provenance of its weights
@@ -113,45 +113,41 @@ def check_encoder_output(spec: ComponentSpec, out: Any, batch: int, token_dim: i
 
 
 def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> Built:
-    specs = {
-        "vision": host.get("vision", run.vision.name),
-        "fusion": host.get("fusion", run.fusion.name),
-        "task": host.get("task", run.task.name),
-    }
+    """Dataset, task and every model kind of the run, in build order; frozen parts set."""
+    specs = {kind: host.get(kind, choice.name) for kind, choice in run.components.items() if choice is not None}
     dataset = None
-    if run.dataset is not None:
-        specs["dataset"] = host.get("dataset", run.dataset.name)
-        dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+    if run.choice("dataset") is not None:
+        dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.choice("dataset").options)
     seed_everything(run.seed)
-
-    def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
-        common = {k: choice.options[k] for k in ("pretrained", "weights", "freeze")}
-        own = {k: v for k, v in choice.options.items() if k not in common and k != "image_size"}
-        return common, own
-
-    common, own = encoder_kwargs(run.vision)
-    vision: VisionEncoder = specs["vision"].factory(
-        image_size=tuple(run.vision.options["image_size"]), pretrained=common["pretrained"], weights=common["weights"] or None, **own
-    )
-    frozen: set[str] = {"vision"} if common["freeze"] else set()
-    weights = {"vision": _weights_label(run.vision, common["pretrained"])}
-    text: TextEncoder | None = None
-    if run.text is not None:
-        specs["text"] = host.get("text", run.text.name)
-        tcommon, town = encoder_kwargs(run.text)
-        text = specs["text"].factory(pretrained=tcommon["pretrained"], weights=tcommon["weights"] or None, **town)
-        weights["text"] = _weights_label(run.text, tcommon["pretrained"])
-        if tcommon["freeze"]:
-            frozen.add("text")
-    task = specs["task"].factory(**run.task.options)
-    fusion = specs["fusion"].factory(
-        vision=vision.info, text=text.info if text is not None else None, num_classes=task.num_classes(dataset), **run.fusion.options
-    )
-    model = VLModel(vision, text, fusion)
+    task_spec: TaskSpec = specs["task"]
+    task = task_spec.factory(**run.choice("task").options)
+    objective = host.objective(task_spec.objective) if task_spec.objective is not None else None
+    # What the fusion factory takes from the task: num_classes (classification) and the task's own
+    # inputs (generation: the TRAIN captions to fit the decoder's vocabulary).
+    inputs = {"num_classes": task.num_classes(dataset)}
+    fusion_inputs = getattr(task, "fusion_inputs", None)
+    if fusion_inputs is not None and dataset is not None:
+        inputs |= fusion_inputs(dataset)
+    parts: dict[str, Any] = {}
+    frozen: set[str] = set()
+    weights: dict[str, str] = {}
+    for kind in host.model_kinds():
+        if kind.name not in run.components:
+            continue
+        choice = run.choice(kind.name)
+        if choice is None:
+            parts[kind.name] = None
+            continue
+        parts[kind.name] = kind.build(specs[kind.name], choice, parts, inputs)
+        if "pretrained" in choice.options:
+            weights[kind.name] = _weights_label(choice, choice.options["pretrained"])
+        if choice.options.get("freeze"):
+            frozen.add(kind.name)
+    model = VLModel(parts)
     for part in frozen:
         model.components()[part].requires_grad_(False)
     model.to(device)
-    return Built(specs, dataset, task, model, frozen, weights)
+    return Built(specs, dataset, task, objective, model, frozen, weights)
 
 
 def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "train") -> None:
@@ -168,6 +164,7 @@ def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "tra
 def _metrics_dict(metrics: Metrics) -> dict[str, Any]:
     return {
         "values": dict(metrics.values), "main": metrics.main, "chance": dict(metrics.chance),
+        "baselines": {name: dict(values) for name, values in metrics.baselines.items()},
         "ci95": {k: list(v) for k, v in metrics.ci95.items()}, "units": dict(metrics.units), "details": dict(metrics.details),
     }
 
@@ -181,9 +178,8 @@ def _git_commit() -> str | None:
 
 
 def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str]) -> dict[str, Any]:
-    choices = {"vision": run.vision, "text": run.text, "fusion": run.fusion, "task": run.task, "dataset": run.dataset}
     block = {}
-    for kind, choice in choices.items():
+    for kind, choice in run.components.items():
         if choice is None:
             continue
         spec = specs.get(kind)
@@ -202,22 +198,67 @@ def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: di
 def execute(
     run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter, profile_dir: Path | None = None
 ) -> dict[str, Any]:
-    """One run; returns the record's content (everything but identity/status/times). Raises on failure.
+    """One run: build, train (if the task trains), evaluate (if it measures quality), cost, profile.
 
+    Returns the record's content (everything but identity/status/times); raises on failure.
     ``profile_dir``: write torch.profiler traces of a few training and inference steps there.
     """
-    if not getattr(host.get("task", run.task.name), "measures_quality", True):
-        return execute_cost_only(run, host, cache_dir, device, reporter, profile_dir)
     reporter.stage("building")
     built = build(run, host, cache_dir, device)
     train = run.train
     precision = resolve_precision(device, train["amp"], train["channels_last"])
     if precision.channels_last:
         built.model.to(memory_format=torch.channels_last)
+    quality = built.specs["task"].measures_quality
+    content = _train_and_evaluate(run, built, precision, reporter) if quality else _no_quality(run, built, reporter)
+    train_loader, train_split, train_batch, stages = content.pop("_cost_inputs")
+    reporter.stage("measuring cost")
+    model, task = built.model, built.task
+    model.eval()
+    timing = task.timing() if hasattr(task, "timing") else {}
+    cost = efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=built.objective,
+        loss_fn=task.loss if quality else None, train_batch=train_batch, train_memory=quality,
+        stages=stages, **timing,
+    )
+    if profile_dir is not None:
+        reporter.stage("profiling")
+        _profile(built, precision, task, train_batch, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
+    return {
+        **content,
+        "components": _components_block(run, built.specs, built.weights),
+        "cost": cost,
+        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
+    }
+
+
+def _no_quality(run: RunSpec, built: Built, reporter: Reporter) -> dict[str, Any]:
+    """A cost-only task: nothing to train or score; synthetic inputs of the cost protocol."""
+    reporter.run_started(run, 0)
+    dataset = built.dataset
+    return {
+        "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
+        "selection": {},
+        "training": {},
+        "dataset": {"name": None, "synthetic": True, "note": "no dataset: synthetic inputs of the cost protocol"}
+        if dataset is None else {"name": dataset.name, "split_sizes": {n: len(s) for n, s in dataset.splits.items()}},
+        "_cost_inputs": (None, None, None, None),
+    }
+
+
+def _train_and_evaluate(run: RunSpec, built: Built, precision: Any, reporter: Reporter) -> dict[str, Any]:
+    train = run.train
     model, task, dataset = built.model, built.task, built.dataset
     num_classes = task.num_classes(dataset)
     tokenize = model.text.tokenize if model.text is not None else None
-    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"], num_classes=num_classes)
+    targets = built.objective.targets(model)
+    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"],
+                  num_classes=num_classes, targets=targets)
     train_loader = SplitLoader(batch_size=train["batch_size"], **common)
     eval_loader = SplitLoader(batch_size=train["eval_batch_size"], **common)
     _first_batch_check(built, eval_loader)
@@ -247,33 +288,19 @@ def execute(
     splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)}
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
-    reporter.stage("measuring cost")
     batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
     train_batch = next(batches)
     batches.close()  # stops the DataLoader's workers
     cost_stages = getattr(task, "cost_stages", None)
-    cost = efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective,
-        loss_fn=task.loss, train_batch=train_batch,
-        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
-    )
-    if profile_dir is not None:
-        reporter.stage("profiling")
-        _profile(built, precision, task, train_batch, profile_dir)
+    model.eval()
+    stages = cost_stages(model, test_split, eval_loader) if cost_stages is not None else None
     return {
-        "components": _components_block(run, built.specs, built.weights),
         "metrics": {
             "main": test_metrics.main,
             "higher_is_better": built.specs["task"].higher_is_better,
             "splits": splits,
         },
         "selection": {"split": "val", "metric": val_metrics.main, "best_epoch": result.best_epoch, "best_value": result.best_value},
-        "cost": cost,
         "training": {
             "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
             "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
@@ -284,7 +311,7 @@ def execute(
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
         },
-        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
+        "_cost_inputs": (train_loader, train_split, train_batch, stages),
     }
 
 
@@ -319,46 +346,9 @@ def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir:
 
     def inference_step() -> None:
         with torch.inference_mode(), precision.autocast():
-            efficiency._forward(model, task.objective, batch, text)
+            efficiency._forward(model, built.objective, batch, text)
 
     profile_steps(inference_step, out_dir, "inference", device)
-
-
-def execute_cost_only(
-    run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter, profile_dir: Path | None = None
-) -> dict[str, Any]:
-    """A task with ``measures_quality=False`` (throughput): build, no training, no evaluation, cost only."""
-    reporter.stage("building")
-    built = build(run, host, cache_dir, device)
-    train = run.train
-    precision = resolve_precision(device, train["amp"], train["channels_last"])
-    if precision.channels_last:
-        built.model.to(memory_format=torch.channels_last)
-    model, task = built.model, built.task
-    model.eval()
-    reporter.run_started(run, 0)
-    reporter.stage("measuring cost")
-    timing = task.timing() if hasattr(task, "timing") else {}
-    cost = efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective, train_memory=False, **timing,
-    )
-    if profile_dir is not None:
-        reporter.stage("profiling")
-        _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
-    return {
-        "components": _components_block(run, built.specs, built.weights),
-        "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
-        "selection": {},
-        "cost": cost,
-        "training": {},
-        "dataset": {"name": None, "synthetic": True, "note": "no dataset: synthetic inputs of the cost protocol"},
-        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
-    }
 
 
 def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None) -> ResultRecord:
@@ -371,17 +361,13 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
             "type": type(error).__name__, "message": str(error),
             "traceback": "".join(traceback.format_exception(error)),
         },
-        components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in _choices(run)}),
+        components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in run.components.items() if c}),
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
-        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
+        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
         environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
         seed=run.seed, started_at=started, finished_at=_now(),
     )
-
-
-def _choices(run: RunSpec):
-    return [(k, c) for k, c in (("vision", run.vision), ("text", run.text), ("fusion", run.fusion), ("task", run.task), ("dataset", run.dataset)) if c]
 
 
 @dataclass
