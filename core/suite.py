@@ -168,7 +168,13 @@ class _Validator:
     def options(self, given: Any, spec: ComponentSpec, key: str) -> dict[str, Any]:
         given = self.table(given, key)
         self.check_keys(given, spec.options, key)
-        return {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+        options = {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+        if spec.check_options is not None:
+            try:
+                spec.check_options(options)
+            except ValueError as exc:
+                raise self.fail(key, f"{spec.name!r}: {exc}") from None
+        return options
 
     # -------------------------------------------------------------- the suite
 

@@ -223,6 +223,9 @@ class ComponentSpec:
     factory: Callable[..., Any]  # lazy: called with the resolved options only when a run needs it
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # option -> default; types come from defaults
+    # Optional: check_options(options) raises ValueError saying which option is out of range and
+    # why; suite validation calls it with the resolved options, before anything is built.
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
     # Filled in by the PluginHost, never by the plugin:
     plugin: str = ""  # entry-point name of the registering plugin
     distribution: str = ""  # the installed distribution that ships it
