@@ -155,6 +155,12 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
     if "vision" in columns:
         columns = {"vision": columns.pop("vision"),
                    "size": ["x".join(map(str, run.choice("vision").options["image_size"])) for run in runs], **columns}
+    for kind in kinds:  # options that tell runs of one component apart (a prune-ratio sweep)
+        chosen = [run.choice(kind) for run in runs]
+        keys = sorted({k for c in chosen if c for k in c.options})
+        differ = [k for k in keys if len({repr(c.options.get(k)) if c else "-" for c in chosen}) > 1 and k != "image_size"]
+        if differ:
+            columns[f"{kind} options"] = [" ".join(f"{k}={c.options.get(k)}" for k in differ) if c else "-" for c in chosen]
     columns["seed"] = [str(run.seed) for run in runs]
     shared = {name: values[0] for name, values in columns.items() if len(set(values)) == 1}
     if len(shared) == len(columns):  # nothing tells the runs apart (one run): the vision column stays

@@ -3,7 +3,7 @@
 ======================================================= =========================================
 a fusion implements                                     a task may call on VLModel
 ======================================================= =========================================
-``vocab``: its own tokenizer (``encode(texts,            ``caption_vocab``
+``vocab``: its own tokenizer (``encode(texts,            ``caption_vocab``, ``caption_max_length``
 max_length) -> ids [B, T]``, ``decode(ids)``, ``pad_id``
 ``bos_id``, ``eos_id``, ``len()``); ``max_length``
 ``prefill(image: EncoderOutput) -> state``: a tuple of   ``prefill(images) -> state``
@@ -171,7 +171,7 @@ GENERATION = ObjectiveSpec(
     description="captions decoded token by token from visual tokens, with the fusion's own vocabulary",
     fusion_methods={"prefill": "(image: EncoderOutput) -> state tuple", "caption_logits": "(state, ids [B,T]) -> [B,T,V]",
                     "decode_step": "(state, ids [B,t]) -> log-probs [B,V]"},
-    model_methods={"caption_vocab": "the fusion's tokenizer", "prefill": "images -> state",
+    model_methods={"caption_vocab": "the fusion's tokenizer", "caption_max_length": "positions per caption", "prefill": "images -> state",
                    "caption_logits": "(images, ids) -> logits", "decode_step": "(state, ids) -> log-probs"},
     fuse=fuse,
     synthetic_loss=synthetic_loss,

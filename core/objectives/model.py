@@ -70,6 +70,11 @@ class VLModel(nn.Module):
         """The decoder's own tokenizer (ids PAD/BOS/EOS explicit); never the text encoder's."""
         return self.fusion.vocab
 
+    @property
+    def caption_max_length(self) -> int:
+        """Positions of a caption, BOS and EOS included: what the decoder was built for."""
+        return self.fusion.max_length
+
     def caption_logits(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: logits [B, T, V]; logits[:, t] predicts token t + 1."""
         return self.fusion.caption_logits(self.fusion.prefill(self.vision(images)), input_ids)

@@ -212,6 +212,11 @@ class _CodedModel(nn.Module):
 
     # generation: the oracle writes "sample <index>", the random model random words
     caption_vocab = property(lambda self: self.vocab)
+    caption_max_length = 4
+
+    def caption_logits(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        state = self.prefill(images)
+        return torch.stack([self.decode_step(state, input_ids[:, : t + 1]) for t in range(input_ids.shape[1])], dim=1)
 
     def prefill(self, images: torch.Tensor) -> tuple[torch.Tensor]:
         return (self._index(images),)

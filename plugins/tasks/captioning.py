@@ -68,6 +68,7 @@ class CaptioningTask:
     main_metric = MAIN
 
     def __init__(self, **options: Any):
+        options = {**OPTIONS, **options}
         check_options(options)
         self.options = options
         self.train: Split | None = None
@@ -93,7 +94,7 @@ class CaptioningTask:
 
     def _decode(self, model: Any, state: tuple, batch: int, device: torch.device) -> torch.Tensor:
         vocab = model.caption_vocab
-        length = self.options["max_length"] or model.fusion.max_length
+        length = self.options["max_length"] or model.caption_max_length
         if self.options["decoding"] == "greedy":
             return greedy(lambda ids: model.decode_step(state, ids), batch, vocab.bos_id, vocab.eos_id, length, vocab.pad_id, device)
         k = self.options["beam_size"]
@@ -106,16 +107,13 @@ class CaptioningTask:
         vocab, captions, pooled, hits, counted = model.caption_vocab, [], [], 0, 0
         with torch.inference_mode(), loader.autocast():
             for index, images in loader.images(split):
-                if not decode and self.options["nearest_features"] == "pixels":
-                    pooled.append(_thumbnail(images))
-                    continue
-                out = model.vision(images)
-                pooled.append(out.pooled.float().cpu() if self.options["nearest_features"] == "model" else _thumbnail(images))
+                model_features = self.options["nearest_features"] == "model"
+                pooled.append(model.vision(images).pooled.float().cpu() if model_features else _thumbnail(images))
                 if not decode:
                     continue
-                state = model.fusion.prefill(out)
-                targets = vocab.encode([split.captions[i][0] for i in index.tolist()], model.fusion.max_length).to(images.device)
-                logits = model.fusion.caption_logits(state, targets)
+                state = model.prefill(images)
+                targets = vocab.encode([split.captions[i][0] for i in index.tolist()], model.caption_max_length).to(images.device)
+                logits = model.caption_logits(images, targets)
                 real = targets[:, 1:] != vocab.pad_id
                 hits += int(((logits[:, :-1].argmax(-1) == targets[:, 1:]) & real).sum())
                 counted += int(real.sum())
@@ -153,13 +151,13 @@ class CaptioningTask:
             "images": len(ids), "references_per_image": float(np.mean([len(r) for r in references.values()])),
             "tokenizer": TOKENIZER, "units": "BLEU-1..4 and CIDEr-D x 100 (pycocoevalcap Bleu(4) and Cider())",
             "decoding": {k: self.options[k] for k in ("decoding", "beam_size", "length_penalty")} | {
-                "max_length": self.options["max_length"] or model.fusion.max_length},
+                "max_length": self.options["max_length"] or model.caption_max_length},
             "secondary": {"token_accuracy": "teacher-forced next-token accuracy on each image's first caption, PAD excluded"},
             "bootstrap": {"resamples": self.options["bootstrap"], "unit": "images", "seed": BOOTSTRAP_SEED},
             "examples": [{"image": ids[i], "caption": run["captions"][i], "references": references[ids[i]][:3],
                           **{name: cands[ids[i]] for name, cands in candidates.items()}} for i in shown],
         }
-        pruning = getattr(model.fusion, "pruning", None)
+        pruning = getattr(getattr(model, "fusion", None), "pruning", None)
         if pruning is not None:
             details["pruning"] = dict(pruning)
         return Metrics(values=values, main=MAIN, baselines=baselines, ci95=ci95, units=units, details=details)
