@@ -238,6 +238,8 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
             if spec.description:
                 console.print(textwrap.indent(textwrap.fill(spec.description, width=max(console.width - 6, 40)), "      "),
                               markup=False, highlight=False, style="dim")
+    objectives = ", ".join(f"{name} ({spec.plugin})" for name, spec in host.objectives.items())
+    console.print(f"Objectives (what fusions serve and tasks need): {objectives}", markup=False, highlight=False, soft_wrap=True)
     console.print("Open names: vision encoders as timm:<any timm model>, when the timm_any plugin is loaded.")
     if host.failures or host.conflicts():
         _warn_plugin_problems(host, console)
