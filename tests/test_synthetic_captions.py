@@ -13,6 +13,7 @@ import pytest
 from vlbench.errors import UserError
 from vlbench.plugins.datasets import synthetic_captions as synth
 from vlbench.plugins.tasks._caption_metrics import ptb_tokenize
+from vlbench.testing.contracts import check_dataset
 
 SMALL = {"n_images": [40, 12, 12], "image_size": [48, 48]}
 
@@ -23,6 +24,12 @@ def build(cache_dir: Path, seed: int = 0, **options):
     (spec,) = found
     assert spec.name == "synthetic_captions" and spec.provides == frozenset({"image", "captions"}) and spec.synthetic
     return spec.factory(cache_dir=cache_dir, seed=seed, **{**SMALL, **options})
+
+
+def test_passes_the_dataset_contract(tmp_path: Path) -> None:
+    found = []
+    synth.vlbench_register_datasets(register=found.append)
+    check_dataset(found[0], tmp_path, **SMALL)
 
 
 def test_splits_images_and_captions(tmp_path: Path) -> None:
