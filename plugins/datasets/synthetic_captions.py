@@ -1,7 +1,7 @@
 """Synthetic captioned shapes: the embedded default dataset of the captioning task.
 
 Each image shows a group of 1 to ``max_count`` identical glyphs (same shape, colour and
-size) on a muted, noisy background, each glyph in its own cell of a 3 x 3 grid so they
+size) on a muted background cluttered with gradients, waves and grey blobs, each glyph in its own cell of a 3 x 3 grid so they
 never overlap and can be counted. What is drawn fixes the caption's content completely:
 count, size, colour and shape ("two small red circles"). Every image has
 ``captions_per_image`` reference captions, each from a different sentence template with
@@ -39,12 +39,13 @@ from vlbench.types import Dataset, DatasetSpec, Register, Split
 
 NAME = "synthetic_captions"
 # Part of the cache key: bump it whenever images or captions change for the same options.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULTS: dict[str, Any] = {
     "n_images": [4000, 500, 500],  # train, val, test; independent draws
     "image_size": [64, 64],  # H, W as generated; the run's loader resizes to the encoder's size
     "captions_per_image": 5,  # references per image, each from a different template
     "max_count": 4,  # glyphs per image: 1 to max_count
+    "distractors": 3,  # muted background ellipses per image (clutter no caption mentions)
 }
 SPLITS = ("train", "val", "test")
 _CHUNK = 256  # images whose backgrounds are drawn at once; a constant so output never depends on it
@@ -100,6 +101,7 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
         "image_size": _int_list("image_size", merged["image_size"], 2, 32, 1024),
         "captions_per_image": _int("captions_per_image", merged["captions_per_image"], 1, len(TEMPLATES)),
         "max_count": _int("max_count", merged["max_count"], 1, MAX_COUNT),
+        "distractors": _int("distractors", merged["distractors"], 0, 10),
     }
 
 
@@ -176,19 +178,32 @@ def _glyph(dx: np.ndarray, dy: np.ndarray, shape: str) -> np.ndarray:
     return np.abs(dx) + np.abs(dy) < 1.05  # diamond
 
 
-def _render(rng: np.random.Generator, contents: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+def _render(rng: np.random.Generator, contents: list[dict[str, Any]], height: int, width: int, distractors: int) -> np.ndarray:
     """uint8 [B, H, W, 3]: per image, ``count`` glyphs in distinct cells of a 3 x 3 grid.
     Backgrounds and noise are drawn for the whole chunk at once; glyphs one by one."""
     b = len(contents)
     yy = (np.arange(height, dtype=np.float32) + 0.5)[:, None]
     xx = (np.arange(width, dtype=np.float32) + 0.5)[None, :]
     side = float(min(height, width))
-    # Muted background (grey-ish, low saturation) so every glyph colour stands out.
-    base = (rng.uniform(70, 170, (b, 1)) + rng.uniform(-12, 12, (b, 3))).astype(np.float32)
-    tilt = rng.uniform(-30, 30, (b, 3)).astype(np.float32)
+    # Muted backgrounds (low saturation, so every glyph colour stands out) that vary a lot in
+    # tone, gradient, waves and blobs: image statistics a random-init network's pooled features
+    # follow, unrelated to the caption. A lookup by untrained features then matches
+    # backgrounds, not content, while a trained captioner learns to look at the glyphs.
+    base = (rng.uniform(60, 190, (b, 1)) + rng.uniform(-20, 20, (b, 3))).astype(np.float32)
+    tilt = rng.uniform(-50, 50, (b, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, b).astype(np.float32)[:, None, None]
     ramp = (xx / width - 0.5) * np.cos(angle) + (yy / height - 0.5) * np.sin(angle)  # [B, H, W]
     img = base[:, None, None] + tilt[:, None, None] * ramp[..., None]
+    freq = rng.uniform(1, 8, (b, 2)).astype(np.float32)[:, :, None, None]
+    phase = rng.uniform(0, 2 * np.pi, (b, 2)).astype(np.float32)[:, :, None, None]
+    waves = np.sin(freq[:, 0] * np.pi * xx / width + phase[:, 0]) * np.sin(freq[:, 1] * np.pi * yy / height + phase[:, 1])
+    img += (rng.uniform(0, 30, b).astype(np.float32)[:, None, None] * waves)[..., None]
+    for _ in range(distractors):  # muted ellipses: no glyph colour, no glyph shape
+        cx, cy = (rng.uniform(0, 1, (2, b)) * [[width], [height]]).astype(np.float32)[:, :, None, None]
+        rx, ry = (side * rng.uniform(0.06, 0.25, (2, b))).astype(np.float32)[:, :, None, None]
+        blob = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        shade = base + rng.uniform(-60, 60, (b, 1)).astype(np.float32) + rng.uniform(-15, 15, (b, 3)).astype(np.float32)
+        img = np.where(blob[..., None], shade[:, None, None], img)
     img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(2, 8, (b, 1, 1, 1)).astype(np.float32)
 
     cell_h, cell_w = height / 3, width / 3
@@ -270,7 +285,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
         contents = [_sample_content(content_rng, opts["max_count"]) for _ in range(n)]
         images = np.lib.format.open_memmap(out / f"{name}.npy", mode="w+", dtype=np.uint8, shape=(n, height, width, 3))
         for start in range(0, n, _CHUNK):
-            images[start : start + _CHUNK] = _render(render_rng, contents[start : start + _CHUNK], height, width)
+            images[start : start + _CHUNK] = _render(render_rng, contents[start : start + _CHUNK], height, width, opts["distractors"])
         images.flush()
         digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
         del images
