@@ -6,6 +6,7 @@ every failure into an error record and goes on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import subprocess
@@ -21,11 +22,14 @@ import torch
 
 import vlbench
 from vlbench import efficiency
+from vlbench.claims import ClaimBoard
 from vlbench.data import SplitLoader, resolve_precision
-from vlbench.errors import PluginError, UserError
+from vlbench.errors import PluginError, StorageError, UserError
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel
-from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, to_dict, write_record
+from vlbench.preflight import captions_at_limit, dataset_for
+from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, read_record, record_path, to_dict, write_record
+from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
 from vlbench.types import (
@@ -121,7 +125,7 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
     dataset = None
     if run.dataset is not None:
         specs["dataset"] = host.get("dataset", run.dataset.name)
-        dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+        dataset = dataset_for(run, specs["dataset"].factory, cache_dir)
     seed_everything(run.seed)
 
     def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -209,17 +213,9 @@ def execute(
     if not getattr(host.get("task", run.task.name), "measures_quality", True):
         return execute_cost_only(run, host, cache_dir, device, reporter, profile_dir)
     reporter.stage("building")
-    built = build(run, host, cache_dir, device)
+    built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
     train = run.train
-    precision = resolve_precision(device, train["amp"], train["channels_last"])
-    if precision.channels_last:
-        built.model.to(memory_format=torch.channels_last)
     model, task, dataset = built.model, built.task, built.dataset
-    num_classes = task.num_classes(dataset)
-    tokenize = model.text.tokenize if model.text is not None else None
-    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"], num_classes=num_classes)
-    train_loader = SplitLoader(batch_size=train["batch_size"], **common)
-    eval_loader = SplitLoader(batch_size=train["eval_batch_size"], **common)
     _first_batch_check(built, eval_loader)
 
     train_split, val_split, test_split = (dataset.splits[name] for name in ("train", "val", "test"))
@@ -248,20 +244,7 @@ def execute(
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
     reporter.stage("measuring cost")
-    batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
-    train_batch = next(batches)
-    batches.close()  # stops the DataLoader's workers
-    cost_stages = getattr(task, "cost_stages", None)
-    cost = efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective,
-        loss_fn=task.loss, train_batch=train_batch,
-        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
-    )
+    cost, train_batch = measure_cost(run, built, precision, train_loader, eval_loader)
     if profile_dir is not None:
         reporter.stage("profiling")
         _profile(built, precision, task, train_batch, profile_dir)
@@ -283,9 +266,76 @@ def execute(
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(tokenize, dataset)}
+               if tokenize is not None and train_split.captions is not None else {}),
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
+
+
+def _prepare(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> tuple[Built, Any, SplitLoader, SplitLoader]:
+    """The run's components built, its precision, and its training and evaluation loaders."""
+    built = build(run, host, cache_dir, device)
+    train = run.train
+    precision = resolve_precision(device, train["amp"], train["channels_last"])
+    if precision.channels_last:
+        built.model.to(memory_format=torch.channels_last)
+    model = built.model
+    tokenize = model.text.tokenize if model.text is not None else None
+    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"],
+                  num_classes=built.task.num_classes(built.dataset))
+    return built, precision, SplitLoader(batch_size=train["batch_size"], **common), SplitLoader(batch_size=train["eval_batch_size"], **common)
+
+
+def measure_cost(run: RunSpec, built: Built, precision: Any, train_loader: SplitLoader, eval_loader: SplitLoader) -> tuple[dict[str, Any], Any]:
+    """The cost block of a quality run's model (and the training batch its memory figure used)."""
+    model, task, train = built.model, built.task, run.train
+    train_split, test_split = built.dataset.splits["train"], built.dataset.splits["test"]
+    batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
+    train_batch = next(batches)
+    batches.close()  # stops the DataLoader's workers
+    cost_stages = getattr(task, "cost_stages", None)
+    cost = efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=task.objective,
+        loss_fn=task.loss, train_batch=train_batch,
+        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
+    )
+    return cost, train_batch
+
+
+def measure_cost_only(run: RunSpec, built: Built, precision: Any) -> dict[str, Any]:
+    """The cost block of a cost-only run (no training, so no training-step memory)."""
+    model, task, train = built.model, built.task, run.train
+    model.eval()
+    timing = task.timing() if hasattr(task, "timing") else {}
+    return efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=task.objective, train_memory=False, **timing,
+    )
+
+
+def remeasure_cost(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> dict[str, Any]:
+    """A fresh cost block for ``run``: its components built again (weights as configured, not
+    trained) and measured as the run measured them. Params, FLOPs, memory and the timing of
+    dense models do not depend on the weights' values."""
+    if not getattr(host.get("task", run.task.name), "measures_quality", True):
+        built = build(run, host, cache_dir, device)
+        precision = resolve_precision(device, run.train["amp"], run.train["channels_last"])
+        if precision.channels_last:
+            built.model.to(memory_format=torch.channels_last)
+        return measure_cost_only(run, built, precision)
+    built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
+    built.model.eval()
+    return measure_cost(run, built, precision, train_loader, eval_loader)[0]
 
 
 def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir: Path, infer_batch: int = 32) -> None:
@@ -334,19 +384,10 @@ def execute_cost_only(
     precision = resolve_precision(device, train["amp"], train["channels_last"])
     if precision.channels_last:
         built.model.to(memory_format=torch.channels_last)
-    model, task = built.model, built.task
-    model.eval()
+    task = built.task
     reporter.run_started(run, 0)
     reporter.stage("measuring cost")
-    timing = task.timing() if hasattr(task, "timing") else {}
-    cost = efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective, train_memory=False, **timing,
-    )
+    cost = measure_cost_only(run, built, precision)
     if profile_dir is not None:
         reporter.stage("profiling")
         _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
@@ -361,7 +402,8 @@ def execute_cost_only(
     }
 
 
-def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None) -> ResultRecord:
+def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
+            host: PluginHost) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
     return ResultRecord(
@@ -371,13 +413,23 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
             "type": type(error).__name__, "message": str(error),
             "traceback": "".join(traceback.format_exception(error)),
         },
-        components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in _choices(run)}),
+        components=content.get("components") or _components_block(run, _known_specs(run, host), {}),
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
         environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
         seed=run.seed, started_at=started, finished_at=_now(),
     )
+
+
+def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
+    """Specs of the run's components that the host knows: an error record names their plugin,
+    distribution and version too (an unknown one stays unnamed; its error says why)."""
+    specs = {}
+    for kind, choice in _choices(run):
+        with contextlib.suppress(Exception):
+            specs[kind] = host.get(kind, choice.name)
+    return specs
 
 
 def _choices(run: RunSpec):
@@ -389,6 +441,7 @@ class SuiteOutcome:
     ok: list[str] = field(default_factory=list)  # run ids
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before: resumed past
+    elsewhere: list[str] = field(default_factory=list)  # claimed by another live process sharing the results folder
     records: list[Path] = field(default_factory=list)
 
 
@@ -401,39 +454,89 @@ def run_suite(
     reporter: Reporter | None = None,
     warn: Callable[[str], Any] = print,
     profile_dir: Path | None = None,
+    claims: ClaimBoard | None = None,
 ) -> SuiteOutcome:
-    """Every run not finished before; a failing run becomes an error record and the suite goes on.
+    """Every run not finished before and not claimed by another live process; a failing run
+    becomes an error record and the suite goes on. Each run is claimed (:mod:`vlbench.claims`)
+    before it starts, so processes sharing the results folder train each run once.
 
     ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
     traces to ``<profile_dir>/<suite>/<run_id>/profile/``.
     """
     reporter = reporter or SilentReporter()
     outcome = SuiteOutcome()
-    done = finished_run_ids(results_dir, runs[0].suite) if runs else set()
+    if not runs:
+        return outcome
+    suite = runs[0].suite
+    board = claims or ClaimBoard(results_dir, suite)
+
+    def notify(data: dict[str, Any]) -> None:
+        host.run_finished(data, report=warn)
+
+    clean_leftovers(results_dir, suite, board, cache_dir, warn)
+    replay_unobserved(results_dir, suite, {run.run_id for run in runs}, board, notify)
+    done = finished_run_ids(results_dir, suite)
     for run in runs:
         if run.run_id in done:
             outcome.skipped.append(run.run_id)
             continue
-        started, content, error = _now(), None, None
-        try:
-            traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
-            content = execute(run, host, cache_dir, device, reporter, traces)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
-            error = exc
-        record = _record(run, started, content, error)
-        try:
-            path = write_record(record, results_dir)
-        except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
-            error = exc
-            record = _record(run, started, None, exc)
-            path = write_record(record, results_dir)
-        outcome.records.append(path)
-        (outcome.ok if error is None else outcome.failed).append(run.run_id)
-        data = to_dict(record)
-        reporter.run_finished(data)
-        host.run_finished(data, report=warn)
+        claim = board.try_claim(run.run_id)
+        if claim is None:
+            outcome.elsewhere.append(run.run_id)
+            continue
+        with claim:
+            if _finished(results_dir, run):  # another process finished it since we looked
+                outcome.skipped.append(run.run_id)
+                continue
+            if not claim.still_held():
+                outcome.elsewhere.append(run.run_id)
+                continue
+            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome)
+            reporter.run_finished(data)
+            notify(data)
+            mark_observed(results_dir, suite, run.run_id)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return outcome
+
+
+def _finished(results_dir: Path, run: RunSpec) -> bool:
+    try:
+        return read_record(record_path(results_dir, run.suite, run.run_id))["status"] == "ok"
+    except RecordError:
+        return False
+
+
+def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path, device: torch.device, reporter: Reporter,
+             profile_dir: Path | None, outcome: SuiteOutcome) -> dict[str, Any]:
+    """Execute and save one run; a failure inside it becomes its error record, a failure to
+    save stops the suite (StorageError)."""
+    started, content, error = _now(), None, None
+    try:
+        traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
+        content = execute(run, host, cache_dir, device, reporter, traces)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
+        error = exc
+    record = _record(run, started, content, error, host)
+    try:
+        path = _save(record, results_dir, run)
+    except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
+        error = exc
+        record = _record(run, started, None, exc, host)
+        path = _save(record, results_dir, run)
+    outcome.records.append(path)
+    (outcome.ok if error is None else outcome.failed).append(run.run_id)
+    return to_dict(record)
+
+
+def _save(record: ResultRecord, results_dir: Path, run: RunSpec) -> Path:
+    try:
+        return write_record(record, results_dir)
+    except OSError as exc:
+        raise StorageError(
+            f"the result of run {run.run_id} ({run.label}) could not be saved to {record_path(results_dir, run.suite, run.run_id)}: "
+            f"{exc.strerror or exc}. The suite stopped; records written before are intact. Free space (or fix the folder) "
+            "and run the same command again: finished runs are skipped."
+        ) from None
