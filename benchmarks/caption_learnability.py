@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rule", default="l2")
     parser.add_argument("--beam", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-every-epoch", action="store_true", help="also score val after each epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "vlbench-caption-learnability")
     args = parser.parse_args()
@@ -135,7 +136,11 @@ def main() -> None:
             optimiser.step()
             schedule.step()
             losses.append(loss.item())
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} ({time.perf_counter() - train_started:.0f}s)", flush=True)
+        progress = f"epoch {epoch + 1}: loss {np.mean(losses):.3f}, wall {time.perf_counter() - train_started:.0f}s, CPU {time.process_time() - cpu_started:.0f}s"
+        if args.eval_every_epoch and epoch + 1 < args.epochs:
+            cands = dict(zip(val.ids, decode(model, vocab, x_val, 1, args.max_length)))
+            progress += f", val CIDEr-D {caption_scores(cands, refs).corpus['CIDEr-D']:.1f} (greedy)"
+        print(progress, flush=True)
     train_s = time.perf_counter() - train_started
 
     decode_started = time.perf_counter()

@@ -13,6 +13,7 @@ import pytest
 from vlbench.errors import UserError
 from vlbench.plugins.datasets import synthetic_captions as synth
 from vlbench.plugins.tasks._caption_metrics import ptb_tokenize
+from vlbench.testing.contracts import check_dataset
 
 SMALL = {"n_images": [40, 12, 12], "image_size": [48, 48]}
 
@@ -25,6 +26,12 @@ def build(cache_dir: Path, seed: int = 0, **options):
     return spec.factory(cache_dir=cache_dir, seed=seed, **{**SMALL, **options})
 
 
+def test_passes_the_dataset_contract(tmp_path: Path) -> None:
+    found = []
+    synth.vlbench_register_datasets(register=found.append)
+    check_dataset(found[0], tmp_path, **SMALL)
+
+
 def test_splits_images_and_captions(tmp_path: Path) -> None:
     data = build(tmp_path)
     assert [len(data.splits[s]) for s in ("train", "val", "test")] == [40, 12, 12]
@@ -32,16 +39,17 @@ def test_splits_images_and_captions(tmp_path: Path) -> None:
     image = train.load_image(0)
     assert image.shape == (48, 48, 3) and image.dtype == np.uint8
     assert all(len(caps) == 5 and len(set(caps)) == 5 for caps in train.captions)
-    words = set(synth.vocabulary())
-    assert 25 <= len(words) <= 40
+    words = set(synth.vocabulary(mention_colour=False))
+    assert 25 <= len(words) <= 40 and not words & set(synth.COLORS)
     for caps in train.captions:
         for caption in caps:
             assert ptb_tokenize(caption) == caption and set(caption.split()) <= words
     assert len(set(train.ids) | set(data.splits["val"].ids)) == 52
 
 
-def test_captions_name_exactly_what_is_drawn(tmp_path: Path) -> None:
-    data = build(tmp_path)
+@pytest.mark.parametrize("mention_colour", [False, True])
+def test_captions_name_exactly_what_is_drawn(tmp_path: Path, mention_colour: bool) -> None:
+    data = build(tmp_path, mention_colour=mention_colour)
     meta = json.loads((Path(data.info["cache"]["path"]) / "meta.json").read_text())
     split = data.splits["train"]
     count_words = {1: {"a", "one"}, 2: {"two"}, 3: {"three"}, 4: {"four"}}
@@ -54,7 +62,7 @@ def test_captions_name_exactly_what_is_drawn(tmp_path: Path) -> None:
         assert len(cells) >= content["count"]
         for caption in split.captions[i]:
             words = caption.split()
-            assert content["colour"] in words
+            assert (content["colour"] in words) == mention_colour
             assert set(words) & set(synth._SIZE_WORDS[content["size"]])
             shape = content["shape"] + ("s" if content["count"] > 1 else "")
             assert shape in words
@@ -91,6 +99,8 @@ def test_options_change_the_data(tmp_path: Path) -> None:
         ({"captions_per_image": True}, "'captions_per_image'"),
         ({"max_count": 0}, "'max_count' must be an integer from 1 to 4"),
         ({"colours": 3}, "unknown option\\(s\\) \\['colours'\\]"),
+        ({"mention_colour": 1}, "'mention_colour' must be true or false"),
+        ({"distractors": -1}, "'distractors' must be an integer from 0 to 10"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_written(tmp_path: Path, options: dict, message: str) -> None:

@@ -126,7 +126,7 @@ def caption_scores(candidates: Mapping[Hashable, str], references: Mapping[Hasha
 def scores_on_tokens(res: Mapping[Hashable, list[str]], gts: Mapping[Hashable, list[str]]) -> CaptionScores:
     """:func:`caption_scores` on already-tokenized, space-joined strings (pycocoevalcap's
     own ``{id: [str]}`` input), for callers with their own tokenization."""
-    ids = list(res)
+    ids = list(gts)  # the order both scorers iterate in, so per-image lists line up with it
     bleu, bleu_per_image = Bleu(4).compute_score(dict(gts), dict(res), verbose=0)
     cider, cider_per_image = Cider().compute_score(dict(gts), dict(res))
     corpus = {key: 100.0 * float(value) for key, value in zip(BLEU_KEYS, bleu)}
