@@ -103,7 +103,7 @@ def vlbench_register_datasets(register: Register) -> None:
         DatasetSpec(
             name=NAME,
             factory=build,
-            validate=check_options,
+            check_options=check_options,
             description="COCO from captions_{train,val}2014.json (or 2017) under a local root; the val file's images "
             "split by seed into val and test; every caption of an image.",
             options=dict(DEFAULTS),

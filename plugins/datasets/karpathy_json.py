@@ -113,7 +113,7 @@ def vlbench_register_datasets(register: Register) -> None:
         DatasetSpec(
             name=NAME,
             factory=build,
-            validate=check_options,
+            check_options=check_options,
             description="Flickr8k/Flickr30k/COCO with Karpathy's splits (dataset_*.json) from a local root; "
             "every caption of an image, restval merged into train.",
             options=dict(DEFAULTS),

@@ -193,7 +193,7 @@ def vlbench_register_datasets(register: Register) -> None:
         DatasetSpec(
             name=NAME,
             factory=build,
-            validate=check_options,
+            check_options=check_options,
             description=(
                 "Two tiles side by side (left|right) captioned with their classes (study 003); tiles from "
                 "digits (embedded), Fashion-MNIST IDX or CIFAR-100 pickles; candidates = every ordered class pair."

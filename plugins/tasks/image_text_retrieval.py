@@ -233,7 +233,7 @@ def vlbench_register_tasks(register: Register) -> None:
         TaskSpec(
             name=NAME,
             factory=build,
-            validate=lambda options: build(**options),  # cheap: the same checks at suite validation
+            check_options=lambda options: build(**options),  # cheap: the same checks at suite validation
             description=(
                 "Image-text retrieval (Flickr30k/COCO itm_eval): i2t and t2i R@K, r_mean (main), rsum and mean "
                 "rank; matches own image, or a shared key; a dataset may fix the candidate captions."
