@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from vlbench import checkplugin, scaffold
+from vlbench import checkplugin, executors, scaffold
 from vlbench.errors import UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.types import KINDS, RunSpec
@@ -109,33 +109,41 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from vlbench.engine import resolve_device, run_suite
+    from vlbench.engine import resolve_device
     from vlbench.results import finished_run_ids
     from vlbench.suite import load_suite
 
+    shard = executors.parse_shard(args.shard) if args.shard is not None else None
+    executor = executors.from_args(args, args.suite)
     host = _host()
     _warn_plugin_problems(host, console)
     suite = load_suite(args.suite, host)
+    runs = executors.select_shard(suite.runs, *shard) if shard else list(suite.runs)
+    of = f" (shard {shard[0]}/{shard[1]} of {_runs(len(suite.runs))})" if shard else ""
     done = finished_run_ids(args.results_dir, suite.name)
+    device = args.device or suite.device
+    resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
+    job = executors.Job(args.results_dir, args.cache_dir, args.runs_dir, args.profile, device, {"name": executor.name})
+    todo = [r for r in runs if r.run_id not in done]
     if args.dry_run:
-        console.print(_runs_table(suite.name, suite.runs, done))
-        console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
+        console.print(_runs_table(suite.name, tuple(runs), done))
+        console.print(f"{_runs(len(runs))}{of}, {len(done & {r.run_id for r in runs})} already finished; "
                       f"results would go to {args.results_dir / suite.name}/")
+        if executor.name == "slurm" and todo:
+            console.print(f"sbatch script of the job array for the {_runs(len(todo))} to run:", markup=False)
+            console.print(executor.sbatch_script(todo, job), markup=False, highlight=False, soft_wrap=True)
         return 0
-    device = resolve_device(args.device or suite.device)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
-    todo = [r for r in suite.runs if r.run_id not in done]
-    console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
+    console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(runs) - len(todo)} finished before, "
+                  f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
     try:
         with RichReporter(console, len(todo)) as reporter:
-            outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
-                                warn=lambda message: console.print(Text(message)),
-                                profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
+            outcome = executor.run(todo, job, host, reporter, warn=lambda message: console.print(Text(message)))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
     console.print(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before); "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before or held by another process); "
         f"records in {args.results_dir / suite.name}/"
     )
     return 1 if outcome.failed else 0
@@ -207,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
                      help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ./{DEFAULT_RUNS}; '' = off")
     run.add_argument("--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run")
+    executors.add_arguments(run)
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)

@@ -10,7 +10,7 @@ import hashlib
 import random
 import subprocess
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -361,7 +361,9 @@ def execute_cost_only(
     }
 
 
-def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None) -> ResultRecord:
+def _record(
+    run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None, environment: Mapping[str, Any] | None = None
+) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
     return ResultRecord(
@@ -375,9 +377,14 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
-        environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
+        environment={**content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}), **(environment or {})},
         seed=run.seed, started_at=started, finished_at=_now(),
     )
+
+
+def error_record(run: RunSpec, started: str, error: BaseException, environment: Mapping[str, Any] | None = None) -> ResultRecord:
+    """The record of a run that failed outside :func:`run_suite` (e.g. its worker process died)."""
+    return _record(run, started, None, error, environment)
 
 
 def _choices(run: RunSpec):
@@ -401,11 +408,13 @@ def run_suite(
     reporter: Reporter | None = None,
     warn: Callable[[str], Any] = print,
     profile_dir: Path | None = None,
+    environment: Mapping[str, Any] | None = None,
 ) -> SuiteOutcome:
     """Every run not finished before; a failing run becomes an error record and the suite goes on.
 
     ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
-    traces to ``<profile_dir>/<suite>/<run_id>/profile/``.
+    traces to ``<profile_dir>/<suite>/<run_id>/profile/``. ``environment``: added to every
+    record's environment block (the executor names the device and worker there).
     """
     reporter = reporter or SilentReporter()
     outcome = SuiteOutcome()
@@ -422,12 +431,12 @@ def run_suite(
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
             error = exc
-        record = _record(run, started, content, error)
+        record = _record(run, started, content, error, environment)
         try:
             path = write_record(record, results_dir)
         except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
             error = exc
-            record = _record(run, started, None, exc)
+            record = _record(run, started, None, exc, environment)
             path = write_record(record, results_dir)
         outcome.records.append(path)
         (outcome.ok if error is None else outcome.failed).append(run.run_id)

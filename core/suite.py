@@ -101,7 +101,7 @@ AXIS_COMMON: dict[Kind, dict[str, tuple[Any, str]]] = {
 ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size", "epoch": "epochs",
            "img_size": "image_size", "input_size": "image_size", "dataset_name": "dataset"}
 AXES: dict[Kind, str] = {"vision": "vision", "text": "text", "fusion": "fusions", "task": "tasks"}
-TOP_LEVEL = {"suite", "train", "defaults", *AXES.values()}
+TOP_LEVEL = {"suite", "train", "defaults", "executor", *AXES.values()}  # executor: read by vlbench.executors
 
 
 class _Entry(NamedTuple):
