@@ -83,7 +83,7 @@ def _pin(slot: _Slot) -> None:
 
 
 def _work(run: RunSpec, job: Job) -> dict[str, Any] | None:
-    return run_claimed(run, job, worker_host())
+    return run_claimed(run, replace(job, executor={**job.executor, "worker_pid": os.getpid()}), worker_host())
 
 
 class DevicesExecutor:

@@ -131,7 +131,7 @@ class SlurmExecutor:
         command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
         return _make_sbatch_string(
             command=command, folder=folder, job_name=f"vlbench-{runs[0].suite}", time=o["time_min"], gpus_per_node=o["gpus"],
-            cpus_per_task=o["cpus"], mem=_convert_mem(o["mem_gb"]), array_parallelism=o["array_parallelism"],
+            cpus_per_task=o["cpus"], mem=_convert_mem(o["mem_gb"]), ntasks_per_node=1, array_parallelism=o["array_parallelism"],
             map_count=len(self.chunks(runs)), **optional,
         )
 
