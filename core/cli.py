@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from vlbench import checkplugin, executors, scaffold
+from vlbench import checkplugin, embedding_cache, executors, scaffold
 from vlbench.errors import UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.types import KINDS, RunSpec
@@ -133,6 +133,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"sbatch script of the job array for the {_runs(len(todo))} to run:", markup=False)
             console.print(executor.sbatch_script(todo, job), markup=False, highlight=False, soft_wrap=True)
         return 0
+    if args.no_embedding_cache:
+        os.environ["VLBENCH_EMBEDDING_CACHE"] = "off"  # read by the engine, here and in spawned workers
+    embedding_cache.preflight(todo, args.cache_dir)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(runs) - len(todo)} finished before, "
                   f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
@@ -215,10 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
                      help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ./{DEFAULT_RUNS}; '' = off")
     run.add_argument("--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run")
+    run.add_argument("--no-embedding-cache", action="store_true",
+                     help="compute frozen towers in every run instead of reading <cache-dir>/embeddings")
     executors.add_arguments(run)
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
+    embedding_cache.add_parser(sub, default_cache_dir())
     add_leaderboard_parser(sub)
     checkplugin.add_parser(sub)
     scaffold.add_parser(sub)

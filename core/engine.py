@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import vlbench
-from vlbench import efficiency
+from vlbench import efficiency, embedding_cache
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
@@ -214,6 +214,8 @@ def execute(
     precision = resolve_precision(device, train["amp"], train["channels_last"])
     if precision.channels_last:
         built.model.to(memory_format=torch.channels_last)
+    # Frozen towers read what they computed before (this suite or another) from the embedding cache.
+    cached = embedding_cache.attach(built.model, built.frozen, built.specs, dict(_choices(run)), cache_dir)
     model, task, dataset = built.model, built.task, built.dataset
     num_classes = task.num_classes(dataset)
     tokenize = model.text.tokenize if model.text is not None else None
@@ -248,6 +250,7 @@ def execute(
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
     reporter.stage("measuring cost")
+    embedding_cache.detach(model, cached)
     batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
     train_batch = next(batches)
     batches.close()  # stops the DataLoader's workers
@@ -278,6 +281,7 @@ def execute(
             "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
             "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
             "frozen": sorted(built.frozen), "batch_size": train["batch_size"],
+            "embedding_cache": embedding_cache.report(cached),
         },
         "dataset": {
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
