@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from vlbench import checkplugin, embedding_cache, executors, scaffold
+from vlbench import checkplugin, embedding_cache, executors, pretrained, scaffold
 from vlbench.errors import UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.types import KINDS, RunSpec
@@ -113,6 +113,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from vlbench.results import finished_run_ids
     from vlbench.suite import load_suite
 
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported: it reads the variable once
     shard = executors.parse_shard(args.shard) if args.shard is not None else None
     executor = executors.from_args(args, args.suite)
     host = _host()
@@ -218,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
                      help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ./{DEFAULT_RUNS}; '' = off")
     run.add_argument("--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run")
+    run.add_argument("--offline", action="store_true", help="never reach a model hub (sets HF_HUB_OFFLINE=1); pretrained weights come from the caches")
     run.add_argument("--no-embedding-cache", action="store_true",
                      help="compute frozen towers in every run instead of reading <cache-dir>/embeddings")
     executors.add_arguments(run)
@@ -225,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
     embedding_cache.add_parser(sub, default_cache_dir())
+    pretrained.add_parser(sub)
     add_leaderboard_parser(sub)
     checkplugin.add_parser(sub)
     scaffold.add_parser(sub)

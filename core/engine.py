@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import vlbench
-from vlbench import efficiency, embedding_cache
+from vlbench import efficiency, embedding_cache, pretrained
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
@@ -196,6 +196,9 @@ def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: di
         }
         if kind in weights:
             block[kind]["weights"] = weights[kind]
+            source = pretrained.provenance(kind, spec, choice) if spec else None
+            if source is not None:  # where the pretrained file came from, its revision and sha256
+                block[kind]["weights_source"] = source
     return block
 
 
