@@ -1,7 +1,8 @@
 """The ``vlbench`` command.
 
-Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written),
-2 bad input (nothing was run or written), 130 interrupted (finished runs are kept).
+Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written) or a
+result could not be saved (the suite stopped), 2 bad input (nothing was run or written),
+130 interrupted (finished runs are kept).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from vlbench import checkplugin, embedding_cache, executors, pretrained, scaffold
-from vlbench.errors import UserError
+from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
+from vlbench.sanitize import terminal_text
 from vlbench.types import KINDS, RunSpec
 
 DEFAULT_RESULTS = Path("leaderboard/results")
@@ -89,7 +91,7 @@ class RichReporter:
     def _line(self, text: str, status: str | None = None) -> None:
         """One line of plain text (run ids and error messages hold brackets rich would read as
         markup), never hard-wrapped, so it stays one line in a log file."""
-        line = Text(text)
+        line = Text(terminal_text(text))
         if status is not None:
             line = Text.assemble((f"{status:<6}", "green" if status == "ok" else "red"), line)
         self.console.print(line, soft_wrap=True)
@@ -109,7 +111,9 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from vlbench.claims import ClaimBoard
     from vlbench.engine import resolve_device
+    from vlbench.preflight import preflight
     from vlbench.results import finished_run_ids
     from vlbench.suite import load_suite
 
@@ -122,13 +126,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite, host)
     runs = executors.select_shard(suite.runs, *shard) if shard else list(suite.runs)
     of = f" (shard {shard[0]}/{shard[1]} of {_runs(len(suite.runs))})" if shard else ""
-    done = finished_run_ids(args.results_dir, suite.name)
+    done = finished_run_ids(args.results_dir, suite.name,
+                            warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
     device = args.device or suite.device
     resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
     job = executors.Job(args.results_dir, args.cache_dir, args.runs_dir, args.profile, device, {"name": executor.name})
     todo = [r for r in runs if r.run_id not in done]
     if args.dry_run:
-        console.print(_runs_table(suite.name, tuple(runs), done))
+        running = {run_id: owner.describe() for run_id, owner in ClaimBoard(args.results_dir, suite.name).live().items()}
+        console.print(_runs_table(suite.name, tuple(runs), done, running))
         console.print(f"{_runs(len(runs))}{of}, {len(done & {r.run_id for r in runs})} already finished; "
                       f"results would go to {args.results_dir / suite.name}/")
         if executor.name == "slurm" and todo:
@@ -139,16 +145,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         os.environ["VLBENCH_EMBEDDING_CACHE"] = "off"  # read by the engine, here and in spawned workers
     embedding_cache.preflight(todo, args.cache_dir)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
+    checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
+    for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
+        console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
     console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(runs) - len(todo)} finished before, "
                   f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
     try:
         with RichReporter(console, len(todo)) as reporter:
-            outcome = executor.run(todo, job, host, reporter, warn=lambda message: console.print(Text(message)))
+            outcome = executor.run(todo, job, host, reporter,
+                                   warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
     console.print(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before or held by another process); "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}; "
         f"records in {args.results_dir / suite.name}/"
     )
     return 1 if outcome.failed else 0
@@ -158,7 +172,7 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
-def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
+def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str]) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     columns = {
@@ -179,7 +193,7 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")
     for i, run in enumerate(runs):
-        status = "done" if run.run_id in done else "pending"
+        status = "done" if run.run_id in done else f"running ({running[run.run_id]})" if run.run_id in running else "pending"
         table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 

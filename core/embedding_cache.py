@@ -213,17 +213,17 @@ def add_parser(sub: Any, default_cache_dir: Path) -> None:
 def cmd_cache(args: Any, console: Any) -> int:
     where = folder(args.cache_dir)
     if not (where / "cache.db").is_file():
-        console.print(f"no embedding cache at {where}", markup=False)
+        console.print(f"no embedding cache at {where}", markup=False, soft_wrap=True)
         return 0
     store = open_store(args.cache_dir)
     with store:
         if args.action == "clear":
             removed = store.clear()
-            console.print(f"removed {removed} entries from {where}", markup=False)
+            console.print(f"removed {removed} entries from {where}", markup=False, soft_wrap=True)
             return 0
         rows = sum(1 for key in store.iterkeys() if isinstance(key, str) and key.startswith(ENTRY_PREFIX))
         console.print(f"embedding cache {where}: {rows} rows, {store.volume() / 1024**2:.1f} MiB of "
-                      f"{store.size_limit / 1024**3:.1f} GiB (least recently used evicted beyond)", markup=False)
+                      f"{store.size_limit / 1024**3:.1f} GiB (least recently used evicted beyond)", markup=False, soft_wrap=True)
         for key in store.iterkeys():
             if isinstance(key, str) and key.startswith(COMPONENT_PREFIX):
                 blob = store.get(key)
@@ -231,5 +231,5 @@ def cmd_cache(args: Any, console: Any) -> int:
                     continue
                 who = json.loads(blob)
                 console.print(f"  {key[len(COMPONENT_PREFIX):][:16]}  {who['kind']} {who['name']} ({who['distribution']} {who['version']}) "
-                              f"weights sha256:{who['weights_sha256'][:16]}", markup=False)
+                              f"weights sha256:{who['weights_sha256'][:16]}", markup=False, soft_wrap=True)
     return 0

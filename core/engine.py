@@ -6,6 +6,7 @@ every failure into an error record and goes on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import subprocess
@@ -21,11 +22,14 @@ import torch
 
 import vlbench
 from vlbench import efficiency, embedding_cache, pretrained
+from vlbench.claims import ClaimBoard
 from vlbench.data import SplitLoader, resolve_precision
-from vlbench.errors import PluginError, UserError
+from vlbench.errors import PluginError, StorageError, UserError
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel
-from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, to_dict, write_record
+from vlbench.preflight import captions_at_limit, dataset_for
+from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, read_record, record_path, to_dict, write_record
+from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
 from vlbench.types import (
@@ -121,7 +125,7 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
     dataset = None
     if run.dataset is not None:
         specs["dataset"] = host.get("dataset", run.dataset.name)
-        dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+        dataset = dataset_for(run, specs["dataset"].factory, cache_dir)
     seed_everything(run.seed)
 
     def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -290,6 +294,8 @@ def execute(
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(tokenize, dataset)}
+               if tokenize is not None and train_split.captions is not None else {}),
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
@@ -368,9 +374,8 @@ def execute_cost_only(
     }
 
 
-def _record(
-    run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None, environment: Mapping[str, Any] | None = None
-) -> ResultRecord:
+def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
+            host: PluginHost, environment: Mapping[str, Any] | None = None) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
     return ResultRecord(
@@ -380,7 +385,7 @@ def _record(
             "type": type(error).__name__, "message": str(error),
             "traceback": "".join(traceback.format_exception(error)),
         },
-        components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in _choices(run)}),
+        components=content.get("components") or _components_block(run, _known_specs(run, host), {}),
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
@@ -389,9 +394,20 @@ def _record(
     )
 
 
-def error_record(run: RunSpec, started: str, error: BaseException, environment: Mapping[str, Any] | None = None) -> ResultRecord:
+def error_record(run: RunSpec, started: str, error: BaseException, host: PluginHost,
+                 environment: Mapping[str, Any] | None = None) -> ResultRecord:
     """The record of a run that failed outside :func:`run_suite` (e.g. its worker process died)."""
-    return _record(run, started, None, error, environment)
+    return _record(run, started, None, error, host, environment)
+
+
+def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
+    """Specs of the run's components that the host knows: an error record names their plugin,
+    distribution and version too (an unknown one stays unnamed; its error says why)."""
+    specs = {}
+    for kind, choice in _choices(run):
+        with contextlib.suppress(Exception):
+            specs[kind] = host.get(kind, choice.name)
+    return specs
 
 
 def _choices(run: RunSpec):
@@ -403,6 +419,7 @@ class SuiteOutcome:
     ok: list[str] = field(default_factory=list)  # run ids
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before: resumed past
+    elsewhere: list[str] = field(default_factory=list)  # claimed by another live process sharing the results folder
     records: list[Path] = field(default_factory=list)
 
 
@@ -415,41 +432,91 @@ def run_suite(
     reporter: Reporter | None = None,
     warn: Callable[[str], Any] = print,
     profile_dir: Path | None = None,
+    claims: ClaimBoard | None = None,
     environment: Mapping[str, Any] | None = None,
 ) -> SuiteOutcome:
-    """Every run not finished before; a failing run becomes an error record and the suite goes on.
+    """Every run not finished before and not claimed by another live process; a failing run
+    becomes an error record and the suite goes on. Each run is claimed (:mod:`vlbench.claims`)
+    before it starts, so processes sharing the results folder train each run once.
 
     ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
     traces to ``<profile_dir>/<suite>/<run_id>/profile/``. ``environment``: added to every
-    record's environment block (the executor names the device and worker there).
+    record's environment block (an executor names the device and worker there).
     """
     reporter = reporter or SilentReporter()
     outcome = SuiteOutcome()
-    done = finished_run_ids(results_dir, runs[0].suite) if runs else set()
+    if not runs:
+        return outcome
+    suite = runs[0].suite
+    board = claims or ClaimBoard(results_dir, suite)
+
+    def notify(data: dict[str, Any]) -> None:
+        host.run_finished(data, report=warn)
+
+    clean_leftovers(results_dir, suite, board, cache_dir, warn)
+    replay_unobserved(results_dir, suite, {run.run_id for run in runs}, board, notify)
+    done = finished_run_ids(results_dir, suite)
     for run in runs:
         if run.run_id in done:
             outcome.skipped.append(run.run_id)
             continue
-        started, content, error = _now(), None, None
-        try:
-            traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
-            content = execute(run, host, cache_dir, device, reporter, traces)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
-            error = exc
-        record = _record(run, started, content, error, environment)
-        try:
-            path = write_record(record, results_dir)
-        except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
-            error = exc
-            record = _record(run, started, None, exc, environment)
-            path = write_record(record, results_dir)
-        outcome.records.append(path)
-        (outcome.ok if error is None else outcome.failed).append(run.run_id)
-        data = to_dict(record)
-        reporter.run_finished(data)
-        host.run_finished(data, report=warn)
+        claim = board.try_claim(run.run_id)
+        if claim is None:
+            outcome.elsewhere.append(run.run_id)
+            continue
+        with claim:
+            if _finished(results_dir, run):  # another process finished it since we looked
+                outcome.skipped.append(run.run_id)
+                continue
+            if not claim.still_held():
+                outcome.elsewhere.append(run.run_id)
+                continue
+            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome, environment)
+            reporter.run_finished(data)
+            notify(data)
+            mark_observed(results_dir, suite, run.run_id)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return outcome
+
+
+def _finished(results_dir: Path, run: RunSpec) -> bool:
+    try:
+        return read_record(record_path(results_dir, run.suite, run.run_id))["status"] == "ok"
+    except RecordError:
+        return False
+
+
+def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path, device: torch.device, reporter: Reporter,
+             profile_dir: Path | None, outcome: SuiteOutcome, environment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Execute and save one run; a failure inside it becomes its error record, a failure to
+    save stops the suite (StorageError)."""
+    started, content, error = _now(), None, None
+    try:
+        traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
+        content = execute(run, host, cache_dir, device, reporter, traces)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
+        error = exc
+    record = _record(run, started, content, error, host, environment)
+    try:
+        path = _save(record, results_dir, run)
+    except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
+        error = exc
+        record = _record(run, started, None, exc, host, environment)
+        path = _save(record, results_dir, run)
+    outcome.records.append(path)
+    (outcome.ok if error is None else outcome.failed).append(run.run_id)
+    return to_dict(record)
+
+
+def _save(record: ResultRecord, results_dir: Path, run: RunSpec) -> Path:
+    try:
+        return write_record(record, results_dir)
+    except OSError as exc:
+        raise StorageError(
+            f"the result of run {run.run_id} ({run.label}) could not be saved to {record_path(results_dir, run.suite, run.run_id)}: "
+            f"{exc.strerror or exc}. The suite stopped; records written before are intact. Free space (or fix the folder) "
+            "and run the same command again: finished runs are skipped."
+        ) from None

@@ -18,7 +18,7 @@ import pytest
 
 from vlbench import cli
 from vlbench.executors import Job, parse_shard, select_shard
-from vlbench.executors._claim import claim
+from vlbench.claims import ClaimBoard
 from vlbench.executors.devices import DevicesExecutor, parse_devices
 from vlbench.engine import SilentReporter
 from vlbench.errors import UserError
@@ -165,7 +165,7 @@ def test_a_killed_worker_becomes_its_runs_error_record_and_the_others_go_on(tiny
     result = {}
     thread = threading.Thread(target=lambda: result.update(outcome=DevicesExecutor(["cpu"]).run(runs, job, host, SilentReporter(), print)))
     thread.start()
-    lock = tmp_path / "results" / "tiny" / ".claims" / f"{runs[0].run_id}.lock"
+    lock = tmp_path / "results" / "tiny" / ".claims" / f"{runs[0].run_id}.claim"
     deadline = time.monotonic() + 120
     while not lock.exists() and time.monotonic() < deadline:  # the first run is claimed: it has started
         time.sleep(0.05)
@@ -177,8 +177,7 @@ def test_a_killed_worker_becomes_its_runs_error_record_and_the_others_go_on(tiny
     crashed = read_record(tmp_path / "results" / "tiny" / f"{runs[0].run_id}.json")
     assert crashed["status"] == "error" and crashed["error"]["type"] == "WorkerDied"
     assert "died while running this run" in crashed["error"]["message"]
-    with claim(job.results_dir, runs[0]) as held:
-        assert held  # the dead worker's claim went with it
+    assert ClaimBoard(job.results_dir, "tiny").holder(runs[0].run_id) is None  # the dead worker's claim is not honoured
 
 
 def test_a_run_held_by_another_process_is_skipped_not_run_twice(tiny, tmp_path, host):
@@ -186,10 +185,10 @@ def test_a_run_held_by_another_process_is_skipped_not_run_twice(tiny, tmp_path, 
 
     runs = load_suite(tiny, host).runs[:2]
     job = _job(tmp_path)
-    with claim(job.results_dir, runs[0]) as held:
-        assert held
+    held = ClaimBoard(job.results_dir, "tiny").try_claim(runs[0].run_id)  # as another live process would
+    with held:
         outcome = LocalExecutor().run(runs, job, host, SilentReporter(), print)
-    assert outcome.skipped == [runs[0].run_id] and outcome.ok == [runs[1].run_id]
+    assert outcome.elsewhere == [runs[0].run_id] and outcome.ok == [runs[1].run_id]
     assert not (tmp_path / "results" / "tiny" / f"{runs[0].run_id}.json").exists()
 
 

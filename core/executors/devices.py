@@ -24,8 +24,8 @@ from typing import Any
 from vlbench.data import usable_cpu_count
 from vlbench.engine import Reporter, SuiteOutcome, error_record
 from vlbench.errors import UserError
-from vlbench.executors._common import Job, WorkerDied, run_claimed, tally, worker_host
-from vlbench.results import record_path, to_dict, write_record
+from vlbench.executors._common import Done, Job, WorkerDied, merge, run_claimed, tally, worker_host
+from vlbench.results import to_dict, write_record
 from vlbench.types import RunSpec
 
 
@@ -82,7 +82,7 @@ def _pin(slot: _Slot) -> None:
     torch.set_num_threads(slot.threads)
 
 
-def _work(run: RunSpec, job: Job) -> dict[str, Any] | None:
+def _work(run: RunSpec, job: Job) -> Done:
     return run_claimed(run, replace(job, executor={**job.executor, "worker_pid": os.getpid()}), worker_host())
 
 
@@ -99,11 +99,11 @@ class DevicesExecutor:
         pending: queue.SimpleQueue[RunSpec] = queue.SimpleQueue()
         for run in runs:
             pending.put(run)
-        finished: queue.SimpleQueue[tuple[RunSpec, dict[str, Any] | None]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[Done] = queue.SimpleQueue()
         stop = threading.Event()
         slots = _slots(self.devices)
         feeders = [
-            threading.Thread(target=self._feed, args=(slot, pending, finished, stop, job), daemon=True, name=f"vlbench-{slot.device}")
+            threading.Thread(target=self._feed, args=(slot, pending, finished, stop, job, host), daemon=True, name=f"vlbench-{slot.device}")
             for slot in slots
         ]
         for feeder in feeders:
@@ -111,15 +111,15 @@ class DevicesExecutor:
         outcome = SuiteOutcome()
         try:
             for _ in runs:
-                run, record = finished.get()
-                tally(outcome, run, record, record_path(job.results_dir, run.suite, run.run_id))
-                if record is not None:
-                    reporter.run_finished(record)
+                done = finished.get()
+                merge(outcome, done.outcome)
+                if done.record is not None:
+                    reporter.run_finished(done.record)
         finally:
             stop.set()  # on Ctrl-C the workers got the same SIGINT; feeders stop taking runs
         return outcome
 
-    def _feed(self, slot: _Slot, pending: queue.SimpleQueue, finished: queue.SimpleQueue, stop: threading.Event, job: Job) -> None:
+    def _feed(self, slot: _Slot, pending: queue.SimpleQueue, finished: queue.SimpleQueue, stop: threading.Event, job: Job, host: Any) -> None:
         context = get_context("spawn")  # a forked CUDA or OpenMP runtime is not safe to use
         job = replace(job, device="cuda" if slot.device.startswith("cuda") else "cpu",
                       executor={**job.executor, "name": self.name, "device": slot.device, "workers": len(self.devices),
@@ -133,25 +133,27 @@ class DevicesExecutor:
                     return
                 started = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 try:
-                    record = pool.submit(_work, run, job).result()
+                    done = pool.submit(_work, run, job).result()
                 except BrokenProcessPool:
                     pool.shutdown(wait=False)
                     pool = ProcessPoolExecutor(1, mp_context=context, initializer=_pin, initargs=(slot,))
-                    record = self._died(run, job, started, slot)
+                    done = self._died(run, job, host, started, slot)
                 except KeyboardInterrupt:  # Ctrl-C reached the worker too: like local, an interrupted run has no record
-                    record = None
+                    done = Done(SuiteOutcome(), None)
                 except BaseException as exc:  # noqa: BLE001 - the worker raised outside the engine's own handling
-                    record = None if stop.is_set() else self._failed(run, job, started, exc)
-                finished.put((run, record))
+                    done = Done(SuiteOutcome(), None) if stop.is_set() else self._failed(run, job, host, started, exc)
+                finished.put(done)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _died(self, run: RunSpec, job: Job, started: str, slot: _Slot) -> dict[str, Any]:
+    def _died(self, run: RunSpec, job: Job, host: Any, started: str, slot: _Slot) -> Done:
         error = WorkerDied(f"the worker process on {slot.device} died while running this run (killed, out of memory, "
                            "or a crash in native code); the next `vlbench run` of this suite retries it")
-        return self._failed(run, job, started, error)
+        return self._failed(run, job, host, started, error)
 
-    def _failed(self, run: RunSpec, job: Job, started: str, error: BaseException) -> dict[str, Any]:
-        record = error_record(run, started, error, {"executor": job.executor})
-        write_record(record, job.results_dir)
-        return to_dict(record)
+    def _failed(self, run: RunSpec, job: Job, host: Any, started: str, error: BaseException) -> Done:
+        """The run's error record, written here (observers see it on the next resume)."""
+        record = error_record(run, started, error, host, {"executor": job.executor})
+        outcome = SuiteOutcome()
+        tally(outcome, run.run_id, to_dict(record), write_record(record, job.results_dir))
+        return Done(outcome, to_dict(record))

@@ -152,14 +152,14 @@ class SlurmExecutor:
             for task in [t for t in waiting if t.done()]:
                 chunk = waiting.pop(task)
                 for run in chunk:
-                    record = self._collect(task, run, job, submitted)
-                    tally(outcome, run, record, record_path(job.results_dir, run.suite, run.run_id))
+                    record = self._collect(task, run, job, host, submitted)
+                    tally(outcome, run.run_id, record, record_path(job.results_dir, run.suite, run.run_id))
                     if record is not None:
                         reporter.run_finished(record)
             time.sleep(0.5 if self.cluster != "slurm" else 10)
         return outcome
 
-    def _collect(self, task: Any, run: RunSpec, job: Job, submitted: str) -> dict[str, Any] | None:
+    def _collect(self, task: Any, run: RunSpec, job: Job, host: Any, submitted: str) -> dict[str, Any] | None:
         """The record this submission wrote for ``run``; None when the task skipped it (finished
         before, or held by another process); an error record when the task died without one."""
         path = record_path(job.results_dir, run.suite, run.run_id)
@@ -170,7 +170,7 @@ class SlurmExecutor:
             return None
         last = str(failure).strip().splitlines()[-1] if str(failure).strip() else type(failure).__name__
         error = WorkerDied(f"Slurm task {task.job_id} ended without this run's record ({last}); see {task.paths.stderr}")
-        record = error_record(run, submitted, error, {"executor": {"name": self.name, "job_id": str(task.job_id)}})
+        record = error_record(run, submitted, error, host, {"executor": {"name": self.name, "job_id": str(task.job_id)}})
         write_record(record, job.results_dir)
         return to_dict(record)
 
@@ -183,4 +183,4 @@ def _task(chunk: list[RunSpec], job: Job) -> list[str]:
 
     env = submitit.JobEnvironment()
     job = replace(job, executor={**job.executor, "name": "slurm", "job_id": str(env.job_id), "node": socket.gethostname()})
-    return [run.run_id for run in chunk if run_claimed(run, job, worker_host()) is not None]
+    return [run.run_id for run in chunk if run_claimed(run, job, worker_host()).record is not None]
