@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from vlbench import checkplugin, folders, scaffold
+from vlbench import checkplugin, embedding_cache, executors, folders, pretrained, scaffold
 from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.results import reference
@@ -131,42 +131,56 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from vlbench.claims import ClaimBoard
-    from vlbench.engine import resolve_device, run_suite
+    from vlbench.engine import resolve_device
     from vlbench.preflight import preflight
     from vlbench.results import finished_run_ids
     from vlbench.suite import load_suite
 
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported: it reads the variable once
+    shard = executors.parse_shard(args.shard) if args.shard is not None else None
+    executor = executors.from_args(args, args.suite)
     host = _host()
     _warn_plugin_problems(host, console)
     suite = load_suite(args.suite, host)
+    runs = executors.select_shard(suite.runs, *shard) if shard else list(suite.runs)
+    of = f" (shard {shard[0]}/{shard[1]} of {_runs(len(suite.runs))})" if shard else ""
     done = finished_run_ids(args.results_dir, suite.name,
                             warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
+    device = args.device or suite.device
+    resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
+    job = executors.Job(args.results_dir, args.cache_dir, args.runs_dir, args.profile, device, {"name": executor.name})
+    todo = [r for r in runs if r.run_id not in done]
     if args.dry_run:
         running = {run_id: owner.describe() for run_id, owner in ClaimBoard(args.results_dir, suite.name).live().items()}
-        console.print(_runs_table(suite.name, suite.runs, done, running))
-        console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
+        console.print(_runs_table(suite.name, tuple(runs), done, running))
+        console.print(f"{_runs(len(runs))}{of}, {len(done & {r.run_id for r in runs})} already finished; "
                       f"results would go to {args.results_dir / suite.name}/")
+        if executor.name == "slurm" and todo:
+            console.print(f"sbatch script of the job array for the {_runs(len(todo))} to run:", markup=False)
+            console.print(executor.sbatch_script(todo, job), markup=False, highlight=False, soft_wrap=True)
         return 0
-    device = resolve_device(args.device or suite.device)
-    todo = [r for r in suite.runs if r.run_id not in done]
+    if args.no_embedding_cache:
+        os.environ["VLBENCH_EMBEDDING_CACHE"] = "off"  # read by the engine, here and in spawned workers
+    embedding_cache.preflight(todo, args.cache_dir)
     checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
     for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
         console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
     folder = args.results_dir / suite.name
     held = len(list(folder.glob("*.json"))) if folder.is_dir() else 0
     console.print(Text(terminal_text(f"results: {folder}/ ({held} record file{'' if held == 1 else 's'} there before)")), soft_wrap=True)
-    console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
+    console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(runs) - len(todo)} finished before, "
+                  f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
     saved = os.environ.get(RUNS_ENV)
     os.environ[RUNS_ENV] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     try:
         with RichReporter(console, len(todo)) as reporter:
-            outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
-                                warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True),
-                                profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
+            outcome = executor.run(todo, job, host, reporter,
+                                   warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True))
         if args.cost_retries:
             from vlbench.cost_retry import remeasure_noisy
 
-            remeasure_noisy(suite.runs, host, args.results_dir, args.cache_dir, device, args.cost_retries,
+            remeasure_noisy(runs, host, args.results_dir, args.cache_dir, resolve_device(device), args.cost_retries,
                             say=lambda message: console.print(Text(message), soft_wrap=True))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
@@ -273,9 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cost-retries", type=int, default=0, metavar="N",
                      help="at the end of the suite, measure again (up to N times) the cost of runs measured on a busy machine "
                           "(docs/cost.md, cost.conditions); default: 0")
+    run.add_argument("--offline", action="store_true", help="never reach a model hub (sets HF_HUB_OFFLINE=1); pretrained weights come from the caches")
+    run.add_argument("--no-embedding-cache", action="store_true",
+                     help="compute frozen towers in every run instead of reading <cache-dir>/embeddings")
+    executors.add_arguments(run)
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
+    embedding_cache.add_parser(sub, default_cache_dir())
+    pretrained.add_parser(sub)
     add_leaderboard_parser(sub)
     checkplugin.add_parser(sub)
     scaffold.add_parser(sub)

@@ -11,7 +11,7 @@ import hashlib
 import random
 import subprocess
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import vlbench
-from vlbench import efficiency
+from vlbench import efficiency, embedding_cache, pretrained
 from vlbench.claims import ClaimBoard
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, StorageError, UserError
@@ -204,6 +204,9 @@ def _components_block(
         }
         if kind in weights:
             block[kind]["weights"] = weights[kind]
+            source = pretrained.provenance(kind, spec, choice) if spec else None
+            if source is not None:  # where the pretrained file came from, its revision and sha256
+                block[kind]["weights_source"] = source
         if kind in provenance:
             block[kind]["weights_provenance"] = dict(provenance[kind])
     return block
@@ -219,10 +222,17 @@ def execute(
     """
     reporter.stage("building")
     built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
-    if built.specs["task"].measures_quality:
-        content = _train_and_evaluate(run, built, precision, train_loader, eval_loader, reporter)
-    else:
-        content = _no_quality(run, built, reporter)
+    # Frozen towers read what they computed before (this suite or another) from the embedding cache.
+    cached = embedding_cache.attach(built.model, built.frozen, built.specs, {k: c for k, c in run.components.items() if c}, cache_dir)
+    try:
+        if built.specs["task"].measures_quality:
+            content = _train_and_evaluate(run, built, precision, train_loader, eval_loader, reporter)
+        else:
+            content = _no_quality(run, built, reporter)
+    finally:
+        embedding_cache.detach(built.model, cached)  # cost is measured on the real towers
+    if cached:
+        content["training"] = {**content["training"], "embedding_cache": embedding_cache.report(cached)}
     reporter.stage("measuring cost")
     cost, train_batch = measure_cost(run, built, precision, train_loader, eval_loader)
     if profile_dir is not None:
@@ -392,7 +402,7 @@ def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir:
 
 
 def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
-            host: PluginHost) -> ResultRecord:
+            host: PluginHost, environment: Mapping[str, Any] | None = None) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
     return ResultRecord(
@@ -406,9 +416,15 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
         config=run_config(run, host.kinds),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
-        environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
+        environment={**content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}), **(environment or {})},
         seed=run.seed, started_at=started, finished_at=_now(),
     )
+
+
+def error_record(run: RunSpec, started: str, error: BaseException, host: PluginHost,
+                 environment: Mapping[str, Any] | None = None) -> ResultRecord:
+    """The record of a run that failed outside :func:`run_suite` (e.g. its worker process died)."""
+    return _record(run, started, None, error, host, environment)
 
 
 def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
@@ -442,6 +458,7 @@ def run_suite(
     warn: Callable[[str], Any] = print,
     profile_dir: Path | None = None,
     claims: ClaimBoard | None = None,
+    environment: Mapping[str, Any] | None = None,
 ) -> SuiteOutcome:
     """Every run not finished before and not claimed by another live process; a failing run
     becomes an error record and the suite goes on. Each run is claimed (:mod:`vlbench.claims`)
@@ -478,7 +495,7 @@ def run_suite(
             if not claim.still_held():
                 outcome.elsewhere.append(run.run_id)
                 continue
-            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome)
+            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome, environment)
             reporter.run_finished(data)
             notify(data)
             mark_observed(results_dir, suite, run.run_id)
@@ -495,7 +512,7 @@ def _finished(results_dir: Path, run: RunSpec) -> bool:
 
 
 def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path, device: torch.device, reporter: Reporter,
-             profile_dir: Path | None, outcome: SuiteOutcome) -> dict[str, Any]:
+             profile_dir: Path | None, outcome: SuiteOutcome, environment: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Execute and save one run; a failure inside it becomes its error record, a failure to
     save stops the suite (StorageError)."""
     started, content, error = _now(), None, None
@@ -506,12 +523,12 @@ def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path,
         raise
     except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
         error = exc
-    record = _record(run, started, content, error, host)
+    record = _record(run, started, content, error, host, environment)
     try:
         path = _save(record, results_dir, run)
     except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
         error = exc
-        record = _record(run, started, None, exc, host)
+        record = _record(run, started, None, exc, host, environment)
         path = _save(record, results_dir, run)
     outcome.records.append(path)
     (outcome.ok if error is None else outcome.failed).append(run.run_id)

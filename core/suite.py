@@ -82,7 +82,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
 # Names users carry over from other tools, for "did you mean" where spelling is no help.
 ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size", "epoch": "epochs",
            "img_size": "image_size", "input_size": "image_size", "dataset_name": "dataset"}
-TOP_LEVEL = {"suite", "train", "defaults"}  # and every kind's axis (PluginHost.kinds)
+TOP_LEVEL = {"suite", "train", "defaults", "executor"}  # and every kind's axis (PluginHost.kinds); executor: read by vlbench.executors
 
 
 class _Entry(NamedTuple):

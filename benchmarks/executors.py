@@ -1,0 +1,105 @@
+"""The devices executor against one worker, side by side, on a 4-run tiny suite.
+
+Each round runs the same suite three times from empty results folders, each as its own
+``vlbench run`` process (start-up included, as a user sees it): ``--executor local`` (this
+process, every core to torch), ``--executor devices --devices cpu`` (one pinned worker, every
+core) and ``--executor devices --devices cpu,cpu`` (two pinned workers, half the cores each).
+Prints each wall time and the ratio two workers / one worker (target <= 0.65 on 2 cores).
+On a GPU machine, ``--devices cuda:0,cuda:1`` against ``--devices cuda:0`` with ``--suite``
+suites/person_search.toml gives the multi-GPU speed-up (target >= 0.8 N).
+
+    python benchmarks/executors.py                 # 1 round on the CPUs
+    python benchmarks/executors.py --rounds 3
+    python benchmarks/executors.py --suite suites/person_search.toml --one cuda:0 --many cuda:0,cuda:1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = 0.65
+TINY = """
+[suite]
+name = "executors_bench"
+seeds = [0, 1]
+
+[train]
+epochs = 2
+batch_size = 32
+max_steps_per_epoch = 12
+eval_batch_size = 128
+cost_batch_sizes = [1, 16]
+cost_budget_s = 0.3
+
+[defaults.vision]
+image_size = [64, 32]
+
+[[tasks]]
+name = "person_search"
+options = { bootstrap = 100 }
+dataset_options = { identities = [200, 50, 50], views_per_identity = 2, image_size = [64, 32] }
+
+[[vision]]
+name = "timm:resnet10t"
+[[vision]]
+name = "convnext_atto"
+
+[[text]]
+name = "clip_text"
+options = { width = 128, layers = 2, heads = 4, context_length = 48 }
+
+[[fusions]]
+name = "contrastive"
+options = { embed_dim = 128 }
+"""
+
+
+def timed_run(suite: Path, work: Path, name: str, flags: list[str]) -> float:
+    results = work / f"results-{name}-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "vlbench.cli", "run", str(suite), "--results-dir", str(results), "--runs-dir", "", *flags]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "VLBENCH_CACHE": str(work / "cache")})
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{name} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", type=Path, help="default: a 4-run tiny CPU suite")
+    parser.add_argument("--one", default="cpu", help="the single worker's device (default cpu)")
+    parser.add_argument("--many", default="cpu,cpu", help="the workers' devices (default cpu,cpu)")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        suite = args.suite or work / "tiny.toml"
+        if args.suite is None:
+            suite.write_text(TINY)
+        # Generate the dataset and warm the file cache once, outside the timings.
+        timed_run(suite, work, "warm-up", ["--shard", "1/4"])
+        walls: dict[str, list[float]] = {"local": [], "one": [], "many": []}
+        for _ in range(args.rounds):
+            walls["local"].append(timed_run(suite, work, "local", []))
+            walls["one"].append(timed_run(suite, work, "one", ["--executor", "devices", "--devices", args.one]))
+            walls["many"].append(timed_run(suite, work, "many", ["--executor", "devices", "--devices", args.many]))
+    workers = len(args.many.split(","))
+    median = {k: statistics.median(v) for k, v in walls.items()}
+    print(f"cores usable: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.1f} (a shared machine inflates walls)")
+    print(f"local (1 process)                   : {median['local']:7.1f} s")
+    print(f"devices --devices {args.one:<17}: {median['one']:7.1f} s")
+    print(f"devices --devices {args.many:<17}: {median['many']:7.1f} s")
+    ratio = median["many"] / median["one"]
+    print(f"ratio {workers} workers / 1 worker: {ratio:.2f} (target <= {TARGET}); vs local: {median['many'] / median['local']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Pretrained weights through the libraries' own caches: `vlbench weights list|fetch` against a
+Hugging Face cache laid out in the test (no network), and the provenance in the record."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from vlbench import cli
+from vlbench.engine import run_suite
+from vlbench.manager import PluginHost
+from vlbench.results import read_record
+from vlbench.suite import load_suite
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+SUITE = """
+[suite]
+name = "pre"
+
+[train]
+epochs = 1
+batch_size = 16
+max_steps_per_epoch = 1
+eval_batch_size = 64
+cost_batch_sizes = [1]
+cost_budget_s = 0.05
+
+[defaults.vision]
+image_size = [64, 32]
+pretrained = true
+
+[[tasks]]
+name = "person_search"
+options = { bootstrap = 0 }
+dataset_options = { identities = [8, 4, 4], views_per_identity = 2, image_size = [64, 32] }
+
+[[vision]]
+name = "timm:resnet10t"
+{more}
+[[text]]
+name = "clip_text"
+options = { width = 32, layers = 1, heads = 2, context_length = 16 }
+
+[[fusions]]
+name = "contrastive"
+options = { embed_dim = 16 }
+"""
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A Hugging Face hub cache holding timm's resnet10t.c3_in1k as `hf download` lays it out."""
+    import huggingface_hub.constants
+
+    root = tmp_path / "hub"
+    repo = root / "models--timm--resnet10t.c3_in1k"
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False)  # with its classifier, as the hub file has it
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return snapshot / "model.safetensors"
+
+
+def test_weights_list_shows_present_and_missing_with_sizes_and_the_fetch_command(hub, tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.replace("{more}", '[[vision]]\nname = "convnext_atto"\n'))
+    assert cli.main(["weights", "list", str(suite)]) == 1  # something is missing
+    out = capsys.readouterr().out
+    present = next(line for line in out.splitlines() if "timm:resnet10t" in line)
+    assert "present" in present and f"{hub.stat().st_size / 1024**2:.1f} MiB" in present and "hf:timm/resnet10t.c3_in1k" in present
+    assert "missing" in next(line for line in out.splitlines() if "convnext_atto" in line)
+    assert "fetch: hf download timm/convnext_atto.d2_in1k model.safetensors" in out
+    assert cli.main(["weights", "fetch", str(suite), "--offline"]) == 2
+    assert "hf download timm/convnext_atto.d2_in1k" in capsys.readouterr().err
+
+
+def test_a_run_records_the_weights_source_revision_and_checksum(hub, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.replace("{more}", ""))
+    host = PluginHost()
+    outcome = run_suite(load_suite(suite, host).runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
+    record = read_record(outcome.records[0])
+    assert record["status"] == "ok", record["error"]
+    source = record["components"]["vision"]["weights_source"]
+    assert source == {"source": "hf:timm/resnet10t.c3_in1k", "hub": "huggingface", "revision": COMMIT, "file": "model.safetensors",
+                      "sha256": hashlib.sha256(hub.read_bytes()).hexdigest()}
+    assert "weights_source" not in record["components"]["text"]  # random init: no source to state
