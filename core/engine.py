@@ -73,6 +73,7 @@ class Built:
     model: VLModel
     frozen: set[str]
     weights: dict[str, str] = field(default_factory=dict)  # component -> provenance of its weights
+    provenance: dict[str, Any] = field(default_factory=dict)  # component -> where packaged weights came from
 
 
 def _now() -> str:
@@ -155,7 +156,9 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
     for part in frozen:
         model.components()[part].requires_grad_(False)
     model.to(device)
-    return Built(specs, dataset, task, model, frozen, weights)
+    packaged = getattr(vision, "weights_provenance", None)  # third-party encoders may predate the attribute
+    provenance = {"vision": packaged} if packaged else {}
+    return Built(specs, dataset, task, model, frozen, weights, provenance)
 
 
 def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "train") -> None:
@@ -184,7 +187,9 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str]) -> dict[str, Any]:
+def _components_block(
+    run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str], provenance: dict[str, Any]
+) -> dict[str, Any]:
     choices = {"vision": run.vision, "text": run.text, "fusion": run.fusion, "task": run.task, "dataset": run.dataset}
     block = {}
     for kind, choice in choices.items():
@@ -200,6 +205,8 @@ def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: di
         }
         if kind in weights:
             block[kind]["weights"] = weights[kind]
+        if kind in provenance:
+            block[kind]["weights_provenance"] = dict(provenance[kind])
     return block
 
 
@@ -230,10 +237,12 @@ def execute(
         reporter.stage("validating")
         return task.evaluate(model, val_split, eval_loader)
 
+    # A dataset whose captions name sides never sees a flipped image, whatever the RunSpec says.
+    hflip = bool(train["hflip"]) and getattr(built.specs["dataset"], "hflip_safe", True)
     result: TrainResult = fit(
         model, task.loss,
         lambda epoch: train_loader.train_batches(
-            train_split, epoch=epoch, seed=run.seed, hflip=train["hflip"], max_steps=train["max_steps_per_epoch"]
+            train_split, epoch=epoch, seed=run.seed, hflip=hflip, max_steps=train["max_steps_per_epoch"]
         ),
         steps_per_epoch, validate, train, precision, built.frozen,
         on_step=reporter.step, on_epoch=reporter.epoch, higher_is_better=built.specs["task"].higher_is_better,
@@ -250,7 +259,7 @@ def execute(
         reporter.stage("profiling")
         _profile(built, precision, task, train_batch, profile_dir)
     return {
-        "components": _components_block(run, built.specs, built.weights),
+        "components": _components_block(run, built.specs, built.weights, built.provenance),
         "metrics": {
             "main": test_metrics.main,
             "higher_is_better": built.specs["task"].higher_is_better,
@@ -261,14 +270,14 @@ def execute(
         "training": {
             "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
             "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
-            "frozen": sorted(built.frozen), "batch_size": train["batch_size"],
+            "frozen": sorted(built.frozen), "batch_size": train["batch_size"], "hflip": hflip,
         },
         "dataset": {
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
-            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(tokenize, dataset)}
-               if tokenize is not None and train_split.captions is not None else {}),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(train_loader.tokenize, dataset)}
+               if train_loader.tokenize is not None and train_split.captions is not None else {}),
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
@@ -393,7 +402,7 @@ def execute_cost_only(
         reporter.stage("profiling")
         _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
     return {
-        "components": _components_block(run, built.specs, built.weights),
+        "components": _components_block(run, built.specs, built.weights, built.provenance),
         "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
         "selection": {},
         "cost": cost,
