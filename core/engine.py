@@ -223,7 +223,6 @@ def execute(
     built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
     train = run.train
     model, task, dataset = built.model, built.task, built.dataset
-    tokenize = model.text.tokenize if model.text is not None else None
     _first_batch_check(built, eval_loader)
 
     train_split, val_split, test_split = (dataset.splits[name] for name in ("train", "val", "test"))
