@@ -706,12 +706,12 @@ class BuildResult:
 def build(results_dir: Path, out: Path, suites: Path | None = None, include_noisy: bool = False) -> BuildResult:
     """Write LEADERBOARD.md, leaderboard.csv (+ parquet) and the static site into ``out``."""
     board = load(results_dir, suites, include_noisy)
-    from vlbench import leaderboard_site  # matplotlib is slow to import; `show` needs none of it
+    from vlbench import leaderboard_plots, leaderboard_site  # matplotlib is slow to import; `show` needs none of it
 
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        plots = leaderboard_site.write_plots(board, out)
+        plots = leaderboard_plots.write_plots(board, out)
         files = [out / p for p in plots.values()]
         files += write_tables(board, out)
         files.append(write_markdown(board, out / "LEADERBOARD.md", plots))

@@ -28,7 +28,6 @@ from vlbench.leaderboard import (
     summary,
     table_columns,
 )
-from vlbench.leaderboard_plots import write_plots  # noqa: F401  (the build calls it through this module)
 from vlbench.results import reference
 
 # 'self' only: the pages load nothing from elsewhere, and no inline script or style can run.

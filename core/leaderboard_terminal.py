@@ -30,10 +30,11 @@ SHORT_HEADERS = {
     "throughput batch": "batch", "fp16 size (MB)": "fp16 MB", "weights": "init", "noisy cost": "noisy",
 }
 SHORT_CELLS = {"random-init": "rand", "pretrained": "pre", "params": "P", "GMACs": "G", "latency": "L",
-               "not above chance": "≈chance", "not above the best baseline": "≈baseline"}
+               "not above chance": "≈chance", "not above the best baseline": "≈baseline", "noisy cost": "noisy"}
 
 
 def _shorten(text: str) -> str:
+    text = re.sub(r"noisy cost \([^)]*\)", "noisy cost", text)  # the problem names: --wide, or the run's page
     for long, short in SHORT_CELLS.items():
         text = re.sub(rf"\b{re.escape(long)}\b", short, text) if long[0].isalnum() else text.replace(long, short)
     return text
