@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import vlbench
-from vlbench import efficiency
+from vlbench import bootstrap, efficiency
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
@@ -165,11 +165,16 @@ def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "tra
             check_encoder_output(built.specs["text"], model.text(text), len(text), model.text.info.token_dim, model.text.info.pooled_dim)
 
 
-def _metrics_dict(metrics: Metrics) -> dict[str, Any]:
-    return {
+def _metrics_dict(metrics: Metrics, interval_seed: int | None = None) -> dict[str, Any]:
+    """A split's metrics as stored; with ``interval_seed``, the engine's bootstrap intervals
+    and the ``ci`` block saying how they were drawn (or why there are none)."""
+    block = {
         "values": dict(metrics.values), "main": metrics.main, "chance": dict(metrics.chance),
         "ci95": {k: list(v) for k, v in metrics.ci95.items()}, "units": dict(metrics.units), "details": dict(metrics.details),
     }
+    if interval_seed is not None:
+        block["ci95"], block["ci"] = bootstrap.intervals(metrics, seed=interval_seed)
+    return block
 
 
 def _git_commit() -> str | None:
@@ -244,7 +249,7 @@ def execute(
     reporter.stage("testing")
     val_metrics = validate()  # of the selected checkpoint, stored in full
     test_metrics = task.evaluate(model, test_split, eval_loader)
-    splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)}
+    splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics, interval_seed=run.seed)}
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
     reporter.stage("measuring cost")

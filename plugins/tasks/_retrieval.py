@@ -207,27 +207,19 @@ def _counted_positions(row: torch.Tensor, relevant: torch.Tensor, valid: torch.T
     return torch.cat([counted, padding])
 
 
-def bootstrap_ci(
-    per_query_values: ArrayLike, n: int = 1000, seed: int = 0, batch: int = 100
-) -> tuple[float, float]:
-    """95% percentile interval of the mean, resampling queries with replacement ``n`` times.
-
-    Resamples are drawn ``batch`` at a time so memory stays O(batch x Q) for large Q.
+def expected_random_ap(n_relevant: ArrayLike, n_total: int) -> np.ndarray:
+    """Exact expected AP (fraction, not percent) of a uniformly random ranking of ``n_total``
+    items of which ``n_relevant`` are relevant: (H_G + (r - 1) (G - H_G) / (G - 1)) / G with
+    H_G the G-th harmonic number (1 when G = 1). A relevant item sits at a uniform position p
+    and each of the other r - 1 is ahead of it with probability (p - 1) / (G - 1), so the
+    expected precision at it is (1/G) sum_p (1 + (r - 1)(p - 1) / (G - 1)) / p; AP averages r
+    such equal terms. Also sklearn's ``average_precision_score`` of continuous random scores.
     """
-    values = np.asarray(per_query_values, dtype=np.float64)
-    if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"need a non-empty 1-D array of per-query values, got shape {values.shape}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    rng = np.random.default_rng(seed)
-    means = np.concatenate(
-        [
-            values[rng.integers(0, len(values), size=(min(batch, n - done), len(values)))].mean(1)
-            for done in range(0, n, batch)
-        ]
-    )
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    r = np.asarray(n_relevant, dtype=np.float64)
+    if n_total == 1:
+        return np.ones_like(r)
+    harmonic = float(np.sum(1.0 / np.arange(1, n_total + 1)))
+    return (harmonic + (r - 1) * (n_total - harmonic) / (n_total - 1)) / n_total
 
 
 def _log_comb(n: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
@@ -247,10 +239,7 @@ def chance_levels(
 
     * P(hit@k) = 1 - C(G - r, k) / C(G, k)  (no relevant item in a random k-subset), and 1
       when k > G - r;
-    * E[AP] = (H_G + (r - 1) (G - H_G) / (G - 1)) / G, H_G the G-th harmonic number (1 when
-      G = 1). Derivation: a relevant item sits at a uniform position p and each of the other
-      r - 1 is ahead of it with probability (p - 1) / (G - 1), so the expected precision at it
-      is (1/G) sum_p (1 + (r - 1)(p - 1) / (G - 1)) / p; AP averages r such equal terms;
+    * E[AP]: :func:`expected_random_ap`;
     * E[INP] = sum_{m=r..G} P(last relevant at m) * r / m, P = C(m - 1, r - 1) / C(G, r).
 
     Each is averaged over the queries, grouped by r since G is shared.
@@ -258,7 +247,6 @@ def chance_levels(
     qids, gids = _ids(query_ids, "query_ids"), _ids(gallery_ids, "gallery_ids")
     _, _, counts = _relevant_groups(qids, gids)
     g = len(gids)
-    harmonic = float(np.sum(1.0 / np.arange(1, g + 1)))
     r_values, n_with_r = np.unique(counts, return_counts=True)
     weight = n_with_r / n_with_r.sum()
 
@@ -268,7 +256,7 @@ def chance_levels(
         return 1.0 - float(np.exp(_log_comb(g - r, k) - _log_comb(g, k)))
 
     def expected_ap(r: int) -> float:
-        return 1.0 if g == 1 else (harmonic + (r - 1) * (g - harmonic) / (g - 1)) / g
+        return float(expected_random_ap(r, g))
 
     def expected_inp(r: int) -> float:
         last = np.arange(r, g + 1)
