@@ -110,22 +110,27 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from vlbench.engine import resolve_device, run_suite
-    from vlbench.results import finished_run_ids
+    from vlbench.fingerprint import resume_plan
     from vlbench.suite import load_suite
 
     host = _host()
     _warn_plugin_problems(host, console)
     suite = load_suite(args.suite, host)
-    done = finished_run_ids(args.results_dir, suite.name)
+    plan = resume_plan(suite.runs, host, args.results_dir, args.cache_dir)
+    done = {run_id for run_id, entry in plan.items() if entry["status"] == "done"}
+    stale = {run_id: entry["reason"] for run_id, entry in plan.items() if entry["status"] == "stale"}
     if args.dry_run:
-        console.print(_runs_table(suite.name, suite.runs, done))
-        console.print(f"{_runs(len(suite.runs))}, {len(done & {r.run_id for r in suite.runs})} already finished; "
+        console.print(_runs_table(suite.name, suite.runs, done, stale))
+        for run_id, reason in stale.items():
+            console.print(Text(f"stale {run_id}: {reason}"), soft_wrap=True)
+        console.print(f"{_runs(len(suite.runs))}, {len(done)} already finished, {len(stale)} stale (would run again); "
                       f"results would go to {args.results_dir / suite.name}/")
         return 0
     device = resolve_device(args.device or suite.device)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     todo = [r for r in suite.runs if r.run_id not in done]
-    console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
+    console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(done)} finished before, {len(stale)} stale, "
+                  f"{len(todo)} to run on {device}")
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
@@ -135,7 +140,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
     console.print(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before); "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before), "
+        f"{len(outcome.stale)} re-run as stale (old records in stale/); "
         f"records in {args.results_dir / suite.name}/"
     )
     return 1 if outcome.failed else 0
@@ -145,7 +151,7 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
-def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
+def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], stale: dict[str, str] | None = None) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     columns = {
@@ -166,7 +172,7 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str]) -> Table:
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")
     for i, run in enumerate(runs):
-        status = "done" if run.run_id in done else "pending"
+        status = "done" if run.run_id in done else "stale" if run.run_id in (stale or {}) else "pending"
         table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 

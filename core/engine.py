@@ -25,7 +25,8 @@ from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel
-from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, to_dict, write_record
+from vlbench.fingerprint import resume_plan, set_aside
+from vlbench.results import SCHEMA_VERSION, RecordError, to_dict, write_record
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
 from vlbench.types import (
@@ -366,9 +367,12 @@ def execute_cost_only(
     }
 
 
-def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None) -> ResultRecord:
+def _record(
+    run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None, fingerprint: dict[str, Any]
+) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
+    environment = content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()})
     return ResultRecord(
         schema_version=SCHEMA_VERSION, run_id=run.run_id, suite=run.suite, label=run.label,
         status="ok" if error is None else "error",
@@ -380,7 +384,7 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
-        environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
+        environment={**environment, "fingerprint": fingerprint},
         seed=run.seed, started_at=started, finished_at=_now(),
     )
 
@@ -394,6 +398,7 @@ class SuiteOutcome:
     ok: list[str] = field(default_factory=list)  # run ids
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before: resumed past
+    stale: list[str] = field(default_factory=list)  # finished before with another fingerprint: re-run
     records: list[Path] = field(default_factory=list)
 
 
@@ -409,16 +414,24 @@ def run_suite(
 ) -> SuiteOutcome:
     """Every run not finished before; a failing run becomes an error record and the suite goes on.
 
+    A record whose fingerprint (code versions, data content: core/fingerprint.py) differs from
+    the run's is stale: it is moved to ``<suite>/stale/`` and the run goes again.
+
     ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
     traces to ``<profile_dir>/<suite>/<run_id>/profile/``.
     """
     reporter = reporter or SilentReporter()
     outcome = SuiteOutcome()
-    done = finished_run_ids(results_dir, runs[0].suite) if runs else set()
+    plan = resume_plan(runs, host, results_dir, cache_dir)
     for run in runs:
-        if run.run_id in done:
+        status = plan[run.run_id]
+        if status["status"] == "done":
             outcome.skipped.append(run.run_id)
             continue
+        if status["status"] == "stale":
+            set_aside(status["path"], status["record"])
+            outcome.stale.append(run.run_id)
+            warn(f"{run.label} [{run.run_id}]: stale record moved to stale/, running again ({status['reason']})")
         started, content, error = _now(), None, None
         try:
             traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
@@ -427,12 +440,12 @@ def run_suite(
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
             error = exc
-        record = _record(run, started, content, error)
+        record = _record(run, started, content, error, status["fingerprint"])
         try:
             path = write_record(record, results_dir)
         except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
             error = exc
-            record = _record(run, started, None, exc)
+            record = _record(run, started, None, exc, status["fingerprint"])
             path = write_record(record, results_dir)
         outcome.records.append(path)
         (outcome.ok if error is None else outcome.failed).append(run.run_id)

@@ -148,13 +148,18 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def finished_run_ids(results_dir: Path, suite: str) -> set[str]:
-    """Runs whose successful record is already on disk (resume skips them)."""
-    done = set()
+    """Runs whose successful record is already on disk."""
+    return set(finished_records(results_dir, suite))
+
+
+def finished_records(results_dir: Path, suite: str) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """run id -> (path, record) of every successful record on disk (resume checks their fingerprints)."""
+    found = {}
     for path in sorted((Path(results_dir) / suite).glob("*.json")):
         try:
             data = read_record(path)
         except RecordError:
             continue
         if data["status"] == "ok":
-            done.add(data["run_id"])
-    return done
+            found[data["run_id"]] = (path, data)
+    return found

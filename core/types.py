@@ -8,7 +8,7 @@ tasks turn a model and a data split into :class:`Metrics`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -281,6 +281,11 @@ class DatasetSpec(ComponentSpec):
 
     provides: frozenset[Field]
     synthetic: bool = False  # generated, not a public dataset
+    # What the data's content fingerprint covers (core/fingerprint.py): a loader names the files
+    # it reads, content_files(**options) -> paths (checksummed); a generator bumps
+    # content_version whenever its output changes (default: its distribution's version).
+    content_files: Callable[..., Iterable[Any]] | None = None
+    content_version: str = ""
 
 
 Register = Callable[[ComponentSpec], None]
