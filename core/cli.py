@@ -1,7 +1,8 @@
 """The ``vlbench`` command.
 
-Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written),
-2 bad input (nothing was run or written), 130 interrupted (finished runs are kept).
+Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written) or a
+result could not be saved (the suite stopped), 2 bad input (nothing was run or written),
+130 interrupted (finished runs are kept).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from vlbench import checkplugin, scaffold
-from vlbench.errors import UserError
+from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
+from vlbench.sanitize import terminal_text
 from vlbench.types import KINDS, RunSpec
 
 DEFAULT_RESULTS = Path("leaderboard/results")
@@ -89,7 +91,7 @@ class RichReporter:
     def _line(self, text: str, status: str | None = None) -> None:
         """One line of plain text (run ids and error messages hold brackets rich would read as
         markup), never hard-wrapped, so it stays one line in a log file."""
-        line = Text(text)
+        line = Text(terminal_text(text))
         if status is not None:
             line = Text.assemble((f"{status:<6}", "green" if status == "ok" else "red"), line)
         self.console.print(line, soft_wrap=True)
@@ -109,38 +111,49 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from vlbench.claims import ClaimBoard
     from vlbench.engine import resolve_device, run_suite
     from vlbench.fingerprint import resume_plan
+    from vlbench.preflight import preflight
     from vlbench.suite import load_suite
 
     host = _host()
     _warn_plugin_problems(host, console)
     suite = load_suite(args.suite, host)
-    plan = resume_plan(suite.runs, host, args.results_dir, args.cache_dir)
+    plan = resume_plan(suite.runs, host, args.results_dir, args.cache_dir,
+                       warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
     done = {run_id for run_id, entry in plan.items() if entry["status"] == "done"}
     stale = {run_id: entry["reason"] for run_id, entry in plan.items() if entry["status"] == "stale"}
     if args.dry_run:
-        console.print(_runs_table(suite.name, suite.runs, done, stale))
+        running = {run_id: owner.describe() for run_id, owner in ClaimBoard(args.results_dir, suite.name).live().items()}
+        console.print(_runs_table(suite.name, suite.runs, done, running, stale))
         for run_id, reason in stale.items():
-            console.print(Text(f"stale {run_id}: {reason}"), soft_wrap=True)
+            console.print(Text(terminal_text(f"stale {run_id}: {reason}")), soft_wrap=True)
         console.print(f"{_runs(len(suite.runs))}, {len(done)} already finished, {len(stale)} stale (would run again); "
                       f"results would go to {args.results_dir / suite.name}/")
         return 0
     device = resolve_device(args.device or suite.device)
     os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     todo = [r for r in suite.runs if r.run_id not in done]
+    checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
+    for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
+        console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
     console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(done)} finished before, {len(stale)} stale, "
                   f"{len(todo)} to run on {device}")
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
-                                warn=lambda message: console.print(Text(message)),
+                                warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True),
                                 profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
     console.print(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before), "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}, "
         f"{len(outcome.stale)} re-run as stale (old records in stale/); "
         f"records in {args.results_dir / suite.name}/"
     )
@@ -151,7 +164,8 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
-def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], stale: dict[str, str] | None = None) -> Table:
+def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str],
+                stale: dict[str, str] | None = None) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     columns = {
@@ -172,7 +186,8 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], stale: di
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")
     for i, run in enumerate(runs):
-        status = "done" if run.run_id in done else "stale" if run.run_id in (stale or {}) else "pending"
+        status = "done" if run.run_id in done else f"running ({running[run.run_id]})" if run.run_id in running else (
+            "stale" if run.run_id in (stale or {}) else "pending")
         table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 

@@ -6,6 +6,7 @@ every failure into an error record and goes on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import subprocess
@@ -21,12 +22,15 @@ import torch
 
 import vlbench
 from vlbench import bootstrap, efficiency
+from vlbench.claims import ClaimBoard
 from vlbench.data import SplitLoader, resolve_precision
-from vlbench.errors import PluginError, UserError
+from vlbench.errors import PluginError, StorageError, UserError
+from vlbench.fingerprint import resume_plan, set_aside, stale_reason
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel
-from vlbench.fingerprint import resume_plan, set_aside
-from vlbench.results import SCHEMA_VERSION, RecordError, to_dict, write_record
+from vlbench.preflight import captions_at_limit, dataset_for
+from vlbench.results import SCHEMA_VERSION, RecordError, read_record, record_path, to_dict, write_record
+from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
 from vlbench.types import (
@@ -122,7 +126,7 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
     dataset = None
     if run.dataset is not None:
         specs["dataset"] = host.get("dataset", run.dataset.name)
-        dataset = specs["dataset"].factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+        dataset = dataset_for(run, specs["dataset"].factory, cache_dir)
     seed_everything(run.seed)
 
     def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -289,6 +293,8 @@ def execute(
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(tokenize, dataset)}
+               if tokenize is not None and train_split.captions is not None else {}),
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
@@ -367,9 +373,8 @@ def execute_cost_only(
     }
 
 
-def _record(
-    run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None, fingerprint: dict[str, Any]
-) -> ResultRecord:
+def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
+            host: PluginHost, fingerprint: dict[str, Any]) -> ResultRecord:
     empty: dict[str, Any] = {}
     content = content or {}
     environment = content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()})
@@ -380,13 +385,23 @@ def _record(
             "type": type(error).__name__, "message": str(error),
             "traceback": "".join(traceback.format_exception(error)),
         },
-        components=content.get("components", {k: {"name": c.name, "options": dict(c.options)} for k, c in _choices(run)}),
+        components=content.get("components") or _components_block(run, _known_specs(run, host), {}),
         config=run_config(run),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
         environment={**environment, "fingerprint": fingerprint},
         seed=run.seed, started_at=started, finished_at=_now(),
     )
+
+
+def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
+    """Specs of the run's components that the host knows: an error record names their plugin,
+    distribution and version too (an unknown one stays unnamed; its error says why)."""
+    specs = {}
+    for kind, choice in _choices(run):
+        with contextlib.suppress(Exception):
+            specs[kind] = host.get(kind, choice.name)
+    return specs
 
 
 def _choices(run: RunSpec):
@@ -398,7 +413,8 @@ class SuiteOutcome:
     ok: list[str] = field(default_factory=list)  # run ids
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before: resumed past
-    stale: list[str] = field(default_factory=list)  # finished before with another fingerprint: re-run
+    stale: list[str] = field(default_factory=list)  # finished before with another fingerprint: set aside, re-run
+    elsewhere: list[str] = field(default_factory=list)  # claimed by another live process sharing the results folder
     records: list[Path] = field(default_factory=list)
 
 
@@ -411,47 +427,104 @@ def run_suite(
     reporter: Reporter | None = None,
     warn: Callable[[str], Any] = print,
     profile_dir: Path | None = None,
+    claims: ClaimBoard | None = None,
 ) -> SuiteOutcome:
-    """Every run not finished before; a failing run becomes an error record and the suite goes on.
-
-    A record whose fingerprint (code versions, data content: core/fingerprint.py) differs from
-    the run's is stale: it is moved to ``<suite>/stale/`` and the run goes again.
+    """Every run not finished before and not claimed by another live process; a failing run
+    becomes an error record and the suite goes on. Each run is claimed (:mod:`vlbench.claims`)
+    before it starts, so processes sharing the results folder train each run once. A record
+    whose fingerprint (code versions, data content: core/fingerprint.py) differs from the
+    run's is stale: it is moved to ``<suite>/stale/`` and the run goes again.
 
     ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
     traces to ``<profile_dir>/<suite>/<run_id>/profile/``.
     """
     reporter = reporter or SilentReporter()
     outcome = SuiteOutcome()
+    if not runs:
+        return outcome
+    suite = runs[0].suite
+    board = claims or ClaimBoard(results_dir, suite)
+
+    def notify(data: dict[str, Any]) -> None:
+        host.run_finished(data, report=warn)
+
+    clean_leftovers(results_dir, suite, board, cache_dir, warn)
+    replay_unobserved(results_dir, suite, {run.run_id for run in runs}, board, notify)
     plan = resume_plan(runs, host, results_dir, cache_dir)
     for run in runs:
-        status = plan[run.run_id]
-        if status["status"] == "done":
+        fingerprint = plan[run.run_id]["fingerprint"]
+        if plan[run.run_id]["status"] == "done":
             outcome.skipped.append(run.run_id)
             continue
-        if status["status"] == "stale":
-            set_aside(status["path"], status["record"])
-            outcome.stale.append(run.run_id)
-            warn(f"{run.label} [{run.run_id}]: stale record moved to stale/, running again ({status['reason']})")
-        started, content, error = _now(), None, None
-        try:
-            traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
-            content = execute(run, host, cache_dir, device, reporter, traces)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
-            error = exc
-        record = _record(run, started, content, error, status["fingerprint"])
-        try:
-            path = write_record(record, results_dir)
-        except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
-            error = exc
-            record = _record(run, started, None, exc, status["fingerprint"])
-            path = write_record(record, results_dir)
-        outcome.records.append(path)
-        (outcome.ok if error is None else outcome.failed).append(run.run_id)
-        data = to_dict(record)
-        reporter.run_finished(data)
-        host.run_finished(data, report=warn)
+        claim = board.try_claim(run.run_id)
+        if claim is None:
+            outcome.elsewhere.append(run.run_id)
+            continue
+        with claim:
+            stale = _stale_or_finished(results_dir, run, fingerprint)
+            if stale is False:  # another process finished it since we looked
+                outcome.skipped.append(run.run_id)
+                continue
+            if not claim.still_held():
+                outcome.elsewhere.append(run.run_id)
+                continue
+            if stale is not None:
+                path, record, reason = stale
+                set_aside(path, record)
+                outcome.stale.append(run.run_id)
+                warn(f"{run.label} [{run.run_id}]: stale record moved to stale/, running again ({reason})")
+            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome, fingerprint)
+            reporter.run_finished(data)
+            notify(data)
+            mark_observed(results_dir, suite, run.run_id)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return outcome
+
+
+def _stale_or_finished(results_dir: Path, run: RunSpec, fingerprint: dict[str, Any]) -> tuple[Path, dict[str, Any], str] | bool | None:
+    """False: finished with this fingerprint; (path, record, reason): finished but stale; None: to run."""
+    path = record_path(results_dir, run.suite, run.run_id)
+    try:
+        record = read_record(path)
+    except RecordError:
+        return None
+    if record["status"] != "ok":
+        return None
+    reason = stale_reason(record, fingerprint)
+    return False if reason is None else (path, record, reason)
+
+
+def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path, device: torch.device, reporter: Reporter,
+             profile_dir: Path | None, outcome: SuiteOutcome, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Execute and save one run; a failure inside it becomes its error record, a failure to
+    save stops the suite (StorageError)."""
+    started, content, error = _now(), None, None
+    try:
+        traces = None if profile_dir is None else Path(profile_dir) / run.suite / run.run_id / "profile"
+        content = execute(run, host, cache_dir, device, reporter, traces)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
+        error = exc
+    record = _record(run, started, content, error, host, fingerprint)
+    try:
+        path = _save(record, results_dir, run)
+    except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
+        error = exc
+        record = _record(run, started, None, exc, host, fingerprint)
+        path = _save(record, results_dir, run)
+    outcome.records.append(path)
+    (outcome.ok if error is None else outcome.failed).append(run.run_id)
+    return to_dict(record)
+
+
+def _save(record: ResultRecord, results_dir: Path, run: RunSpec) -> Path:
+    try:
+        return write_record(record, results_dir)
+    except OSError as exc:
+        raise StorageError(
+            f"the result of run {run.run_id} ({run.label}) could not be saved to {record_path(results_dir, run.suite, run.run_id)}: "
+            f"{exc.strerror or exc}. The suite stopped; records written before are intact. Free space (or fix the folder) "
+            "and run the same command again: finished runs are skipped."
+        ) from None

@@ -23,3 +23,7 @@ class PluginError(VlbenchError):
 
 class NonFiniteLossError(VlbenchError):
     """Training produced a NaN or infinite loss."""
+
+
+class StorageError(VlbenchError):
+    """A result could not be saved (disk full, folder gone): the suite stops; earlier records stay."""

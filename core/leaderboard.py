@@ -35,6 +35,7 @@ from rich.text import Text
 
 from vlbench.errors import UserError, VlbenchError
 from vlbench.results import RecordError, read_record
+from vlbench.sanitize import csv_cell, terminal_text
 
 # Not imported from vlbench.cli: cli imports this module to wire the subcommand.
 DEFAULT_RESULTS = Path("leaderboard/results")
@@ -290,16 +291,16 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
         try:
             record = read_record(path)
         except RecordError as exc:
-            invalid.append((source, str(exc).removeprefix(f"{path}: ")))
+            invalid.append((terminal_text(source), terminal_text(str(exc).removeprefix(f"{path}: "))))
             continue
         row = _identity(record, source, len(records))
         records.append(record)
         if record["status"] == "ok" and record["metrics"].get("quality") is False:  # cost-only: nothing to rank on
-            cost_rows.append(row | _cost(record["cost"]))
+            cost_rows.append(_displayable(row | _cost(record["cost"])))
             continue
         if record["status"] == "ok":
             row |= _quality_and_cost(record)
-        rows.append(row)
+        rows.append(_displayable(row))
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=IDENTITY_COLUMNS)
     frame = _by_finish(frame)
     key = ["suite", "run id"]
@@ -320,6 +321,11 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
     return Leaderboard(results_dir, _ranked(runs), failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records,
                        costs, notes)
+
+
+def _displayable(row: dict[str, Any]) -> dict[str, Any]:
+    """Row cells without control characters: every output (terminal, Markdown, HTML, CSV) shows them."""
+    return {k: terminal_text(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _by_finish(frame: pd.DataFrame) -> pd.DataFrame:
@@ -555,7 +561,7 @@ def problem_tables(board: Leaderboard, suite: str | None = None) -> list[Problem
 
 def error_line(record: Mapping[str, Any], limit: int = 200) -> str:
     error = record.get("error") or {}
-    line = f"{error.get('type', 'Error')}: {' '.join(str(error.get('message', '')).split())}"
+    line = terminal_text(f"{error.get('type', 'Error')}: {' '.join(str(error.get('message', '')).split())}")
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -568,10 +574,10 @@ def write_tables(board: Leaderboard, out: Path) -> list[Path]:
     columns = [*PARTITION, "#", *(c for c in board.runs.columns if c not in PARTITION and c != "#" and not c.startswith("_"))]
     public = board.runs[columns]
     written = [out / "leaderboard.csv"]
-    public.to_csv(written[0], index=False)
+    public.map(csv_cell).to_csv(written[0], index=False)  # no cell a spreadsheet would run as a formula
     if not board.costs.empty:
         written.append(out / "leaderboard_costs.csv")
-        board.costs[[c for c in board.costs.columns if not c.startswith("_")]].to_csv(written[-1], index=False)
+        board.costs[[c for c in board.costs.columns if not c.startswith("_")]].map(csv_cell).to_csv(written[-1], index=False)
     try:
         public.to_parquet(out / "leaderboard.parquet", index=False)
         written.append(out / "leaderboard.parquet")

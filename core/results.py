@@ -6,8 +6,9 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from vlbench.errors import VlbenchError
 from vlbench.types import ResultRecord
 
 SCHEMA_VERSION = 1
+MAX_RECORD_BYTES = 16 * 2**20  # records are 15-60 KB; anything this big is not one
+MAX_DEPTH = 32  # records nest about 8 deep; json's C parser would hit RecursionError near 1000
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "schema_version": int, "run_id": str, "suite": str, "label": str, "status": str,
     "error": (dict, type(None)), "components": dict, "config": dict, "metrics": dict,
@@ -125,6 +128,7 @@ def write_record(record: ResultRecord, results_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record.run_id}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the group that reads them
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, allow_nan=False)
             f.write("\n")
@@ -136,29 +140,68 @@ def write_record(record: ResultRecord, results_dir: Path) -> Path:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """A validated record dict, or RecordError naming the file and what is wrong."""
+    """A validated record dict, or RecordError naming the file and what is wrong. Reads only
+    regular files (a FIFO or device named x.json never blocks), at most MAX_RECORD_BYTES,
+    nested at most MAX_DEPTH deep."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise RecordError(f"{path}: unreadable record ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RecordError(f"{path}: not a regular file; a record is a plain JSON file")
+        if info.st_size > MAX_RECORD_BYTES:
+            raise RecordError(f"{path}: {info.st_size} bytes, over the {MAX_RECORD_BYTES // 2**20} MiB a record may have")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_RECORD_BYTES + 1)
+        data = json.loads(raw.decode("utf-8"))
+    except RecordError:
+        raise
+    except RecursionError:
+        raise RecordError(f"{path}: nested too deeply to be a record") from None
     except (OSError, ValueError) as exc:
         raise RecordError(f"{path}: unreadable record ({exc})") from None
+    finally:
+        os.close(fd)
+    if _depth(data) > MAX_DEPTH:
+        raise RecordError(f"{path}: nested more than {MAX_DEPTH} levels deep; a record nests about 8")
     found = problems(data)
     if found:
         raise RecordError(f"{path}: {'; '.join(found)}")
     return data
 
 
-def finished_run_ids(results_dir: Path, suite: str) -> set[str]:
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def finished_run_ids(results_dir: Path, suite: str, warn: Callable[[str], Any] | None = None) -> set[str]:
     """Runs whose successful record is already on disk."""
-    return set(finished_records(results_dir, suite))
+    return set(finished_records(results_dir, suite, warn))
 
 
-def finished_records(results_dir: Path, suite: str) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """run id -> (path, record) of every successful record on disk (resume checks their fingerprints)."""
+def finished_records(
+    results_dir: Path, suite: str, warn: Callable[[str], Any] | None = None
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """run id -> (path, record) of every successful record on disk (resume checks their
+    fingerprints). A file that is not a valid record is skipped; ``warn`` hears its name and why."""
     found = {}
     for path in sorted((Path(results_dir) / suite).glob("*.json")):
         try:
             data = read_record(path)
-        except RecordError:
+        except RecordError as exc:
+            if warn is not None:
+                warn(f"skipped {exc}")
             continue
         if data["status"] == "ok":
             found[data["run_id"]] = (path, data)

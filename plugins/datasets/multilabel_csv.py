@@ -258,10 +258,14 @@ class _ImageFiles:
         self.folder = folder
         self.names = list(names)
 
+    def path(self, index: int) -> Path:
+        """The file behind ``index`` (preflight checks every file without decoding it in full)."""
+        return self.folder / self.names[index]
+
     def __call__(self, index: int) -> np.ndarray:
         from PIL import Image
 
-        with Image.open(self.folder / self.names[index]) as image:
+        with Image.open(self.path(index)) as image:
             return np.asarray(image.convert("RGB"))
 
 

@@ -76,8 +76,12 @@ class _ImageFiles:
         self.images_dir = images_dir
         self.paths = paths
 
+    def path(self, index: int) -> Path:
+        """The file behind ``index`` (preflight checks every file without decoding it in full)."""
+        return self.images_dir / self.paths[index]
+
     def __call__(self, index: int) -> np.ndarray:
-        path = self.images_dir / self.paths[index]
+        path = self.path(index)
         try:
             with Image.open(path) as image:
                 return np.asarray(image.convert("RGB"), dtype=np.uint8)
