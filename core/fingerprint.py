@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +111,15 @@ def set_aside(path: Path, record: Mapping[str, Any]) -> Path:
     return target
 
 
-def resume_plan(runs: Iterable[RunSpec], host: Any, results_dir: Path, cache_dir: Path) -> dict[str, dict[str, Any]]:
+def resume_plan(
+    runs: Iterable[RunSpec], host: Any, results_dir: Path, cache_dir: Path, warn: Callable[[str], Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per run id: its fingerprint, and "done", "pending" or "stale" (with the reason and the
     stale record's path), from the successful records already under ``results_dir``."""
     from vlbench.results import finished_records
 
     runs = list(runs)
-    finished = finished_records(results_dir, runs[0].suite) if runs else {}
+    finished = finished_records(results_dir, runs[0].suite, warn) if runs else {}
     memo: dict[str, str] = {}
     plan = {}
     for run in runs:
