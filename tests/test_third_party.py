@@ -411,3 +411,10 @@ def test_a_task_matching_on_images_and_a_loader_needing_root_pass_check_plugin(f
     assert "2 passed, 0 failed, 2 skipped" in out  # own_image: contract, end-to-end; folder_pairs skipped
     status, out = run_command(add_check_parser, ["check-plugin", "vlbench-image-match", "--option", f"folder_pairs.root={data}"])
     assert status == 0 and "4 passed, 0 failed, 0 skipped" in out, out
+
+
+def test_new_plugin_help_is_whole(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["new-plugin", "--help"])
+    out = capsys.readouterr().out
+    assert "a starting point to replace:" in out and "- fusion: CLIP-style pooled projections (embedding objective)." in out
