@@ -112,3 +112,17 @@ def test_resume_plan_of_a_fresh_suite_is_all_pending(vlbench_host, tmp_path):
     run = tiny_suite(vlbench_host, tmp_path)
     plan = resume_plan([run], vlbench_host, tmp_path / "elsewhere", tmp_path / "cache")
     assert plan[run.run_id]["status"] == "pending"
+
+
+def test_committed_records_without_a_fingerprint_are_stale_not_current():
+    """Records committed before fingerprints existed are re-run (and set aside) by the next
+    `vlbench run`, never taken as current; regenerated ones carry a fingerprint."""
+    root = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+    current = {"digest": "0" * 16, "parts": {}}
+    for path in sorted(root.glob("*/*.json")):
+        record = json.loads(path.read_text())
+        stored = record.get("environment", {}).get("fingerprint")
+        if stored is None:
+            assert "without a fingerprint" in stale_reason(record, current), path
+        else:
+            assert len(stored["digest"]) == 16 and "vlbench" in stored["parts"], path
