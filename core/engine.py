@@ -235,10 +235,12 @@ def execute(
         reporter.stage("validating")
         return task.evaluate(model, val_split, eval_loader)
 
+    # A dataset whose captions name sides never sees a flipped image, whatever the RunSpec says.
+    hflip = bool(train["hflip"]) and getattr(built.specs["dataset"], "hflip_safe", True)
     result: TrainResult = fit(
         model, task.loss,
         lambda epoch: train_loader.train_batches(
-            train_split, epoch=epoch, seed=run.seed, hflip=train["hflip"], max_steps=train["max_steps_per_epoch"]
+            train_split, epoch=epoch, seed=run.seed, hflip=hflip, max_steps=train["max_steps_per_epoch"]
         ),
         steps_per_epoch, validate, train, precision, built.frozen,
         on_step=reporter.step, on_epoch=reporter.epoch, higher_is_better=built.specs["task"].higher_is_better,
@@ -266,14 +268,14 @@ def execute(
         "training": {
             "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
             "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
-            "frozen": sorted(built.frozen), "batch_size": train["batch_size"],
+            "frozen": sorted(built.frozen), "batch_size": train["batch_size"], "hflip": hflip,
         },
         "dataset": {
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
-            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(tokenize, dataset)}
-               if tokenize is not None and train_split.captions is not None else {}),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(train_loader.tokenize, dataset)}
+               if train_loader.tokenize is not None and train_split.captions is not None else {}),
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vlbench.errors import SuiteError
+from vlbench.errors import SuiteError, UserError
 from vlbench.manager import PluginHost
 from vlbench.registry import did_you_mean
 from vlbench.results import non_finite
@@ -70,7 +70,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "grad_clip": (1.0, "max global grad norm; 0 = off"),
     "amp": ("auto", '"auto" (bf16 on GPU, off on CPU), "bf16", "fp16" or "off"'),
     "channels_last": (False, "images in channels_last memory format"),
-    "hflip": (True, "random horizontal flip of train images"),
+    "hflip": (True, "random horizontal flip of train images; always off for a dataset that declares flips unsafe"),
     "early_stopping_patience": (0, "stop after this many epochs without val improvement; 0 = off"),
     "max_steps_per_epoch": (0, "cap on steps per epoch; 0 = the whole train split"),
     "eval_batch_size": (128, "batch size for encoding val/test splits"),
@@ -181,7 +181,13 @@ class _Validator:
     def options(self, given: Any, spec: ComponentSpec, key: str) -> dict[str, Any]:
         given = self.table(given, key)
         self.check_keys(given, spec.options, key)
-        return {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+        resolved = {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+        if spec.validate is not None:
+            try:
+                spec.validate(resolved)
+            except UserError as exc:
+                raise self.fail(key, str(exc)) from None
+        return resolved
 
     # -------------------------------------------------------------- the suite
 
@@ -206,6 +212,7 @@ class _Validator:
         self.check_keys(train_given, TRAIN_KEYS, "train")
         train = {k: self.typed(train_given.get(k, d), d, f"train.{k}") for k, (d, _) in TRAIN_KEYS.items()}
         self.check_train(train)
+        self.hflip_asked = bool(train_given.get("hflip", False))  # an explicit true, not the default
 
         defaults = self.table(data.get("defaults", {}), "defaults")
         self.check_keys(defaults, {axis: None for axis in AXES.values()}, "defaults")
@@ -315,6 +322,15 @@ class _Validator:
             if missing:
                 raise self.fail(f"{task.key}.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
             dataset_opts = self.options(dataset_given, dataset_spec, f"{task.key}.dataset_options")
+        train = dict(train)
+        if not dataless and not getattr(dataset_spec, "hflip_safe", True):
+            # Flip safety is the dataset's contract: the default flip turns off for it (the
+            # resolved config says hflip = false), an explicit request is refused.
+            if self.hflip_asked:
+                raise self.fail("train.hflip", f"dataset {dataset_name!r} declares that a horizontal flip can contradict its "
+                                "captions (they name left and right), so hflip = true would train on mislabelled pairs. Remove "
+                                "hflip from [train] (it defaults to off for this dataset) or set hflip = false.")
+            train["hflip"] = False
         choices = {
             "vision": ComponentChoice(vision.name, vision.options),
             "text": ComponentChoice(text.name, text.options) if text is not None and fusion_spec.uses_text else None,

@@ -101,6 +101,11 @@ class Split:
     captions: Sequence[tuple[str, ...]] | None = None  # one or more captions per image
     identities: Sequence[int] | None = None  # person/instance id (retrieval matches on it)
     labels: Sequence[tuple[int, ...]] | None = None  # multi-label class indices 0..C-1
+    # A fixed caption set image->text retrieval ranks against instead of the split's own
+    # captions (study 003: one caption per ordered class pair), each with the key it matches:
+    # an image matches the candidates whose key equals its identity.
+    candidates: Sequence[str] | None = None
+    candidate_keys: Sequence[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -230,6 +235,9 @@ class ComponentSpec:
     factory: Callable[..., Any]  # lazy: called with the resolved options only when a run needs it
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # option -> default; types come from defaults
+    # Cheap checks of resolved options at suite validation (no data read, no model built):
+    # raise UserError and the suite is refused with the key, before any run starts.
+    validate: Callable[[Mapping[str, Any]], None] | None = None
     # Filled in by the PluginHost, never by the plugin:
     plugin: str = ""  # entry-point name of the registering plugin
     distribution: str = ""  # the installed distribution that ships it
@@ -286,6 +294,9 @@ class DatasetSpec(ComponentSpec):
     # content_version whenever its output changes (default: its distribution's version).
     content_files: Callable[..., Iterable[Any]] | None = None
     content_version: str = ""
+    # False when mirroring an image can contradict its caption ("left"/"right" in it): the
+    # engine never flips such a dataset's images, and a suite asking for hflip is refused.
+    hflip_safe: bool = True
 
 
 Register = Callable[[ComponentSpec], None]

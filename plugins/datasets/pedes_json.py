@@ -291,5 +291,8 @@ def vlbench_register_datasets(register: Register) -> None:
                 options=dict(DEFAULTS),
                 provides=frozenset({"image", "captions", "identity"}),
                 content_files=partial(content_files, layout),
+                # Real person descriptions name sides ("a bag in her left hand"); IRRA flips anyway,
+                # vlbench does not train on image/caption pairs a flip has made wrong.
+                hflip_safe=False,
             )
         )
