@@ -196,6 +196,12 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
+def _vision_weights(run: RunSpec) -> str:
+    if run.vision.options.get("weights"):
+        return "file"
+    return "pretrained" if run.vision.options.get("pretrained") else "random-init"
+
+
 def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str],
                 stale: dict[str, str] | None = None) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
@@ -203,6 +209,7 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: 
     columns = {
         "vision": [run.vision.name for run in runs],
         "size": ["x".join(map(str, run.vision.options["image_size"])) for run in runs],
+        "weights": [_vision_weights(run) for run in runs],
         "text": [run.text.name if run.text else "-" for run in runs],
         "fusion": [run.fusion.name for run in runs],
         "task": [run.task.name for run in runs],

@@ -150,6 +150,24 @@ def _mha_fastpath(enabled: bool) -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(before)
 
 
+@contextlib.contextmanager
+def _no_grad_parameters(model: nn.Module) -> Iterator[None]:
+    """Counting with every parameter's requires_grad off, then restored.
+
+    FlopCounterMode's module tracker hooks the backward of every input that requires grad;
+    a parameter expanded inside inference_mode (timm's attention-pool latent query in SigLIP)
+    is such an input without a grad_fn, and the tracker crashes on it (torch 2.14).
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 class _Scope(nn.Module):
     """Names a component in FlopCounterMode's module paths, even when a method other than
     ``forward`` runs it (``fusion.embed_image``)."""
@@ -201,7 +219,7 @@ def count_flops(
     images = _images(batch, size, device)
     text = _text(model, batch, length, device) if length is not None else None
     components: dict[str, Any] = {}
-    with torch.inference_mode(), _mha_fastpath(False):
+    with torch.inference_mode(), _mha_fastpath(False), _no_grad_parameters(model):
         components["vision"], image_out = _count("vision", model.vision, model.vision, images, depth=module_depth)
         text_out = None
         if text is not None:

@@ -74,6 +74,7 @@ class Built:
     model: VLModel
     frozen: set[str]
     weights: dict[str, str] = field(default_factory=dict)  # component -> provenance of its weights
+    provenance: dict[str, Any] = field(default_factory=dict)  # component -> where packaged weights came from
 
 
 def _now() -> str:
@@ -156,7 +157,9 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
     for part in frozen:
         model.components()[part].requires_grad_(False)
     model.to(device)
-    return Built(specs, dataset, task, model, frozen, weights)
+    packaged = getattr(vision, "weights_provenance", None)  # third-party encoders may predate the attribute
+    provenance = {"vision": packaged} if packaged else {}
+    return Built(specs, dataset, task, model, frozen, weights, provenance)
 
 
 def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "train") -> None:
@@ -190,7 +193,9 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str]) -> dict[str, Any]:
+def _components_block(
+    run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str], provenance: dict[str, Any]
+) -> dict[str, Any]:
     choices = {"vision": run.vision, "text": run.text, "fusion": run.fusion, "task": run.task, "dataset": run.dataset}
     block = {}
     for kind, choice in choices.items():
@@ -206,6 +211,8 @@ def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: di
         }
         if kind in weights:
             block[kind]["weights"] = weights[kind]
+        if kind in provenance:
+            block[kind]["weights_provenance"] = dict(provenance[kind])
     return block
 
 
@@ -257,7 +264,7 @@ def execute(
         reporter.stage("profiling")
         _profile(built, precision, task, train_batch, profile_dir)
     return {
-        "components": _components_block(run, built.specs, built.weights),
+        "components": _components_block(run, built.specs, built.weights, built.provenance),
         "metrics": {
             "main": test_metrics.main,
             "higher_is_better": built.specs["task"].higher_is_better,
@@ -400,7 +407,7 @@ def execute_cost_only(
         reporter.stage("profiling")
         _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
     return {
-        "components": _components_block(run, built.specs, built.weights),
+        "components": _components_block(run, built.specs, built.weights, built.provenance),
         "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
         "selection": {},
         "cost": cost,

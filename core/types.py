@@ -71,6 +71,9 @@ class VisionEncoder(nn.Module):
     """Base for vision encoders: ``forward(images [B,3,H,W]) -> EncoderOutput``."""
 
     info: VisionInfo
+    # Where loaded pretrained weights came from (package, version, file, sha256), for the
+    # record; None for random init or weights whose source vlbench cannot name.
+    weights_provenance: Mapping[str, Any] | None = None
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:  # pragma: no cover - abstract
         raise NotImplementedError
