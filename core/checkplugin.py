@@ -16,7 +16,7 @@ import itertools
 import re
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,7 +56,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("distribution", help="an installed distribution, e.g. vlbench-example-plugin")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                         help="input size of the vision encoders; default: each encoder's own")
+    parser.add_argument("--option", action="append", default=[], metavar="[NAME.]KEY=VALUE",
+                        help="an option for the components checked (VALUE in TOML, else a string), e.g. root=/data/RSTPReid "
+                             "for a loader; NAME. limits it to one component; repeatable")
     parser.set_defaults(func=cmd_check_plugin)
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str | None, dict[str, Any]]:
+    """``[NAME.]KEY=VALUE`` strings -> {NAME or None: {KEY: VALUE}}; VALUE read as TOML, else kept as text."""
+    import tomllib
+
+    from vlbench.errors import UserError
+
+    parsed: dict[str | None, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option {pair!r}: expected KEY=VALUE or NAME.KEY=VALUE, e.g. --option root=/data/RSTPReid")
+        name, _, key = key.strip().rpartition(".")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        parsed.setdefault(name or None, {})[key] = value
+    return parsed
 
 
 def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
@@ -66,7 +89,7 @@ def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
     from vlbench.testing import mocks
 
     host = PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])
-    results = check_distribution(host, args.distribution, image_size=args.image_size)
+    results = check_distribution(host, args.distribution, image_size=args.image_size, options=parse_options(args.option))
     table = Table(title=f"check-plugin {args.distribution}")
     for column in ("kind", "name", "check", "result"):
         table.add_column(column, no_wrap=True)
@@ -80,9 +103,16 @@ def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
     return 1 if counts["fail"] else 0
 
 
-def check_distribution(host: PluginHost, distribution: str, *, image_size: Sequence[int] | None = None) -> list[CheckResult]:
+def check_distribution(
+    host: PluginHost, distribution: str, *, image_size: Sequence[int] | None = None,
+    options: Mapping[str | None, Mapping[str, Any]] | None = None,
+) -> list[CheckResult]:
     """Every check of every component ``distribution`` registers in ``host``, which must also
-    hold the mocks (``PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])``)."""
+    hold the mocks (``PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])``).
+
+    ``options``: {component name: {key: value}}, and under None options for every component
+    that declares the key (what ``--option`` gives)."""
+    options = options or {}
     from vlbench.errors import UserError
     from vlbench.registry import did_you_mean
 
@@ -108,7 +138,8 @@ def check_distribution(host: PluginHost, distribution: str, *, image_size: Seque
         for kind in host.kinds:
             for name, spec in sorted(host.specs(kind).items()):
                 if mine(spec.distribution):
-                    results += _component_checks(host, spec, kind, workdir / kind / name, image_size)
+                    given = {k: v for k, v in options.get(None, {}).items() if k in spec.options} | dict(options.get(name, {}))
+                    results += _component_checks(host, spec, kind, workdir / kind / name, image_size, given)
     for hook in ("vlbench_resolve_vision_encoder", "vlbench_run_finished"):
         for impl in getattr(host.pm.hook, hook).get_hookimpls():
             if impl.plugin_name in plugins:
@@ -145,15 +176,19 @@ _NO_CONTRACT = {
 
 
 def _component_checks(
-    host: PluginHost, spec: ComponentSpec, kind: str, workdir: Path, image_size: Sequence[int] | None
+    host: PluginHost, spec: ComponentSpec, kind: str, workdir: Path, image_size: Sequence[int] | None,
+    given: Mapping[str, Any] | None = None,
 ) -> list[CheckResult]:
     from vlbench.testing import contracts, mocks
 
-    options = dict(spec.options)  # what a suite passes when it sets no option
+    given = dict(given or {})
+    options = {**spec.options, **given}  # what a suite passes: the defaults and the --option values
     folders = (workdir / f"run{i}" for i in itertools.count())
 
     def run(**components: Any) -> None:
-        record = mocks.tiny_run(host, next(folders), **components)
+        record = mocks.tiny_run(host, next(folders), options={kind: given}, **components)
+        if record["status"] != "ok" and record["error"]["type"] == "UserError":
+            raise Skip(f"needs configuration: {record['error']['message']} (pass it with --option KEY=VALUE)")
         if record["status"] != "ok":
             raise AssertionError(f"{record['error']['type']}: {record['error']['message']}")
 
@@ -184,7 +219,7 @@ def _component_checks(
         else:
             checks["end-to-end"] = lambda: _skip(f"no mock fusion serves the {spec.objective!r} objective")
     else:
-        return _dataset_checks(spec, workdir, run)
+        return _dataset_checks(spec, workdir, run, options)
     return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]
 
 
@@ -192,16 +227,11 @@ def _skip(reason: str) -> None:
     raise Skip(reason)
 
 
-def _dataset_checks(spec: ComponentSpec, workdir: Path, run: Callable[..., None]) -> list[CheckResult]:
-    from vlbench.errors import UserError
+def _dataset_checks(spec: ComponentSpec, workdir: Path, run: Callable[..., None], options: Mapping[str, Any]) -> list[CheckResult]:
     from vlbench.testing import contracts, mocks
 
     def contract() -> None:
-        try:
-            contracts.check_dataset(spec, workdir / "contract", **spec.options)
-        except UserError as exc:
-            # A loader of real data refuses to build without its local files: a setting, not a broken contract.
-            raise Skip(f"needs configuration: {exc}") from None
+        contracts.check_dataset(spec, workdir / "contract", **options)
 
     results = [_attempt("dataset", spec.name, "contract", contract)]
     task = mocks.mock_task_for(spec)
@@ -214,10 +244,16 @@ def _dataset_checks(spec: ComponentSpec, workdir: Path, run: Callable[..., None]
 
 
 def _attempt(kind: str, name: str, check: str, fn: Callable[[], None]) -> CheckResult:
+    from vlbench.errors import UserError
+
     try:
         fn()
     except Skip as exc:
         return CheckResult(kind, name, check, "skip", str(exc))
+    except UserError as exc:
+        # A component that refuses to build without a setting (a loader's root, a weights file)
+        # is not broken: the check needs configuration, given with --option KEY=VALUE.
+        return CheckResult(kind, name, check, "skip", f"needs configuration: {exc} (pass it with --option KEY=VALUE)")
     except AssertionError as exc:
         return CheckResult(kind, name, check, "fail", str(exc).strip() or f"assertion failed {_where(exc)}")
     except Exception as exc:  # noqa: BLE001 - any exception is this component's failure, reported, and the next check runs

@@ -132,8 +132,8 @@ def _warn_plugin_problems(host, console: Console) -> None:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from vlbench.claims import ClaimBoard
     from vlbench.engine import resolve_device
+    from vlbench.fingerprint import resume_plan
     from vlbench.preflight import preflight
-    from vlbench.results import finished_run_ids
     from vlbench.suite import load_suite
 
     if args.offline:
@@ -145,16 +145,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite, host)
     runs = executors.select_shard(suite.runs, *shard) if shard else list(suite.runs)
     of = f" (shard {shard[0]}/{shard[1]} of {_runs(len(suite.runs))})" if shard else ""
-    done = finished_run_ids(args.results_dir, suite.name,
-                            warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
+    plan = resume_plan(runs, host, args.results_dir, args.cache_dir,
+                       warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
+    done = {run_id for run_id, entry in plan.items() if entry["status"] == "done"}
+    stale = {run_id: entry["reason"] for run_id, entry in plan.items() if entry["status"] == "stale"}
     device = args.device or suite.device
     resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
     job = executors.Job(args.results_dir, args.cache_dir, args.runs_dir, args.profile, device, {"name": executor.name})
     todo = [r for r in runs if r.run_id not in done]
     if args.dry_run:
         running = {run_id: owner.describe() for run_id, owner in ClaimBoard(args.results_dir, suite.name).live().items()}
-        console.print(_runs_table(suite.name, tuple(runs), done, running))
-        console.print(f"{_runs(len(runs))}{of}, {len(done & {r.run_id for r in runs})} already finished; "
+        console.print(_runs_table(suite.name, tuple(runs), done, running, stale))
+        for run_id, reason in stale.items():
+            console.print(Text(terminal_text(f"stale {run_id}: {reason}")), soft_wrap=True)
+        console.print(f"{_runs(len(runs))}{of}, {len(done)} already finished, {len(stale)} stale (would run again); "
                       f"results would go to {args.results_dir / suite.name}/")
         if executor.name == "slurm" and todo:
             console.print(f"sbatch script of the job array for the {_runs(len(todo))} to run:", markup=False)
@@ -169,7 +173,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     folder = args.results_dir / suite.name
     held = len(list(folder.glob("*.json"))) if folder.is_dir() else 0
     console.print(Text(terminal_text(f"results: {folder}/ ({held} record file{'' if held == 1 else 's'} there before)")), soft_wrap=True)
-    console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(runs) - len(todo)} finished before, "
+    console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(done)} finished before, {len(stale)} stale, "
                   f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
     saved = os.environ.get(RUNS_ENV)
     os.environ[RUNS_ENV] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
@@ -196,7 +200,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
     shown = "" if args.results_dir == DEFAULT_RESULTS else f" {args.results_dir}"
     console.print(Text(terminal_text(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}; "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}, "
+        f"{len(outcome.stale)} re-run as stale (old records in stale/); "
         f"records in {folder}/ (`vlbench leaderboard show{shown}` tables them)"
     )), soft_wrap=True)
     return 1 if outcome.failed else 0
@@ -213,7 +218,8 @@ def _vision_weights(run: RunSpec) -> str:
     return "pretrained" if options.get("pretrained") else "random-init"
 
 
-def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str]) -> Table:
+def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str],
+                stale: dict[str, str] | None = None) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     kinds = list(dict.fromkeys(kind for run in runs for kind in run.components))
@@ -238,7 +244,8 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: 
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")
     for i, run in enumerate(runs):
-        status = "done" if run.run_id in done else f"running ({running[run.run_id]})" if run.run_id in running else "pending"
+        status = "done" if run.run_id in done else f"running ({running[run.run_id]})" if run.run_id in running else (
+            "stale" if run.run_id in (stale or {}) else "pending")
         table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 

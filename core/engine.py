@@ -21,14 +21,15 @@ import numpy as np
 import torch
 
 import vlbench
-from vlbench import efficiency, embedding_cache, pretrained
+from vlbench import bootstrap, efficiency, embedding_cache, pretrained
 from vlbench.claims import ClaimBoard
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, StorageError, UserError
+from vlbench.fingerprint import code_fingerprint, resume_plan, set_aside, stale_reason
 from vlbench.manager import PluginHost
 from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.preflight import captions_at_limit, dataset_for
-from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, read_record, record_path, to_dict, write_record
+from vlbench.results import SCHEMA_VERSION, RecordError, read_record, record_path, to_dict, write_record
 from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
 from vlbench.suite import run_config
 from vlbench.training import TrainResult, fit
@@ -170,12 +171,17 @@ def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "tra
             check_encoder_output(built.specs["text"], model.text(text), len(text), model.text.info.token_dim, model.text.info.pooled_dim)
 
 
-def _metrics_dict(metrics: Metrics) -> dict[str, Any]:
-    return {
+def _metrics_dict(metrics: Metrics, interval_seed: int | None = None) -> dict[str, Any]:
+    """A split's metrics as stored; with ``interval_seed``, the engine's bootstrap intervals
+    and the ``ci`` block saying how they were drawn (or why there are none)."""
+    block = {
         "values": dict(metrics.values), "main": metrics.main, "chance": dict(metrics.chance),
         "baselines": {name: dict(values) for name, values in metrics.baselines.items()},
         "ci95": {k: list(v) for k, v in metrics.ci95.items()}, "units": dict(metrics.units), "details": dict(metrics.details),
     }
+    if interval_seed is not None:
+        block["ci95"], block["ci"] = bootstrap.intervals(metrics, seed=interval_seed)
+    return block
 
 
 def _git_commit() -> str | None:
@@ -290,7 +296,7 @@ def _train_and_evaluate(run: RunSpec, built: Built, precision: Any, train_loader
     reporter.stage("testing")
     val_metrics = validate()  # of the selected checkpoint, stored in full
     test_metrics = task.evaluate(model, test_split, eval_loader)
-    splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)}
+    splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics, interval_seed=run.seed)}
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
     return {
@@ -402,9 +408,11 @@ def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir:
 
 
 def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
-            host: PluginHost, environment: Mapping[str, Any] | None = None) -> ResultRecord:
+            host: PluginHost, fingerprint: dict[str, Any], extra_environment: Mapping[str, Any] | None = None) -> ResultRecord:
+    """``extra_environment``: what an executor adds (the device a worker ran on)."""
     empty: dict[str, Any] = {}
     content = content or {}
+    environment = content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()})
     return ResultRecord(
         schema_version=SCHEMA_VERSION, run_id=run.run_id, suite=run.suite, label=run.label,
         status="ok" if error is None else "error",
@@ -416,7 +424,7 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
         config=run_config(run, host.kinds),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
         training=content.get("training", empty), dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
-        environment={**content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}), **(environment or {})},
+        environment={**environment, **(extra_environment or {}), "fingerprint": fingerprint},
         seed=run.seed, started_at=started, finished_at=_now(),
     )
 
@@ -424,7 +432,7 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
 def error_record(run: RunSpec, started: str, error: BaseException, host: PluginHost,
                  environment: Mapping[str, Any] | None = None) -> ResultRecord:
     """The record of a run that failed outside :func:`run_suite` (e.g. its worker process died)."""
-    return _record(run, started, None, error, host, environment)
+    return _record(run, started, None, error, host, code_fingerprint(run, host), environment)
 
 
 def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
@@ -444,6 +452,7 @@ class SuiteOutcome:
     ok: list[str] = field(default_factory=list)  # run ids
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before: resumed past
+    stale: list[str] = field(default_factory=list)  # finished before with another fingerprint: set aside, re-run
     elsewhere: list[str] = field(default_factory=list)  # claimed by another live process sharing the results folder
     records: list[Path] = field(default_factory=list)
 
@@ -462,7 +471,9 @@ def run_suite(
 ) -> SuiteOutcome:
     """Every run not finished before and not claimed by another live process; a failing run
     becomes an error record and the suite goes on. Each run is claimed (:mod:`vlbench.claims`)
-    before it starts, so processes sharing the results folder train each run once.
+    before it starts, so processes sharing the results folder train each run once. A record
+    whose fingerprint (code versions, data content: core/fingerprint.py) differs from the
+    run's is stale: it is moved to ``<suite>/stale/`` and the run goes again.
 
     ``profile_dir`` (``vlbench run --profile``): the runs folder; each run writes torch.profiler
     traces to ``<profile_dir>/<suite>/<run_id>/profile/``.
@@ -479,9 +490,10 @@ def run_suite(
 
     clean_leftovers(results_dir, suite, board, cache_dir, warn)
     replay_unobserved(results_dir, suite, {run.run_id for run in runs}, board, notify)
-    done = finished_run_ids(results_dir, suite)
+    plan = resume_plan(runs, host, results_dir, cache_dir)
     for run in runs:
-        if run.run_id in done:
+        fingerprint = plan[run.run_id]["fingerprint"]
+        if plan[run.run_id]["status"] == "done":
             outcome.skipped.append(run.run_id)
             continue
         claim = board.try_claim(run.run_id)
@@ -489,13 +501,19 @@ def run_suite(
             outcome.elsewhere.append(run.run_id)
             continue
         with claim:
-            if _finished(results_dir, run):  # another process finished it since we looked
+            stale = _stale_or_finished(results_dir, run, fingerprint)
+            if stale is False:  # another process finished it since we looked
                 outcome.skipped.append(run.run_id)
                 continue
             if not claim.still_held():
                 outcome.elsewhere.append(run.run_id)
                 continue
-            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome, environment)
+            if stale is not None:
+                path, record, reason = stale
+                set_aside(path, record)
+                outcome.stale.append(run.run_id)
+                warn(f"{run.label} [{run.run_id}]: stale record moved to stale/, running again ({reason})")
+            data = _run_one(run, host, results_dir, cache_dir, device, reporter, profile_dir, outcome, fingerprint, environment)
             reporter.run_finished(data)
             notify(data)
             mark_observed(results_dir, suite, run.run_id)
@@ -504,15 +522,22 @@ def run_suite(
     return outcome
 
 
-def _finished(results_dir: Path, run: RunSpec) -> bool:
+def _stale_or_finished(results_dir: Path, run: RunSpec, fingerprint: dict[str, Any]) -> tuple[Path, dict[str, Any], str] | bool | None:
+    """False: finished with this fingerprint; (path, record, reason): finished but stale; None: to run."""
+    path = record_path(results_dir, run.suite, run.run_id)
     try:
-        return read_record(record_path(results_dir, run.suite, run.run_id))["status"] == "ok"
+        record = read_record(path)
     except RecordError:
-        return False
+        return None
+    if record["status"] != "ok":
+        return None
+    reason = stale_reason(record, fingerprint)
+    return False if reason is None else (path, record, reason)
 
 
 def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path, device: torch.device, reporter: Reporter,
-             profile_dir: Path | None, outcome: SuiteOutcome, environment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             profile_dir: Path | None, outcome: SuiteOutcome, fingerprint: dict[str, Any],
+             environment: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Execute and save one run; a failure inside it becomes its error record, a failure to
     save stops the suite (StorageError)."""
     started, content, error = _now(), None, None
@@ -523,12 +548,12 @@ def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path,
         raise
     except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
         error = exc
-    record = _record(run, started, content, error, host, environment)
+    record = _record(run, started, content, error, host, fingerprint, environment)
     try:
         path = _save(record, results_dir, run)
     except (RecordError, TypeError) as exc:  # what the run produced breaks the schema: that is its failure
         error = exc
-        record = _record(run, started, None, exc, host, environment)
+        record = _record(run, started, None, exc, host, fingerprint, environment)
         path = _save(record, results_dir, run)
     outcome.records.append(path)
     (outcome.ok if error is None else outcome.failed).append(run.run_id)

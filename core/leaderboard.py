@@ -326,7 +326,8 @@ def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = Fa
             f"project's committed records are in {folders.PROJECT_RESULTS})."
         )
     records, invalid, rows, cost_rows = [], [], [], []
-    for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")):
+    # stale/ holds records set aside when their code or data changed (core/fingerprint.py): history, not results.
+    for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".") and "stale" not in p.relative_to(results_dir).parts[:-1]):
         source = path.relative_to(results_dir).as_posix()
         try:
             record = read_record(path)
@@ -413,7 +414,27 @@ def _ranked(runs: pd.DataFrame, include_noisy: bool = False) -> pd.DataFrame:
                 if optimal:
                     fronts[index].append(axis)
     runs["Pareto-optimal on"] = fronts.map(", ".join)
+    runs["vs leader"] = _versus_leader(runs)
     return runs.sort_values([*PARTITION, "#", "model"]).reset_index(drop=True)
+
+
+def _versus_leader(runs: pd.DataFrame) -> pd.Series:
+    """Per run: "leader" (rank 1), "CI overlaps" (its 95% interval overlaps the leader's, so the
+    ranking between them is not established), "" (clearly behind), "no CI" (either lacks one)."""
+    from vlbench.bootstrap import intervals_overlap
+
+    flags = pd.Series("", index=runs.index, dtype=object)
+    for _, part in runs.groupby(PARTITION):
+        leader = part.sort_values(["#", "model"]).iloc[0]
+        lead_ci = None if _missing(leader["CI95 low"]) or _missing(leader["CI95 high"]) else [leader["CI95 low"], leader["CI95 high"]]
+        for index, row in part.iterrows():
+            if row["#"] == 1:
+                flags[index] = "leader"
+                continue
+            ci = None if _missing(row["CI95 low"]) or _missing(row["CI95 high"]) else [row["CI95 low"], row["CI95 high"]]
+            overlap = intervals_overlap(ci, lead_ci)
+            flags[index] = "no CI" if overlap is None else "CI overlaps" if overlap else ""
+    return flags
 
 
 def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> list[bool]:
@@ -559,7 +580,7 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
         columns += [Column("vision", "vision"), Column("text", "text"), Column("fusion", "fusion")]
     columns += [
         Column("weights", "weights"), Column("main test", _with_unit(f"{main} test", unit), 2),
-        Column("CI95", _with_unit("95% CI", unit), 2),
+        Column("CI95", _with_unit("95% CI", unit), 2), Column("vs leader", "vs leader"),
     ]
     if (part.rows["reference"].fillna("chance") == "chance").all():
         columns.append(Column("chance", _with_unit("chance", unit), 2))
@@ -619,7 +640,8 @@ def write_markdown(board: Leaderboard, path: Path, plots: Mapping[str, str]) -> 
 
 RULES = (
     "Rows are ranked on the task's main test metric (selected on val, never on test); CI is the "
-    "bootstrap 95% interval; chance is what a random scorer gets. Each table holds one task on one "
+    "bootstrap 95% interval over the task's unit (identities, images); \"CI overlaps\" marks a run whose "
+    "interval overlaps the leader's, so its rank below the leader is not established; chance is what a random scorer gets. Each table holds one task on one "
     "dataset on one hardware class (device name + precision): cost figures are never compared across "
     "hardware. Runs marked random-init were trained from random weights."
 )

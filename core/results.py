@@ -200,9 +200,16 @@ def _depth(value: Any) -> int:
 
 
 def finished_run_ids(results_dir: Path, suite: str, warn: Callable[[str], Any] | None = None) -> set[str]:
-    """Runs whose successful record is already on disk (resume skips them). A file that is
-    not a valid record is skipped; ``warn`` hears its name and why."""
-    done = set()
+    """Runs whose successful record is already on disk."""
+    return set(finished_records(results_dir, suite, warn))
+
+
+def finished_records(
+    results_dir: Path, suite: str, warn: Callable[[str], Any] | None = None
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """run id -> (path, record) of every successful record on disk (resume checks their
+    fingerprints). A file that is not a valid record is skipped; ``warn`` hears its name and why."""
+    found = {}
     for path in sorted((Path(results_dir) / suite).glob("*.json")):
         try:
             data = read_record(path)
@@ -211,5 +218,5 @@ def finished_run_ids(results_dir: Path, suite: str, warn: Callable[[str], Any] |
                 warn(f"skipped {exc}")
             continue
         if data["status"] == "ok":
-            done.add(data["run_id"])
-    return done
+            found[data["run_id"]] = (path, data)
+    return found

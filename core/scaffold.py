@@ -270,7 +270,8 @@ CONTRACTS = {"encoder": "VisionEncoderContract", "task": "TaskContract", "fusion
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "new-plugin", help="write a new plugin package that installs and passes the conformance kit",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        # The docstring's whole body (the list of kinds included), kept as written.
+        description=__doc__.split("\n\n", 1)[1].replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", help="distribution name, e.g. vlbench-acme (package vlbench_acme, component acme)")
     parser.add_argument("--kind", choices=KINDS, default="encoder", help="the component to start with (default: encoder)")

@@ -333,7 +333,7 @@ def test_build_writes_markdown_csv_site_and_plots(published):
     for column in ("params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "main test", "CI95 low", "chance", "test R5 (%)"):
         assert column in header
     markdown = (out / "LEADERBOARD.md").read_text(encoding="utf-8")
-    assert "| # | model | weights | R1 test (%) | 95% CI (%) | chance (%) | params (M) | GMACs | latency p50 (ms) |" in markdown
+    assert "| # | model | weights | R1 test (%) | 95% CI (%) | vs leader | chance (%) | params (M) | GMACs | latency p50 (ms) |" in markdown
     assert "## Failed runs" in markdown and "convnext" in markdown and "## Missing runs" in markdown
     assert "random-init" in markdown and "![R1 against cost" in markdown
     for page in ("index.html", "suites/quick.html", "runs/quick/a1.html", "runs/quick/f1.error.html", "assets/leaderboard.js"):
@@ -459,3 +459,11 @@ def test_rich_markup_in_names_is_printed_as_text(tmp_path):
     write(results, make_record("m", vision="[bold red]x[/bold red]"))
     _, text = _cli(["leaderboard", "show", str(results)])
     assert "[bold red]x[/bold red]" in text
+
+
+def test_rows_whose_interval_overlaps_the_leaders_are_flagged():
+    from vlbench.leaderboard import _versus_leader
+
+    runs = pd.DataFrame({"suite": "s", "task": "t", "dataset": "d", "hardware": "h", "model": list("abcd"),
+                         "#": [1, 2, 3, 4], "CI95 low": [50.0, 45.0, 20.0, None], "CI95 high": [60.0, 52.0, 30.0, None]})
+    assert _versus_leader(runs).tolist() == ["leader", "CI overlaps", "", "no CI"]

@@ -18,6 +18,7 @@ from vlbench.errors import UserError
 from vlbench.manager import PluginHost
 from vlbench.plugins.datasets import multilabel_csv, synthetic_scenes
 from vlbench.plugins.fusion.early import EarlyFusion
+from vlbench.plugins.tasks._retrieval import expected_random_ap
 from vlbench.plugins.tasks.multilabel import MultilabelTask, multilabel_metrics, tune_thresholds
 from vlbench.results import read_record
 from vlbench.suite import load_suite
@@ -77,10 +78,23 @@ def test_metrics_equal_sklearn_on_random_cases():
         inter, sizes = (y & pred).sum(axis=1), y.sum(axis=1) + pred.sum(axis=1)
         by_hand = np.where(sizes > 0, 2 * inter / np.maximum(sizes, 1), zero_division).mean()
         assert values["F1_samples"] == pytest.approx(100 * by_hand, abs=1e-9)
-        assert chance["mAP"] == pytest.approx(100 * y.mean(axis=0)[keep].mean())
+        assert chance["mAP"] == pytest.approx(100 * expected_random_ap(y.sum(axis=0)[keep], len(y)).mean())
         assert details["mAP_classes"] == keep.sum() and len(details["classes_without_positives"]) == (~keep).sum()
         assert details["n_empty_predictions"] == (pred.sum(axis=1) == 0).sum()
     assert seen_no_positive > 20 and seen_empty_prediction > 20  # the edge cases were exercised
+
+
+def test_chance_map_equals_a_simulated_random_scorer():
+    """4000 random scorers on small splits (where the mean prevalence was wrong): |z| < 3."""
+    rng = np.random.default_rng(11)
+    for n, c in ((20, 5), (60, 8)):
+        y = (rng.random((n, c)) < rng.uniform(0.05, 0.6, c)).astype(np.int8)
+        y[0, :] = 1  # every class has a positive
+        _, chance, _ = multilabel_metrics(y, rng.random((n, c)), 0.5, 0.0)
+        simulated = 100 * np.array([average_precision_score(y, rng.random((n, c)), average="macro") for _ in range(4000)])
+        z = (simulated.mean() - chance["mAP"]) / (simulated.std(ddof=1) / np.sqrt(len(simulated)))
+        assert abs(z) < 3, (n, c, simulated.mean(), chance["mAP"], z)
+        assert chance["mAP"] > 100 * y.mean(axis=0).mean()  # above the prevalence on small splits
 
 
 def test_all_positive_chance_and_per_class_table():
@@ -88,7 +102,9 @@ def test_all_positive_chance_and_per_class_table():
     probs = np.array([[0.9, 0.2, 0.1], [0.8, 0.7, 0.3], [0.1, 0.1, 0.1], [0.6, 0.1, 0.2]])
     values, chance, details = multilabel_metrics(y, probs, 0.5, 0.0, ("a", "b", "c"))
     assert values["mAP"] == pytest.approx(100.0) and values["F1_macro"] == pytest.approx(200 / 3)  # class c: 0 by zero_division
-    assert chance["mAP"] == pytest.approx(100 * (0.75 + 0.25) / 2)
+    # exact expected AP of a random ranking of 4 samples: 3 positives (class a), 1 (class b)
+    h4 = 1 + 1 / 2 + 1 / 3 + 1 / 4
+    assert chance["mAP"] == pytest.approx(100 * ((h4 + 2 * (4 - h4) / 3) / 4 + h4 / 4) / 2)
     # all-positive predictor: sample F1 = 2|Y| / (|Y| + 3), the label-less sample scores 0
     assert chance["F1_samples"] == pytest.approx(100 * np.mean([2 / 4, 4 / 5, 0, 2 / 4]))
     assert details["classes_without_positives"] == ["c"]

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
+
+from vlbench.bootstrap import intervals
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -279,7 +281,8 @@ def test_oracle_model_scores_100():
     assert all(metrics.values[name] == 100.0 for name in names)
     assert metrics.main == "t2i_R1" and set(metrics.chance) == set(names)
     assert all(metrics.units[name] == "%" for name in names)
-    assert metrics.ci95["t2i_R1"] == (100.0, 100.0)
+    ci, how = intervals(metrics, seed=0, n_resamples=200)  # the engine's interval: identities resampled
+    assert ci["t2i_R1"] == [100.0, 100.0] and how["unit"] == "identity" and how["n_units"] == 6
     assert metrics.details["n_queries"] == 36 and metrics.details["n_gallery"] == 18
     assert metrics.details["n_identities"] == 6 and "lower index" in metrics.details["tie_break"]
     assert metrics.chance["t2i_R1"] == pytest.approx(100 * 3 / 18)
@@ -307,7 +310,7 @@ def test_random_model_scores_about_chance():
         assert abs(metrics.values[f"t2i_R{k}"] - 100 * p) < 4 * 100 * math.sqrt(p * (1 - p) / n_queries)
     assert metrics.values["t2i_mAP"] == pytest.approx(metrics.chance["t2i_mAP"], abs=2.0)
     assert metrics.values["t2i_mINP"] == pytest.approx(metrics.chance["t2i_mINP"], abs=2.0)
-    lo, hi = metrics.ci95["t2i_R1"]
+    lo, hi = intervals(metrics, seed=0, n_resamples=200)[0]["t2i_R1"]
     assert lo <= metrics.values["t2i_R1"] <= hi
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlbench.plugins.tasks._retrieval import bootstrap_ci, chance_levels, retrieval_metrics
+from vlbench.plugins.tasks._retrieval import chance_levels, retrieval_metrics
 
 KS = (1, 5, 10)
 
@@ -56,6 +56,22 @@ def test_matches_brute_force_with_ties_and_any_chunk_size():
                 np.testing.assert_allclose(got["per_query"][name], values, rtol=0, atol=1e-9, err_msg=name)
                 assert got[name] == pytest.approx(values.mean(), abs=1e-9)
             np.testing.assert_array_equal(got["n_relevant"], [(gids == q).sum() for q in qids])
+
+
+def test_matches_brute_force_without_ties_and_with_duplicate_images():
+    """Continuous scores take the bucket path; a duplicated gallery column ties exactly and
+    takes the counting path; an identity larger than the chunk's others pads its rows."""
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        gids = rng.permutation(np.repeat(np.arange(12), rng.integers(1, 30, size=12)))
+        qids = rng.choice(gids, size=40)
+        sims = rng.standard_normal((40, len(gids))).astype(np.float32)
+        if rng.random() < 0.5:
+            sims[:, rng.integers(len(gids))] = sims[:, 0]  # a duplicate image: exact ties
+        expected = irra_reference(sims, qids, gids)
+        got = retrieval_metrics(qids, gids, similarity=torch.from_numpy(sims), chunk_size=int(rng.integers(1, 50)))
+        for name, values in expected.items():
+            np.testing.assert_allclose(got["per_query"][name], values, atol=1e-9, err_msg=name)
 
 
 def test_features_give_the_same_ranking_as_their_similarity():
@@ -113,14 +129,15 @@ def test_chance_levels_equal_the_average_over_every_permutation():
 
 
 def test_random_similarity_lands_near_chance():
+    """6000 queries of a random scorer (each an independent trial): |z| < 3 for every level."""
     rng = np.random.default_rng(4)
     gids = rng.permutation(np.repeat(np.arange(60), rng.integers(1, 6, size=60)))
     qids = rng.choice(gids, size=6000)
     got = retrieval_metrics(qids, gids, similarity=rng.random((6000, len(gids))), chunk_size=1000)
     chance = chance_levels(qids, gids)
     for name, expected in chance.items():
-        standard_error = got["per_query"][name].std() / np.sqrt(len(qids))
-        assert abs(got[name] - expected) < 4 * standard_error + 1e-9, (name, got[name], expected)
+        standard_error = got["per_query"][name].std(ddof=1) / np.sqrt(len(qids))
+        assert abs(got[name] - expected) < 3 * standard_error, (name, got[name], expected)
 
 
 def test_chance_levels_stay_finite_for_a_large_gallery():
@@ -129,17 +146,6 @@ def test_chance_levels_stay_finite_for_a_large_gallery():
     assert chance["R1"] == pytest.approx(100 * 4 / 20000)
     assert chance["R10"] == pytest.approx(100 * (1 - np.prod([(19996 - i) / (20000 - i) for i in range(10)])))
     assert all(np.isfinite(v) and 0 < v < 100 for v in chance.values())
-
-
-def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
-    rng = np.random.default_rng(5)
-    values = 100.0 * (rng.random(500) < 0.3)
-    lo, hi = bootstrap_ci(values, n=1000, seed=7)
-    assert lo <= values.mean() <= hi and lo < hi
-    assert bootstrap_ci(values, n=1000, seed=7) == (lo, hi)
-    # Roughly the normal-theory width for a proportion.
-    assert hi - lo == pytest.approx(2 * 1.96 * values.std() / np.sqrt(500), rel=0.2)
-    assert bootstrap_ci(np.full(10, 42.0), n=50, seed=0) == (42.0, 42.0)
 
 
 def test_query_without_relevant_gallery_item_raises():

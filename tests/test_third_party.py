@@ -16,6 +16,7 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -325,3 +326,95 @@ def test_the_pytest_plugin_is_declared_in_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["pytest11"] == {"vlbench.testing.plugin": "vlbench.testing.plugin"}
     assert "vlbench.testing" in project["tool"]["setuptools"]["packages"]
+
+
+IMAGE_MATCH = """
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from vlbench import hookimpl
+    from vlbench.errors import UserError
+    from vlbench.types import Dataset, DatasetSpec, Metrics, Split, TaskSpec, UnitScores
+
+
+    class OwnImage:
+        \"\"\"A caption matches only its own image (no identities): R@1 over the split.\"\"\"
+
+        objective = "embedding"
+        required_fields = frozenset({"image", "captions"})
+        main_metric = "R1"
+        match_key = "image"  # the conformance kit's oracle matches on images, not identities
+
+        def num_classes(self, dataset):
+            return None
+
+        def loss(self, model, batch):
+            logits = model.logit_scale() * model.encode_image(batch.images) @ model.encode_text(batch.text).t()
+            target = torch.arange(len(logits))
+            return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+
+        def evaluate(self, model, split, loader):
+            with torch.inference_mode():
+                images = torch.cat([model.encode_image(x).float() for _, x in loader.images(split)])
+                texts = torch.cat([model.encode_text(t).float() for _, t in loader.texts([c[0] for c in split.captions])])
+            hits = 100.0 * ((texts @ images.t()).argmax(1) == torch.arange(len(split))).double().numpy()
+            return Metrics(values={"R1": float(hits.mean())}, main="R1", chance={"R1": 100.0 / len(split)}, units={"R1": "%"},
+                           per_unit=UnitScores(unit="image", scores={"R1": (np.arange(len(split)), hits)}))
+
+
+    def pairs(cache_dir, seed, root=""):
+        if not root:
+            raise UserError("dataset 'folder_pairs': set the option root to a folder holding pairs.json and its PNG files.")
+        rows = json.loads((Path(root) / "pairs.json").read_text())
+        cut = {"train": rows[:24], "val": rows[24:32], "test": rows[32:]}
+        load = lambda part: lambda i: np.array(Image.open(Path(root) / part[i]["file"]).convert("RGB"))  # np.array: writable
+        return Dataset(name="folder_pairs", splits={
+            name: Split(name=name, ids=[r["file"] for r in part], load_image=load(part), captions=[(r["caption"],) for r in part])
+            for name, part in cut.items()})
+
+
+    @hookimpl
+    def vlbench_register_tasks(register):
+        register(TaskSpec(name="own_image", factory=OwnImage, objective="embedding", required_fields=OwnImage.required_fields))
+
+
+    @hookimpl
+    def vlbench_register_datasets(register):
+        register(DatasetSpec(name="folder_pairs", factory=pairs, options={"root": ""}, provides=frozenset({"image", "captions"}),
+                             content_files=lambda root="": [Path(root) / "pairs.json", *sorted(Path(root).glob("*.png"))]))
+"""
+
+
+def test_a_task_matching_on_images_and_a_loader_needing_root_pass_check_plugin(fake_site, tmp_path):
+    """The kit's oracle follows the task's match_key; the loader is a skip ("needs configuration")
+    until --option root=... is given, then passes its contract and an end-to-end run."""
+    from PIL import Image
+
+    make_distribution(fake_site, "vlbench-image-match", "1.0", "thirdparty_image_match", IMAGE_MATCH)
+    data = tmp_path / "pairs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
+        rows.append({"file": f"{i}.png", "caption": f"picture number {i}"})
+    (data / "pairs.json").write_text(json.dumps(rows))
+
+    status, out = run_command(add_check_parser, ["check-plugin", "vlbench-image-match"])
+    assert status == 0, out
+    assert "needs configuration: dataset 'folder_pairs': set the option root" in " ".join(out.split())
+    assert "2 passed, 0 failed, 2 skipped" in out  # own_image: contract, end-to-end; folder_pairs skipped
+    status, out = run_command(add_check_parser, ["check-plugin", "vlbench-image-match", "--option", f"folder_pairs.root={data}"])
+    assert status == 0 and "4 passed, 0 failed, 0 skipped" in out, out
+
+
+def test_new_plugin_help_is_whole(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["new-plugin", "--help"])
+    out = capsys.readouterr().out
+    assert "a starting point to replace:" in out and "- fusion: CLIP-style pooled projections (embedding objective)." in out

@@ -121,7 +121,10 @@ def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[
 # ---------------------------------------------------------------- tasks
 
 
-def coded_split(n_images: int = 60, per_identity: int = 3, num_classes: int = 4, seed: int = 0) -> Split:
+CODED_CLASSES = 4
+
+
+def coded_split(n_images: int = 60, per_identity: int = 3, num_classes: int = CODED_CLASSES, seed: int = 0) -> Split:
     """Images whose pixels hold their index; captions that name it; identities and labels."""
     rng = np.random.default_rng(seed)
     labels = [tuple(int(c) for c in np.flatnonzero(rng.random(num_classes) < 0.4)) or (int(rng.integers(num_classes)),) for _ in range(n_images)]
@@ -173,13 +176,23 @@ class WordList:
         return texts
 
 
-class _CodedModel(nn.Module):
-    """Reads sample indices back from coded images/captions; oracle or random outputs."""
+MATCH_KEYS = ("identity", "image", "class")
 
-    def __init__(self, split: Split, num_classes: int, oracle: bool, seed: int = 0):
+
+class _CodedModel(nn.Module):
+    """Reads sample indices back from coded images/captions; oracle or random outputs.
+
+    The oracle's embeddings are one-hot in the task's match key: an image and a caption
+    embed alike when they share an identity, are the same image, or share a first class.
+    """
+
+    def __init__(self, split: Split, num_classes: int, oracle: bool, seed: int = 0, match_key: str = "identity"):
         super().__init__()
+        if match_key not in MATCH_KEYS:
+            raise ValueError(f"match_key must be one of {MATCH_KEYS}, got {match_key!r}")
         self.oracle = oracle
-        self.identity = torch.tensor(split.identities)
+        keys = {"identity": split.identities, "image": range(len(split)), "class": [labels[0] for labels in split.labels]}
+        self.identity = torch.tensor(list(keys[match_key]))
         self.labels = torch.zeros(len(split), num_classes)
         for i, labels in enumerate(split.labels):
             self.labels[i, list(labels)] = 1.0
@@ -230,21 +243,38 @@ class _CodedModel(nn.Module):
         return torch.log(nn.functional.one_hot(truth[:, position], len(self.vocab)).float().clamp_min(1e-9))
 
 
-def evaluate_coded(spec: TaskSpec, oracle: bool, seed: int = 0, **options: Any) -> Metrics:
+def evaluate_coded(
+    spec: TaskSpec, oracle: bool, seed: int = 0, match_key: str | None = None, n_images: int = 60, **options: Any
+) -> Metrics:
+    """The task's metrics of the oracle or a random model on a :func:`coded_split` of ``n_images``.
+
+    ``match_key``: what the task's captions match (see :func:`task_match_key`)."""
     task = spec.factory(**options)
-    split = coded_split(seed=seed)
-    num_classes = len(split.labels) and max(max(l) for l in split.labels) + 1
+    split = coded_split(n_images=n_images, seed=seed)
+    num_classes = max(CODED_CLASSES, max(max(l) for l in split.labels) + 1)
     info = VisionInfo(token_dim=1, pooled_dim=1, input_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
     loader = SplitLoader(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
-    model = _CodedModel(split, num_classes, oracle, seed).eval()
+    model = _CodedModel(split, num_classes, oracle, seed, match_key or task_match_key(task)).eval()
     fusion_inputs = getattr(task, "fusion_inputs", None)
     if fusion_inputs is not None:  # what the engine calls before building the model (train captions, ...)
         fusion_inputs(Dataset(name="coded", splits={"train": coded_split(seed=seed + 1), "val": split, "test": split}))
     return task.evaluate(model, split, loader)
 
 
-def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
-    """An oracle reaches ``best`` on the main metric; random outputs land near chance.
+def task_match_key(task: Any) -> str:
+    """What a task's captions match, for the oracle: the optional ``match_key`` attribute of
+    the task ("identity", the default; "image": a caption matches only its own image;
+    "class": images sharing a class)."""
+    return getattr(task, "match_key", "identity")
+
+
+def check_task(spec: TaskSpec, best: float = 100.0, match_key: str | None = None, **options: Any) -> None:
+    """An oracle reaches ``best`` on the main metric; random outputs land near chance; a split
+    of 4 images (fewer than any K of R@K) still gives finite numbers and the oracle's best; the
+    per-unit scores, when given, bootstrap into an interval of the main metric (no per-unit
+    scores: ``Metrics.no_interval`` must say why).
+
+    ``match_key`` overrides the task's own ``match_key`` attribute (default "identity").
 
     A cost-only task (``measures_quality=False``) has no metric: it must build and serve its
     declared objective, and nothing more is checked here.
@@ -253,10 +283,15 @@ def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
         task = spec.factory(**options)
         assert task.objective == spec.objective, f"{spec.name}: task objective {task.objective!r} vs spec {spec.objective!r}"
         return
-    oracle = evaluate_coded(spec, oracle=True, **options)
-    randoms = [evaluate_coded(spec, oracle=False, seed=s, **options) for s in range(5)]
+    from vlbench.bootstrap import intervals
+
+    oracle = evaluate_coded(spec, oracle=True, match_key=match_key, **options)
+    randoms = [evaluate_coded(spec, oracle=False, seed=s, match_key=match_key, **options) for s in range(5)]
     main = oracle.main
     assert main in oracle.values, f"{spec.name}: main metric {main!r} has no value"
+    if oracle.per_unit is not None:  # without them the engine records "no per-unit scores" in place of an interval
+        ci, how = intervals(oracle, seed=0, n_resamples=50)
+        assert main in ci, f"{spec.name}: per_unit scores give no interval for the main metric {main!r} ({how})"
     if main not in oracle.chance:  # no chance level (BLEU, CIDEr): the oracle beats every baseline, random beats none
         baselines = {name: values[main] for name, values in oracle.baselines.items() if main in values}
         assert baselines, f"{spec.name}: main metric {main!r} has neither a chance level nor a baseline"
@@ -266,7 +301,12 @@ def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
         assert all(sign * (m.values[main] - oracle.values[main]) < 0 for m in randoms), f"{spec.name}: a random model ties the oracle"
         return
     assert math.isclose(oracle.values[main], best, abs_tol=1e-6), (
-        f"{spec.name}: oracle scores {oracle.values[main]} on {main}, expected {best}")
+        f"{spec.name}: oracle scores {oracle.values[main]} on {main}, expected {best} "
+        f"(matching on {match_key or task_match_key(spec.factory(**options))}; set the task's match_key if its captions match something else)")
+    tiny = evaluate_coded(spec, oracle=True, match_key=match_key, n_images=4, **options)
+    assert all(math.isfinite(v) for v in tiny.values.values()), f"{spec.name}: non-finite metrics on a 4-image split: {tiny.values}"
+    assert math.isclose(tiny.values[tiny.main], best, abs_tol=1e-6), (
+        f"{spec.name}: on a 4-image split (K beyond the split) the oracle scores {tiny.values[tiny.main]}, expected {best}")
     mean = sum(m.values[m.main] for m in randoms) / len(randoms)
     chance = randoms[0].chance[randoms[0].main]
     assert abs(mean - chance) <= max(5.0, 0.35 * chance), f"{spec.name}: random scores {mean:.2f} on average, chance is {chance:.2f}"

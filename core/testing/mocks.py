@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlbench import hookimpl
-from vlbench.testing.contracts import WordList, _CodedModel, coded_split
+from vlbench.testing.contracts import CODED_CLASSES, WordList, _CodedModel, coded_split
 from vlbench.types import (
     Batch,
     Dataset,
@@ -51,6 +51,7 @@ from vlbench.types import (
     TextEncoderSpec,
     TextInfo,
     TokenizedText,
+    UnitScores,
     VisionEncoder,
     VisionEncoderSpec,
     VisionInfo,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     from vlbench.manager import PluginHost
 
 PLUGIN_NAME = "vlbench.testing.mocks"
-CODED_CLASSES = 4  # coded_split's default number of label classes
 
 
 # ---------------------------------------------------------------- models for the task contract
@@ -207,9 +207,11 @@ class MockRetrievalTask:
         owner = torch.tensor(split.identities if split.identities is not None else range(len(split)))
         top = (texts @ images.t()).argmax(1)
         relevant = (owner[:, None] == owner[None, :]).float().sum(1)
+        hits = 100.0 * (owner[top] == owner).double()
         return Metrics(
-            values={"R1": 100.0 * (owner[top] == owner).float().mean().item()}, main="R1",
+            values={"R1": hits.mean().item()}, main="R1",
             chance={"R1": 100.0 * (relevant / len(split)).mean().item()}, units={"R1": "%"},
+            per_unit=UnitScores(unit="identity" if split.identities is not None else "image", scores={"R1": (owner.numpy(), hits.numpy())}),
         )
 
 
@@ -239,7 +241,8 @@ class MockClassificationTask:
         hits = [c in labels for c, labels in zip(scores.argmax(1).tolist(), split.labels)]
         chance = sum(len(labels) for labels in split.labels) / (len(split) * scores.shape[1])
         return Metrics(values={"top1": 100.0 * sum(hits) / len(hits)}, main="top1",
-                       chance={"top1": 100.0 * chance}, units={"top1": "%"})
+                       chance={"top1": 100.0 * chance}, units={"top1": "%"},
+                       per_unit=UnitScores(unit="image", scores={"top1": (list(range(len(hits))), [100.0 * h for h in hits])}))
 
 
 class MockCaptioningTask:

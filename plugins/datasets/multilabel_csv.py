@@ -295,6 +295,13 @@ def _counts(labels: Sequence[tuple[int, ...]]) -> dict[str, int]:
     return {name: int(n) for name, n in zip(CLASS_NAMES, counts)}
 
 
+def content_files(**options: Any) -> list[Path]:
+    """The CSV and every file under ``images_dir``: the run's content fingerprint."""
+    opts = _resolve(options)
+    root = Path(opts["root"]).expanduser()
+    return [root / opts["train_csv"], *(p for p in (root / opts["images_dir"]).rglob("*") if p.is_file())]
+
+
 def factory(cache_dir: Path, seed: int, **options: Any) -> Dataset:
     """Read ``root/train_csv``, split it (seed ``seed``) and oversample the train part."""
     opts = _resolve(options)
@@ -373,5 +380,6 @@ def vlbench_register_datasets(register: Register) -> None:
             ),
             options={k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS.items()},
             provides=frozenset({"image", "captions", "labels"}),
+            content_files=content_files,
         )
     )

@@ -273,6 +273,13 @@ def load(layout: Layout, cache_dir: Path, seed: int, **options: Any) -> Dataset:
     return Dataset(name=layout.name, splits=splits, info=info)
 
 
+def content_files(layout: Layout, **options: Any) -> list[Path]:
+    """The annotation file and every image under ``<root>/<folder>/imgs``: the run's content fingerprint."""
+    root = Path(_check_options(layout, {**DEFAULTS, **options})[0]).expanduser() / layout.folder
+    annotations = [root / name for name in layout.annotation_files if (root / name).is_file()]
+    return annotations + [p for p in (root / "imgs").rglob("*") if p.is_file()]
+
+
 @hookimpl
 def vlbench_register_datasets(register: Register) -> None:
     for layout in LAYOUTS:
@@ -283,6 +290,7 @@ def vlbench_register_datasets(register: Register) -> None:
                 description=layout.description,
                 options=dict(DEFAULTS),
                 provides=frozenset({"image", "captions", "identity"}),
+                content_files=partial(content_files, layout),
                 # Real person descriptions name sides ("a bag in her left hand"); IRRA flips anyway,
                 # vlbench does not train on image/caption pairs a flip has made wrong.
                 hflip_safe=False,

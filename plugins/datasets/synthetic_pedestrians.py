@@ -725,6 +725,7 @@ def vlbench_register_datasets(register: Register) -> None:
                 "identity-disjoint splits with one-attribute hard negatives. Generated, cached."
             ),
             options={k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS.items()},
+            content_version=f"generator v{GENERATOR_VERSION}",
             provides=frozenset({"image", "captions", "identity"}),
             synthetic=True,
         )

@@ -387,6 +387,7 @@ def vlbench_register_datasets(register: Register) -> None:
                 "objects the image shows poorly (small, faint, occluded). Generated, cached."
             ),
             options={k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS.items()},
+            content_version=f"generator v{GENERATOR_VERSION}",
             provides=frozenset({"image", "captions", "labels"}),
             synthetic=True,
         )

@@ -124,44 +124,36 @@ def retrieval_metrics(
         )
     order, starts, counts = _relevant_groups(qids, gids)
     order_t = torch.from_numpy(order).to(device)
-    gallery_index = torch.arange(n_gallery, device=device)
 
     first = np.empty(n_queries, np.int64)  # position of the best relevant item
     ap = np.empty(n_queries, np.float64)
     inp = np.empty(n_queries, np.float64)
+    # Chunks of queries with similar numbers of relevant items: a chunk's cost grows with its largest.
+    by_size = np.argsort(counts, kind="stable")
     for lo in range(0, n_queries, chunk_size):
-        hi = min(lo + chunk_size, n_queries)
+        rows = by_size[lo : lo + chunk_size]
+        rows_t = torch.from_numpy(rows).to(device)
         if similarity is not None:
-            sims = similarity[lo:hi]
+            sims = similarity[rows_t]
         else:
-            sims = query_features[lo:hi] @ gallery_features.T
+            sims = query_features[rows_t] @ gallery_features.T
         if not torch.isfinite(sims).all():
-            raise ValueError(f"non-finite similarity among queries {lo}..{hi - 1}")
+            raise ValueError(f"non-finite similarity among queries {sorted(rows.tolist())[:5]}...")
 
         # Relevant gallery indices of each query, padded to the chunk's largest group.
-        n_rel = torch.from_numpy(counts[lo:hi]).to(device)
+        n_rel = torch.from_numpy(counts[rows]).to(device)
         slot = torch.arange(int(n_rel.max()), device=device)
         valid = slot[None, :] < n_rel[:, None]
-        flat = torch.from_numpy(starts[lo:hi]).to(device)[:, None] + slot[None, :]
+        flat = torch.from_numpy(starts[rows]).to(device)[:, None] + slot[None, :]
         relevant = order_t[torch.where(valid, flat, 0)]  # [c, m]; padded slots are masked below
-        rel_scores = sims.gather(1, relevant)
-
-        positions = torch.empty(relevant.shape, dtype=torch.int64, device=device)
-        for m in range(relevant.shape[1]):  # one O(c x G) pass per relevant slot, never [c, m, G]
-            score, index = rel_scores[:, m : m + 1], relevant[:, m : m + 1]
-            ahead = sims > score
-            tied_before = sims == score
-            tied_before &= gallery_index[None, :] < index
-            ahead |= tied_before  # in place: fewer O(c x G) temporaries alive at once
-            positions[:, m] = ahead.sum(1, dtype=torch.int32) + 1  # int32: 2x faster on CPU
-        positions = torch.where(valid, positions, n_gallery + 1).sort(dim=1).values.double()
+        positions = _relevant_positions(sims, relevant, valid).double()
 
         rank_of_hit = torch.arange(1, positions.shape[1] + 1, device=device, dtype=torch.float64)
         precision = torch.where(valid, rank_of_hit[None, :] / positions, 0.0)
         last = positions.gather(1, (n_rel - 1)[:, None]).squeeze(1)
-        first[lo:hi] = positions[:, 0].long().cpu().numpy()
-        ap[lo:hi] = (precision.sum(1) / n_rel).cpu().numpy()
-        inp[lo:hi] = (n_rel / last).cpu().numpy()
+        first[rows] = positions[:, 0].long().cpu().numpy()
+        ap[rows] = (precision.sum(1) / n_rel).cpu().numpy()
+        inp[rows] = (n_rel / last).cpu().numpy()
 
     per_query = {f"R{int(k)}": 100.0 * (first <= int(k)) for k in ks}
     per_query["mAP"] = 100.0 * ap
@@ -173,27 +165,63 @@ def retrieval_metrics(
     return result
 
 
-def bootstrap_ci(
-    per_query_values: ArrayLike, n: int = 1000, seed: int = 0, batch: int = 100
-) -> tuple[float, float]:
-    """95% percentile interval of the mean, resampling queries with replacement ``n`` times.
+def _relevant_positions(sims: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1-based positions [c, m] of each query's relevant items, ascending; padding is G + 1.
 
-    Resamples are drawn ``batch`` at a time so memory stays O(batch x Q) for large Q.
+    A relevant item's position is 1 + the number of scores above it (+ equal scores at a
+    lower gallery index). Each row's relevant scores, sorted, each preceded by the next float
+    below it, split the row into 2m + 1 buckets; one ``searchsorted`` drops every score into
+    its bucket (O(G log m) per row, whatever an identity's size) and counting the buckets
+    above a boundary gives both "scores above" and "scores equal" for every relevant item.
+    Rows where some score ties a relevant one (beyond the item itself) need the gallery-index
+    tie-break: those rare rows are counted pair by pair instead (:func:`_counted_positions`).
     """
-    values = np.asarray(per_query_values, dtype=np.float64)
-    if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"need a non-empty 1-D array of per-query values, got shape {values.shape}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    rng = np.random.default_rng(seed)
-    means = np.concatenate(
-        [
-            values[rng.integers(0, len(values), size=(min(batch, n - done), len(values)))].mean(1)
-            for done in range(0, n, batch)
-        ]
-    )
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    n_rows, n_gallery = sims.shape
+    width = relevant.shape[1]
+    if sims.dtype in (torch.float16, torch.bfloat16):
+        sims = sims.float()  # exact: the order and the ties stay as they were
+    cuts = sims.gather(1, relevant).masked_fill(~valid, float("inf")).sort(dim=1).values  # padding last
+    below = torch.nextafter(cuts, torch.tensor(float("-inf"), dtype=cuts.dtype, device=cuts.device))
+    # Monotone for distinct cuts; cummax only repairs rows with equal cuts, which are recounted below.
+    bounds = torch.stack([below, cuts], dim=2).reshape(n_rows, 2 * width).cummax(dim=1).values
+    bucket = torch.searchsorted(bounds, sims, out_int32=True)  # scores: how many bounds lie strictly below
+    bucket += (torch.arange(n_rows, dtype=torch.int32, device=sims.device) * (2 * width + 1))[:, None]
+    histogram = torch.bincount(bucket.flatten(), minlength=n_rows * (2 * width + 1)).view(n_rows, 2 * width + 1)
+    del bucket
+    above = histogram.flip(1).cumsum(1).flip(1)[:, 1:]  # above[:, i]: scores strictly above bounds[:, i]
+    strictly_above, at_or_above = above[:, 1::2], above[:, 0::2]
+    real = torch.arange(width, device=sims.device)[None, :] < valid.sum(1, keepdim=True)  # padding sorted last
+    tied = ((at_or_above - strictly_above > 1) & real).any(1) | ((cuts[:, 1:] == cuts[:, :-1]) & real[:, 1:]).any(1)
+    positions = torch.where(real, strictly_above + 1, n_gallery + 1).sort(dim=1).values
+    for row in torch.nonzero(tied).flatten().tolist():
+        positions[row] = _counted_positions(sims[row], relevant[row], valid[row], n_gallery)
+    return positions
+
+
+def _counted_positions(row: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, n_gallery: int) -> torch.Tensor:
+    """One row's relevant positions by counting: 1 + #higher + #equal at a lower gallery index."""
+    index = relevant[valid]
+    score = row[index][:, None]
+    lower_index = torch.arange(n_gallery, device=row.device)[None, :] < index[:, None]
+    ahead = (row[None, :] > score) | ((row[None, :] == score) & lower_index)
+    counted = (ahead.sum(1) + 1).sort().values
+    padding = torch.full((len(valid) - len(index),), n_gallery + 1, dtype=counted.dtype, device=row.device)
+    return torch.cat([counted, padding])
+
+
+def expected_random_ap(n_relevant: ArrayLike, n_total: int) -> np.ndarray:
+    """Exact expected AP (fraction, not percent) of a uniformly random ranking of ``n_total``
+    items of which ``n_relevant`` are relevant: (H_G + (r - 1) (G - H_G) / (G - 1)) / G with
+    H_G the G-th harmonic number (1 when G = 1). A relevant item sits at a uniform position p
+    and each of the other r - 1 is ahead of it with probability (p - 1) / (G - 1), so the
+    expected precision at it is (1/G) sum_p (1 + (r - 1)(p - 1) / (G - 1)) / p; AP averages r
+    such equal terms. Also sklearn's ``average_precision_score`` of continuous random scores.
+    """
+    r = np.asarray(n_relevant, dtype=np.float64)
+    if n_total == 1:
+        return np.ones_like(r)
+    harmonic = float(np.sum(1.0 / np.arange(1, n_total + 1)))
+    return (harmonic + (r - 1) * (n_total - harmonic) / (n_total - 1)) / n_total
 
 
 def _log_comb(n: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
@@ -213,10 +241,7 @@ def chance_levels(
 
     * P(hit@k) = 1 - C(G - r, k) / C(G, k)  (no relevant item in a random k-subset), and 1
       when k > G - r;
-    * E[AP] = (H_G + (r - 1) (G - H_G) / (G - 1)) / G, H_G the G-th harmonic number (1 when
-      G = 1). Derivation: a relevant item sits at a uniform position p and each of the other
-      r - 1 is ahead of it with probability (p - 1) / (G - 1), so the expected precision at it
-      is (1/G) sum_p (1 + (r - 1)(p - 1) / (G - 1)) / p; AP averages r such equal terms;
+    * E[AP]: :func:`expected_random_ap`;
     * E[INP] = sum_{m=r..G} P(last relevant at m) * r / m, P = C(m - 1, r - 1) / C(G, r).
 
     Each is averaged over the queries, grouped by r since G is shared.
@@ -224,7 +249,6 @@ def chance_levels(
     qids, gids = _ids(query_ids, "query_ids"), _ids(gallery_ids, "gallery_ids")
     _, _, counts = _relevant_groups(qids, gids)
     g = len(gids)
-    harmonic = float(np.sum(1.0 / np.arange(1, g + 1)))
     r_values, n_with_r = np.unique(counts, return_counts=True)
     weight = n_with_r / n_with_r.sum()
 
@@ -234,7 +258,7 @@ def chance_levels(
         return 1.0 - float(np.exp(_log_comb(g - r, k) - _log_comb(g, k)))
 
     def expected_ap(r: int) -> float:
-        return 1.0 if g == 1 else (harmonic + (r - 1) * (g - harmonic) / (g - 1)) / g
+        return float(expected_random_ap(r, g))
 
     def expected_inp(r: int) -> float:
         last = np.arange(r, g + 1)

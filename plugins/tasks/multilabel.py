@@ -16,10 +16,15 @@ Metrics, all in percent and all computed by scikit-learn (see docs/metrics.md):
 * per class: precision, recall, F1 and support (``precision_recall_fscore_support``), AP
   and prevalence, in ``details["per_class"]``.
 
-Chance levels: a random scorer's mAP is the mean prevalence of the averaged classes (its
-expected AP per class, exact as the split grows); F1 chance is that of the *all-positive*
-predictor (every class predicted for every sample), which a random-threshold predictor
-cannot beat in expectation on rare classes.
+Chance levels: a random scorer's mAP is exact: per class, the expected AP of a uniformly
+random ranking of the split's N samples given the class's r positives
+(``expected_random_ap``: (H_N + (r - 1)(N - H_N)/(N - 1))/N, above the prevalence r/N on small
+splits), macro-averaged over the same classes as the metric. F1 "chance" is a named baseline:
+the *all-positive* predictor (every class predicted for every sample), which a
+random-threshold predictor cannot beat in expectation on rare classes.
+
+Intervals: the engine resamples images (``UnitScores`` with unit "image") and recomputes mAP
+and the three F1 scores on each resample.
 
 Per-class thresholds (``tune_thresholds = true``) are tuned on the val split only: each
 evaluation of a split named ``"val"`` picks, per class with positives, the threshold that
@@ -47,7 +52,9 @@ from sklearn.metrics import (
 
 from vlbench import hookimpl
 from vlbench.errors import UserError
-from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec
+from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
+
+from ._retrieval import expected_random_ap
 
 NAME = "multilabel"
 OPTIONS: dict[str, Any] = {
@@ -116,7 +123,8 @@ def multilabel_metrics(
 
     prevalence = y_true.mean(axis=0)
     everything = np.ones_like(y_true)
-    chance = {"mAP": 100.0 * float(prevalence[has_pos].mean()), **f1_scores(y_true, everything, zero_division)}
+    positives = y_true.sum(axis=0)[has_pos]
+    chance = {"mAP": 100.0 * float(expected_random_ap(positives, y_true.shape[0]).mean()), **f1_scores(y_true, everything, zero_division)}
 
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=zero_division)
     names = list(class_names) if len(class_names) == y_true.shape[1] else [str(c) for c in range(y_true.shape[1])]
@@ -140,7 +148,7 @@ def multilabel_metrics(
         "n_samples_without_labels": int((y_true.sum(axis=1) == 0).sum()),
         "zero_division": zero_division,
         "chance_rule": {
-            "mAP": "random scorer: mean prevalence of the averaged classes",
+            "mAP": "random scorer: exact expected AP of a random ranking per class, macro-averaged",
             "F1": "all-positive predictor: every class predicted for every sample",
         },
         "per_class": per_class,
@@ -214,8 +222,17 @@ class MultilabelTask:
             else:
                 thresholds["note"] = "no val evaluation came first: only the global threshold was applied"
         details["thresholds"] = thresholds
+        per_unit = UnitScores(unit="image", statistic=lambda drawn: self.headline(y_true[drawn], probs[drawn]), units=np.arange(len(y_true)))
         units = {k: "%" for k in values if k != "loss"} | {"loss": "BCE-with-logits, mean over samples and classes (nats)"}
-        return Metrics(values=values, main=self.main_metric, chance=chance, units=units, details=details)
+        return Metrics(values=values, main=self.main_metric, chance=chance, units=units, details=details, per_unit=per_unit)
+
+    def headline(self, y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+        """mAP (over the classes with positives here) and F1 at the global threshold, in %: what
+        the engine recomputes on every resample of images."""
+        has_pos = y_true.sum(axis=0) > 0
+        ap = average_precision_score(y_true[:, has_pos], probs[:, has_pos], average=None) if has_pos.any() else np.array([np.nan])
+        y_pred = (probs >= self.threshold).astype(np.int8)
+        return {"mAP": 100.0 * float(np.mean(ap)), **f1_scores(y_true, y_pred, self.zero_division)}
 
 
 def factory(**options: Any) -> MultilabelTask:

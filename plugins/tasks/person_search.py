@@ -18,12 +18,11 @@ from torch import nn
 from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.objectives import symmetric_info_nce
-from vlbench.types import Batch, CostStage, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec
+from vlbench.types import Batch, CostStage, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
 
-from ._retrieval import TIE_BREAK, bootstrap_ci, chance_levels, retrieval_metrics
+from ._retrieval import TIE_BREAK, chance_levels, retrieval_metrics
 
 KS = (1, 5, 10)
-BOOTSTRAP_SEED = 0  # fixed so a re-evaluation reproduces its interval
 
 
 def identity_info_nce(
@@ -127,7 +126,7 @@ class PersonSearchTask:
 
         values: dict[str, float] = {}
         chance: dict[str, float] = {}
-        ci95: dict[str, tuple[float, float]] = {}
+        per_query: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         details: dict[str, Any] = {
             "n_queries": len(captions),
             "n_gallery": len(split),
@@ -145,8 +144,8 @@ class PersonSearchTask:
                 values[prefix + name] = result[name]
                 chance[prefix + name] = expected
             _check_sane(values, prefix, single_relevant=bool((result["n_relevant"] == 1).all()))
-            if prefix + "R1" == self.main_metric and self.bootstrap > 0:
-                ci95[self.main_metric] = bootstrap_ci(result["per_query"]["R1"], self.bootstrap, BOOTSTRAP_SEED)
+            # The engine's interval resamples identities: captions of one person are correlated.
+            per_query |= {prefix + name: (qids, scores) for name, scores in result["per_query"].items()}
             details[f"{prefix}mean_relevant_per_query"] = float(result["n_relevant"].mean())
         if self.i2t:
             details["i2t_n_queries"] = len(split)
@@ -156,9 +155,10 @@ class PersonSearchTask:
             values=values,
             main=self.main_metric,
             chance=chance,
-            ci95=ci95,
             units={name: "%" for name in values},
             details=details,
+            per_unit=UnitScores(unit="identity", scores=per_query, n_resamples=self.bootstrap),
+            no_interval="the task option bootstrap = 0 turned the interval off" if self.bootstrap == 0 else "",
         )
 
     def cost_stages(self, model: Any, split: Split, loader: SplitLoader) -> dict[str, CostStage]:
@@ -185,7 +185,7 @@ def build(
     *, identity_aware: bool = True, i2t: bool = False, bootstrap: int = 1000, chunk_size: int = 1024
 ) -> PersonSearchTask:
     if bootstrap < 0:
-        raise UserError(f"task 'person_search': option bootstrap={bootstrap}; use 0 (off) or a positive count")
+        raise UserError(f"task 'person_search': option bootstrap={bootstrap}; use 0 (no interval) or a positive number of resamples")
     if chunk_size < 1:
         raise UserError(f"task 'person_search': option chunk_size={chunk_size}; use a positive integer")
     return PersonSearchTask(identity_aware=identity_aware, i2t=i2t, bootstrap=bootstrap, chunk_size=chunk_size)

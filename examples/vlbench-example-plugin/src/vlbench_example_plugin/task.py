@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from vlbench import hookimpl
-from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec
+from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
 
 QUESTION_SEED = 0  # fixed: runs with different seeds answer the same questions
 
@@ -41,16 +41,15 @@ class CaptionChoice:
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
     def questions(self, identities: list[int]) -> torch.Tensor:
-        """[N, choices] caption indices; column 0 is the image's own caption."""
+        """[N, c] caption indices, column 0 the image's own caption; c = ``choices``, or fewer
+        on a split too small to offer that many captions of other people to every image."""
         owner = np.asarray(identities)
+        others = [np.flatnonzero(owner != person) for person in owner]
+        distractors = min(self.choices - 1, min(len(o) for o in others))
+        if distractors < 1:
+            raise ValueError("caption_choice: the split holds one person only, so there is no wrong caption to offer")
         rng = np.random.default_rng(QUESTION_SEED)
-        rows = []
-        for i, person in enumerate(owner):
-            others = np.flatnonzero(owner != person)
-            if len(others) < self.choices - 1:
-                raise ValueError(f"caption_choice: {len(others)} captions of other people, {self.choices - 1} needed")
-            rows.append([i, *rng.choice(others, self.choices - 1, replace=False)])
-        return torch.tensor(rows)
+        return torch.tensor([[i, *rng.choice(o, distractors, replace=False)] for i, o in enumerate(others)])
 
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
         with torch.inference_mode(), loader.autocast():
@@ -62,9 +61,11 @@ class CaptionChoice:
         return Metrics(
             values={"accuracy": 100.0 * correct.float().mean().item()},
             main="accuracy",
-            chance={"accuracy": 100.0 / self.choices},
+            chance={"accuracy": 100.0 / candidates.shape[1]},
             units={"accuracy": "%"},
-            details={"n_questions": len(split), "choices": self.choices},
+            details={"n_questions": len(split), "choices": candidates.shape[1]},
+            # Questions about one person are correlated: the engine's interval resamples people.
+            per_unit=UnitScores(unit="identity", scores={"accuracy": (np.asarray(split.identities), 100.0 * correct.double().numpy())}),
         )
 
 
