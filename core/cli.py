@@ -1,4 +1,4 @@
-"""The ``vlbench`` command.
+"""The vlbench command: train, test and measure the cost of encoder combinations; tabulate them.
 
 Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written) or a
 result could not be saved (the suite stopped), 2 bad input (nothing was run or written),
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from vlbench import checkplugin, scaffold
+from vlbench import checkplugin, folders, scaffold
 from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.sanitize import terminal_text
 from vlbench.types import KINDS, RunSpec
 
-DEFAULT_RESULTS = Path("leaderboard/results")
-DEFAULT_RUNS = Path("runs")  # TensorBoard scalars and --profile traces: <runs-dir>/<suite>/<run_id>/
+DEFAULT_RESULTS = folders.RESULTS
+DEFAULT_RUNS = folders.RUNS
+RUNS_ENV = "VLBENCH_RUNS_DIR"  # also the --runs-dir default when set (the tests point it at a temporary folder)
+STEP_LINE_EVERY_S = 30.0  # inside an epoch, a progress line this often: a log shows the run is alive
 
 
 def default_cache_dir() -> Path:
@@ -43,9 +47,12 @@ class RichReporter:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
         )
-        self.overall = self.progress.add_task("suite", total=total_runs, info="")
+        self.overall = self.progress.add_task("suite", total=total_runs, info="", visible=total_runs > 0)
         self.current = None
         self.label = ""
+        self.total_steps = 0
+        self.steps_done = 0
+        self.run_start = self.last_line = 0.0
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -57,9 +64,19 @@ class RichReporter:
     def run_started(self, run: RunSpec, total_steps: int) -> None:
         self.label = run.label
         self.current = self.progress.add_task(f"  {run.label}", total=total_steps, info="")
+        self.total_steps, self.steps_done = total_steps, 0
+        self.run_start = self.last_line = time.monotonic()
 
     def step(self, epoch: int, step: int, loss: float) -> None:
         self.progress.update(self.current, advance=1, info=f"epoch {epoch} loss {loss:.3f}")
+        self.steps_done += 1
+        now = time.monotonic()
+        if now - self.last_line >= STEP_LINE_EVERY_S:  # the bar is invisible in a log file or a dumb terminal
+            self.last_line = now
+            rate = self.steps_done / (now - self.run_start)
+            left = (self.total_steps - self.steps_done) / rate if rate > 0 else 0.0
+            self._line(f"  {self.label}  epoch {epoch}: step {self.steps_done}/{self.total_steps}, {rate:.2f} steps/s, "
+                       f"loss {loss:.3f}, ETA {int(left) // 60}:{int(left) % 60:02d} for the training")
 
     def epoch(self, row: dict[str, float]) -> None:
         val = {k: v for k, v in row.items() if k.startswith("val_")}
@@ -129,28 +146,43 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                       f"results would go to {args.results_dir / suite.name}/")
         return 0
     device = resolve_device(args.device or suite.device)
-    os.environ["VLBENCH_RUNS_DIR"] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     todo = [r for r in suite.runs if r.run_id not in done]
     checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
     for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
         console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
+    folder = args.results_dir / suite.name
+    held = len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+    console.print(Text(terminal_text(f"results: {folder}/ ({held} record file{'' if held == 1 else 's'} there before)")), soft_wrap=True)
     console.print(f"suite {suite.name}: {_runs(len(suite.runs))}, {len(suite.runs) - len(todo)} finished before, {len(todo)} to run on {device}")
+    saved = os.environ.get(RUNS_ENV)
+    os.environ[RUNS_ENV] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = run_suite(suite.runs, host, args.results_dir, args.cache_dir, device, reporter,
                                 warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True),
                                 profile_dir=Path(args.runs_dir or DEFAULT_RUNS) if args.profile else None)
+        if args.cost_retries:
+            from vlbench.cost_retry import remeasure_noisy
+
+            remeasure_noisy(suite.runs, host, args.results_dir, args.cache_dir, device, args.cost_retries,
+                            say=lambda message: console.print(Text(message), soft_wrap=True))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if saved is None:
+            os.environ.pop(RUNS_ENV, None)
+        else:
+            os.environ[RUNS_ENV] = saved
     elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
-    console.print(
+    shown = "" if args.results_dir == DEFAULT_RESULTS else f" {args.results_dir}"
+    console.print(Text(terminal_text(
         f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}; "
-        f"records in {args.results_dir / suite.name}/"
-    )
+        f"records in {folder}/ (`vlbench leaderboard show{shown}` tables them)"
+    )), soft_wrap=True)
     return 1 if outcome.failed else 0
 
 
@@ -210,23 +242,40 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlbench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{run,plugins,leaderboard,check-plugin,new-plugin}", required=True)
     run = sub.add_parser("run", help="train, select on val, test and record every run of a suite")
     run.add_argument("suite", type=Path, help="suite file, e.g. suites/quickstart.toml")
     run.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
-    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help=f"default: {DEFAULT_RESULTS}")
+    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS,
+                     help=f"where records go, <results-dir>/<suite>/<run-id>.json; default: {DEFAULT_RESULTS}, which "
+                          f"`vlbench leaderboard` reads by default")
     run.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="generated datasets; default: $VLBENCH_CACHE or ~/.cache/vlbench")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the suite's device")
-    run.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
-                     help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ./{DEFAULT_RUNS}; '' = off")
+    run.add_argument("--runs-dir", default=os.environ.get(RUNS_ENV, str(DEFAULT_RUNS)),
+                     help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ${RUNS_ENV} or "
+                          f"./{DEFAULT_RUNS}; '' = off")
     run.add_argument("--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run")
+    run.add_argument("--cost-retries", type=int, default=0, metavar="N",
+                     help="at the end of the suite, measure again (up to N times) the cost of runs measured on a busy machine "
+                          "(docs/cost.md, cost.conditions); default: 0")
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
     add_leaderboard_parser(sub)
     checkplugin.add_parser(sub)
     scaffold.add_parser(sub)
+    _plain_descriptions(parser)
     return parser
+
+
+def _plain_descriptions(parser: argparse.ArgumentParser) -> None:
+    """Descriptions taken from docstrings lose their reStructuredText (``x``, :func:`x`) for --help."""
+    if parser.description:
+        parser.description = re.sub(r":\w+:`([^`]*)`|``([^`]*)``", lambda m: m.group(1) or m.group(2), parser.description)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _plain_descriptions(child)
 
 
 def main(argv: list[str] | None = None) -> int:

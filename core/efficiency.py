@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from vlbench import interference
 from vlbench.data import Precision, usable_cpu_count
 from vlbench.objectives import VLModel, symmetric_info_nce
 from vlbench.training import set_train_mode
@@ -698,11 +699,13 @@ def measure(
     ``loss_fn`` with ``train_batch`` makes the training-step memory use the task's loss on a
     real batch; ``stages`` are the task's extra timed stages; ``cross_check`` adds fvcore's
     count of the vision tower's MACs; ``train_memory=False`` skips the training-step memory
-    (encoder-only runs: ``{"measured": false, "reason": ...}``). ``problems`` lists what :func:`check_cost_invariants` found.
+    (encoder-only runs: ``{"measured": false, "reason": ...}``). ``problems`` lists what :func:`check_cost_invariants` found;
+    ``conditions`` says how busy the machine was meanwhile (:mod:`vlbench.interference`).
     """
     size, length = _defaults(model, image_size, text_length)
     objective = _objective(model, objective)
     device = precision.device
+    watch = interference.Watch(device)
     cost: dict[str, Any] = {
         "params": parameter_counts(model),
         "flops": count_flops(model, size, length, objective=objective),
@@ -723,6 +726,7 @@ def measure(
     if cross_check:
         cost["checks"] = {"fvcore_vision": fvcore_macs(model.vision, _images(1, size, device))}
     cost["hardware"] = fingerprint(precision, compile_mode)
+    cost["conditions"] = watch.finish(cost)
     cost["problems"] = check_cost_invariants(cost)
     return cost
 

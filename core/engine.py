@@ -213,17 +213,9 @@ def execute(
     if not getattr(host.get("task", run.task.name), "measures_quality", True):
         return execute_cost_only(run, host, cache_dir, device, reporter, profile_dir)
     reporter.stage("building")
-    built = build(run, host, cache_dir, device)
+    built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
     train = run.train
-    precision = resolve_precision(device, train["amp"], train["channels_last"])
-    if precision.channels_last:
-        built.model.to(memory_format=torch.channels_last)
     model, task, dataset = built.model, built.task, built.dataset
-    num_classes = task.num_classes(dataset)
-    tokenize = model.text.tokenize if model.text is not None else None
-    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"], num_classes=num_classes)
-    train_loader = SplitLoader(batch_size=train["batch_size"], **common)
-    eval_loader = SplitLoader(batch_size=train["eval_batch_size"], **common)
     _first_batch_check(built, eval_loader)
 
     train_split, val_split, test_split = (dataset.splits[name] for name in ("train", "val", "test"))
@@ -252,20 +244,7 @@ def execute(
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
     reporter.stage("measuring cost")
-    batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
-    train_batch = next(batches)
-    batches.close()  # stops the DataLoader's workers
-    cost_stages = getattr(task, "cost_stages", None)
-    cost = efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective,
-        loss_fn=task.loss, train_batch=train_batch,
-        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
-    )
+    cost, train_batch = measure_cost(run, built, precision, train_loader, eval_loader)
     if profile_dir is not None:
         reporter.stage("profiling")
         _profile(built, precision, task, train_batch, profile_dir)
@@ -292,6 +271,71 @@ def execute(
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
+
+
+def _prepare(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> tuple[Built, Any, SplitLoader, SplitLoader]:
+    """The run's components built, its precision, and its training and evaluation loaders."""
+    built = build(run, host, cache_dir, device)
+    train = run.train
+    precision = resolve_precision(device, train["amp"], train["channels_last"])
+    if precision.channels_last:
+        built.model.to(memory_format=torch.channels_last)
+    model = built.model
+    tokenize = model.text.tokenize if model.text is not None else None
+    common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"],
+                  num_classes=built.task.num_classes(built.dataset))
+    return built, precision, SplitLoader(batch_size=train["batch_size"], **common), SplitLoader(batch_size=train["eval_batch_size"], **common)
+
+
+def measure_cost(run: RunSpec, built: Built, precision: Any, train_loader: SplitLoader, eval_loader: SplitLoader) -> tuple[dict[str, Any], Any]:
+    """The cost block of a quality run's model (and the training batch its memory figure used)."""
+    model, task, train = built.model, built.task, run.train
+    train_split, test_split = built.dataset.splits["train"], built.dataset.splits["test"]
+    batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
+    train_batch = next(batches)
+    batches.close()  # stops the DataLoader's workers
+    cost_stages = getattr(task, "cost_stages", None)
+    cost = efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=task.objective,
+        loss_fn=task.loss, train_batch=train_batch,
+        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
+    )
+    return cost, train_batch
+
+
+def measure_cost_only(run: RunSpec, built: Built, precision: Any) -> dict[str, Any]:
+    """The cost block of a cost-only run (no training, so no training-step memory)."""
+    model, task, train = built.model, built.task, run.train
+    model.eval()
+    timing = task.timing() if hasattr(task, "timing") else {}
+    return efficiency.measure(
+        model, precision,
+        image_size=model.vision.info.input_size,
+        text_length=model.text.info.max_length if model.text is not None else None,
+        batch_sizes=tuple(train["cost_batch_sizes"]),
+        budget_s=train["cost_budget_s"],
+        objective=task.objective, train_memory=False, **timing,
+    )
+
+
+def remeasure_cost(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> dict[str, Any]:
+    """A fresh cost block for ``run``: its components built again (weights as configured, not
+    trained) and measured as the run measured them. Params, FLOPs, memory and the timing of
+    dense models do not depend on the weights' values."""
+    if not getattr(host.get("task", run.task.name), "measures_quality", True):
+        built = build(run, host, cache_dir, device)
+        precision = resolve_precision(device, run.train["amp"], run.train["channels_last"])
+        if precision.channels_last:
+            built.model.to(memory_format=torch.channels_last)
+        return measure_cost_only(run, built, precision)
+    built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
+    built.model.eval()
+    return measure_cost(run, built, precision, train_loader, eval_loader)[0]
 
 
 def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir: Path, infer_batch: int = 32) -> None:
@@ -340,19 +384,10 @@ def execute_cost_only(
     precision = resolve_precision(device, train["amp"], train["channels_last"])
     if precision.channels_last:
         built.model.to(memory_format=torch.channels_last)
-    model, task = built.model, built.task
-    model.eval()
+    task = built.task
     reporter.run_started(run, 0)
     reporter.stage("measuring cost")
-    timing = task.timing() if hasattr(task, "timing") else {}
-    cost = efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective, train_memory=False, **timing,
-    )
+    cost = measure_cost_only(run, built, precision)
     if profile_dir is not None:
         reporter.stage("profiling")
         _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html
+import json
 import math
 import re
 import tomllib
@@ -30,17 +31,16 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from vlbench import folders, interference
 from vlbench.errors import UserError, VlbenchError
 from vlbench.results import RecordError, read_record
 from vlbench.sanitize import csv_cell, terminal_text
 
-# Not imported from vlbench.cli: cli imports this module to wire the subcommand.
-DEFAULT_RESULTS = Path("leaderboard/results")
-DEFAULT_OUT = Path("leaderboard")
-DEFAULT_SUITES = Path("suites")
+DEFAULT_RESULTS = folders.RESULTS
+DEFAULT_OUT = folders.LEADERBOARD_OUT
+DEFAULT_SUITES = folders.SUITES
 # Lists the files a build wrote, so a rebuild deletes only its own stale files. Not *.json:
 # an output folder may hold the results folder, and every *.json there is read as a record.
 MANIFEST = ".vlbench-leaderboard-files"
@@ -158,13 +158,20 @@ def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
     units = test.get("units") if isinstance(test.get("units"), Mapping) else {}
     ci = _dig(test, "ci95", main)
     ci = ci if isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci) else [None, None]
+    higher = _dig(record, "metrics", "higher_is_better") is not False
     row = {
         "main metric": main, "main unit": _text(units.get(main)) or "",
-        "higher is better": _dig(record, "metrics", "higher_is_better") is not False,
+        "higher is better": higher,
         "main test": float(test["values"][main]), "CI95 low": _number(ci[0]), "CI95 high": _number(ci[1]),
         "chance": _number(test["chance"][main]), "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
         **_cost(record["cost"]),
     }
+    reference, what = _reference(test, main, higher)
+    row["above chance"] = above_reference(row["main test"], row["CI95 low"], row["CI95 high"], reference, higher)
+    row["flags"] = "; ".join(f for f in (
+        "" if row["above chance"] else f"not above {what}",
+        f"noisy cost ({row['noisy cost']})" if row["noisy cost"] else "",
+    ) if f)
     for split in ("train", "val"):  # train: only when the suite asked for it (eval_train_split)
         values = _dig(record, "metrics", "splits", split, "values")
         for metric, value in values.items() if isinstance(values, Mapping) else ():
@@ -199,7 +206,32 @@ def _cost(cost: Mapping[str, Any]) -> dict[str, Any]:
         "train-step memory (MB)": _mb(_dig(cost, "memory", "train_step", "peak_bytes")),
         "fp16 size (MB)": _mb(_dig(cost, "fp16_size", "bytes")),
         "cost problems": "; ".join(map(str, problems)) if isinstance(problems, list) else "",
+        "noisy cost": interference.describe(cost),
     }
+
+
+def _reference(test: Mapping[str, Any], main: str, higher: bool) -> tuple[float | None, str]:
+    """What a run must beat: the chance level, or where the task has none the best named
+    baseline (``baselines: {name: {metric: value}}``)."""
+    chance = _number(_dig(test, "chance", main))
+    if chance is not None:
+        return chance, "chance"
+    baselines = test.get("baselines")
+    values = [_number(_dig(b, main) if isinstance(b, Mapping) else b) for b in baselines.values()] if isinstance(baselines, Mapping) else []
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, "chance"
+    return (max(values) if higher else min(values)), "the best baseline"
+
+
+def above_reference(value: float, low: float | None, high: float | None, reference: float | None, higher: bool) -> bool:
+    """True when the run is better than ``reference`` (chance or the best baseline) beyond its
+    95% CI; without a CI, when the point estimate is. No reference: nothing to be below."""
+    if reference is None:
+        return True
+    if higher:
+        return (low if low is not None else value) > reference
+    return (high if high is not None else value) < reference
 
 
 def _scaled(value: float | None, factor: float) -> float | None:
@@ -276,14 +308,18 @@ def slug(text: str, always_hash: bool = False) -> str:
     return safe
 
 
-def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
+def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = False) -> Leaderboard:
     """Read and validate every record under ``results_dir``; ``suites`` (a suite file or a
-    folder of them; default ./suites when it exists) declares the runs that should be there."""
+    folder of them; default ./suites when it exists) declares the runs that should be there.
+
+    Runs not above chance never join a Pareto front; nor do runs whose cost was measured on a
+    busy machine (``cost.conditions.noisy``) unless ``include_noisy``."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(
             f"{results_dir}: no such results folder. `vlbench run SUITE` writes one record per run to "
-            f"leaderboard/results/<suite>/<run-id>.json; pass the folder that holds them (default {DEFAULT_RESULTS})."
+            f"{DEFAULT_RESULTS}/<suite>/<run-id>.json; pass the folder that holds them (default {DEFAULT_RESULTS}; the "
+            f"project's committed records are in {folders.PROJECT_RESULTS})."
         )
     records, invalid, rows, cost_rows = [], [], [], []
     for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")):
@@ -319,8 +355,29 @@ def load(results_dir: Path, suites: Path | None = None) -> Leaderboard:
     recorded = pd.concat([frame[key], costs[key]]).drop_duplicates()
     missing = declared.merge(recorded, on=key, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
-    return Leaderboard(results_dir, _ranked(runs), failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records,
+    runs = _ranked(runs, include_noisy)
+    notes += _pareto_notes(runs, include_noisy)
+    return Leaderboard(results_dir, runs, failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records,
                        costs, notes)
+
+
+def _pareto_notes(runs: pd.DataFrame, include_noisy: bool) -> list[str]:
+    """Why rows are missing from the Pareto fronts."""
+    notes = []
+    if runs.empty:
+        return notes
+    below = int((~runs["above chance"].astype(bool)).sum())
+    if below:
+        notes.append(f"{plural(below, 'run')} not above chance (95% CI reaches the chance level, or the best baseline): "
+                     "marked, never Pareto-optimal.")
+    noisy = int((runs["noisy cost"] != "").sum())
+    if noisy and not include_noisy:
+        notes.append(f"{plural(noisy, 'run')} with cost measured on a busy machine (cost.conditions, docs/cost.md): marked "
+                     "'noisy cost' and left out of the Pareto fronts; re-measure with `vlbench run SUITE --cost-retries N` "
+                     "on a quiet machine, or pass --include-noisy to rank them anyway.")
+    elif noisy:
+        notes.append(f"{plural(noisy, 'run')} with cost measured on a busy machine are included in the Pareto fronts (--include-noisy).")
+    return notes
 
 
 def _displayable(row: dict[str, Any]) -> dict[str, Any]:
@@ -334,8 +391,9 @@ def _by_finish(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(_finished=finished).sort_values(["_finished", "source"], na_position="first", kind="stable")
 
 
-def _ranked(runs: pd.DataFrame) -> pd.DataFrame:
-    """Rank within each partition on the main test metric; mark the Pareto-optimal runs."""
+def _ranked(runs: pd.DataFrame, include_noisy: bool = False) -> pd.DataFrame:
+    """Rank within each partition on the main test metric; mark the Pareto-optimal runs among
+    those above chance with trustworthy cost (see :func:`load`)."""
     if runs.empty:
         return runs.assign(**{"#": pd.Series(dtype=int), "Pareto-optimal on": pd.Series(dtype=str)})
     runs = runs.copy()
@@ -343,7 +401,8 @@ def _ranked(runs: pd.DataFrame) -> pd.DataFrame:
     runs["_score"] = runs["main test"].where(runs["higher is better"], -runs["main test"])
     runs["#"] = runs.groupby(PARTITION)["_score"].rank(ascending=False, method="min").astype(int)
     fronts = pd.Series([[] for _ in range(len(runs))], index=runs.index)
-    for _, part in runs.groupby(PARTITION):
+    eligible = runs["above chance"].astype(bool) & (include_noisy | (runs["noisy cost"] == ""))
+    for _, part in runs[eligible].groupby(PARTITION):
         for column, axis in COST_AXES:
             measured = part[part[column].notna()]
             for index, optimal in zip(measured.index, pareto_mask(measured[column].tolist(), measured["_score"].tolist()), strict=True):
@@ -369,6 +428,7 @@ def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFram
     declared = pd.DataFrame(columns=["suite", "run id", "model", "suite file"])
     if suites is None and not DEFAULT_SUITES.is_dir():
         return declared, [f"Missing runs were not checked: no suite files ({DEFAULT_SUITES}/ does not exist; pass --suites)."]
+    explicit = suites is not None
     suites = suites or DEFAULT_SUITES
     if not suites.exists():
         raise UserError(f"{suites}: no such suite file or folder (--suites). Pass a suite .toml or a folder of them, e.g. suites/.")
@@ -384,7 +444,8 @@ def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFram
             notes.append(f"{path}: no [suite] name; its missing runs are not listed.")
             continue
         if name not in recorded:
-            notes.append(f"Suite {name!r} ({path}) has no records yet: every run it declares is missing.")
+            if explicit:  # the default suites/ folder declares suites a results folder need not hold
+                notes.append(f"Suite {name!r} ({path}) has no records yet: every run it declares is missing.")
             continue
         try:
             from vlbench.manager import PluginHost  # imports torch and every plugin: only when a suite needs expanding
@@ -399,7 +460,44 @@ def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFram
     return (pd.DataFrame(rows, columns=declared.columns) if rows else declared), notes
 
 
-# ---------------------------------------------------------------- columns
+# ---------------------------------------------------------------- names
+
+
+def _facets(record: Mapping[str, Any]) -> dict[str, str]:
+    """What a run is made of: each component's name and options, and the seed, as text."""
+    facets: dict[str, str] = {}
+    components = record.get("components") if isinstance(record.get("components"), Mapping) else {}
+    for kind, block in components.items():
+        if not isinstance(block, Mapping):
+            continue
+        facets[str(kind)] = str(block.get("name"))
+        options = block.get("options") if isinstance(block.get("options"), Mapping) else {}
+        for key, value in options.items():
+            facets[f"{kind}.{key}"] = f"{key}={json.dumps(value, sort_keys=True, default=str)}".replace('"', "")
+    facets["seed"] = f"seed {record.get('seed')}"
+    return facets
+
+
+def distinguishing_names(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], str]:
+    """Each run named by what tells it apart from the others (component names, options, seed:
+    "resnet18 early embed_dim=128"), and the component names they all share, for a caption."""
+    facets = [_facets(r) for r in records]
+    keys = list(dict.fromkeys(k for f in facets for k in f))
+    def varies(key: str) -> bool:
+        if "." not in key:
+            return len({f.get(key) for f in facets}) > 1
+        kind = key.split(".")[0]  # an option counts between runs of the same component only
+        return any(len({f.get(key) for f in facets if f.get(kind) == name}) > 1 for name in {f.get(kind) for f in facets})
+
+    varying = [k for k in keys if varies(k)]
+    if not varying:  # one run, or identical configs: the vision encoder names it
+        varying = [k for k in keys if "." not in k][:1]
+    kinds = {k for k in varying if "." not in k}
+    names = [" ".join(f.get(k) or f"no {k}" for k in varying if "." not in k or f.get(k)) for f in facets]
+    shared = " ".join(facets[0][k] for k in keys if "." not in k and k not in kinds and k != "seed" and k in facets[0])
+    return [terminal_text(name) for name in names], terminal_text(shared)  # record text: no control characters
+
+
 
 
 @dataclass(frozen=True)
@@ -436,7 +534,7 @@ COST_COLUMNS = [
         ("GMACs", 2), ("vision GMACs", 2), ("text GMACs", 2), ("GFLOPs", 2),
         ("latency p50 (ms)", 2), ("latency p90 (ms)", 2), ("latency p99 (ms)", 2), ("vision latency p50 (ms)", 2),
         ("throughput (img/s)", 0), ("throughput batch", 0),
-        ("inference memory (MB)", 1), ("train-step memory (MB)", 1), ("fp16 size (MB)", 1), ("cost problems", None),
+        ("inference memory (MB)", 1), ("train-step memory (MB)", 1), ("fp16 size (MB)", 1), ("cost problems", None), ("noisy cost", None),
     )
 ]
 COMPACT_COST = {"params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)"}
@@ -446,7 +544,7 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
     """The columns of one table; cost columns no run of the partition measured are left out."""
     measured_cost = [c for c in COST_COLUMNS if not part.rows[c.key].map(_missing).all()]
     if part.cost_only:  # unranked: no quality, so no rank and no Pareto front
-        compact = COMPACT_COST | {"throughput batch", "fp16 size (MB)"}
+        compact = COMPACT_COST | {"throughput batch", "fp16 size (MB)", "noisy cost"}
         columns = [Column("model", "model"), Column("weights", "weights")]
         columns += [c for c in measured_cost if detailed or c.key in compact] + [Column("seed", "seed")]
         return columns + ([Column("git commit", "git commit"), Column("finished at", "finished at (UTC)")] if detailed else [])
@@ -467,7 +565,10 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
                         if c.startswith(f"{split} ") and c != main_key and part.rows[c].notna().any()]
         columns += [Column(c, c, 0 if c == "best epoch" else 1) for c in ("best epoch", "runtime (s)") if part.rows[c].notna().any()]
     columns += [c for c in measured_cost if detailed or c.key in COMPACT_COST]
-    columns += [Column("Pareto-optimal on", "Pareto-optimal on"), Column("seed", "seed")]
+    columns += [Column("Pareto-optimal on", "Pareto-optimal on")]
+    if part.rows["flags"].ne("").any():
+        columns.append(Column("flags", "flags"))
+    columns.append(Column("seed", "seed"))
     if detailed:
         columns += [Column("git commit", "git commit"), Column("finished at", "finished at (UTC)")]
     return columns
@@ -559,10 +660,11 @@ def problem_tables(board: Leaderboard, suite: str | None = None) -> list[Problem
     return tables
 
 
-def error_line(record: Mapping[str, Any], limit: int = 200) -> str:
+def error_line(record: Mapping[str, Any], limit: int | None = 200) -> str:
+    """The error on one line, cut at ``limit`` characters (None: whole)."""
     error = record.get("error") or {}
     line = terminal_text(f"{error.get('type', 'Error')}: {' '.join(str(error.get('message', '')).split())}")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return line if limit is None or len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -582,7 +684,7 @@ def write_tables(board: Leaderboard, out: Path) -> list[Path]:
         public.to_parquet(out / "leaderboard.parquet", index=False)
         written.append(out / "leaderboard.parquet")
     except ImportError:
-        pass  # pyarrow is optional; _report says the parquet file was skipped
+        pass  # pyarrow is optional (docs/leaderboard.md): no engine, no parquet file, nothing to report
     return written
 
 
@@ -593,9 +695,9 @@ class BuildResult:
     files: list[Path]
 
 
-def build(results_dir: Path, out: Path, suites: Path | None = None) -> BuildResult:
+def build(results_dir: Path, out: Path, suites: Path | None = None, include_noisy: bool = False) -> BuildResult:
     """Write LEADERBOARD.md, leaderboard.csv (+ parquet) and the static site into ``out``."""
-    board = load(results_dir, suites)
+    board = load(results_dir, suites, include_noisy)
     from vlbench import leaderboard_site  # matplotlib is slow to import; `show` needs none of it
 
     out = Path(out)
@@ -612,7 +714,7 @@ def build(results_dir: Path, out: Path, suites: Path | None = None) -> BuildResu
     return BuildResult(board, out, files)
 
 
-def publish(results_dir: Path, out: Path, suites: Path | None = None) -> BuildResult:
+def publish(results_dir: Path, out: Path, suites: Path | None = None, include_noisy: bool = False) -> BuildResult:
     """The site as a self-contained folder for any static host; ``out`` must be empty, new,
     or a folder published before (its stale files are removed)."""
     out = Path(out)
@@ -621,7 +723,7 @@ def publish(results_dir: Path, out: Path, suites: Path | None = None) -> BuildRe
             f"{out} exists and is not an empty folder or an earlier `vlbench leaderboard publish` output; refusing to "
             "write into it. Pass a new or empty folder to --out."
         )
-    result = build(results_dir, out, suites)
+    result = build(results_dir, out, suites, include_noisy)
     marker = out / ".nojekyll"  # GitHub Pages: serve the folder as it is
     marker.touch()
     _replace_manifest(out, [*result.files, marker])
@@ -644,37 +746,14 @@ def _replace_manifest(out: Path, files: Sequence[Path]) -> None:
     manifest.write_text("\n".join(sorted(now)) + "\n", encoding="utf-8")
 
 
-# ---------------------------------------------------------------- terminal
-
-
-def show(board: Leaderboard, console: Console) -> None:
-    # Text(...) everywhere: rich would read "[...]" in a plugin's name as markup.
-    console.print(Text(summary(board)))
-    for part in board.partitions() + board.cost_partitions():
-        columns = table_columns(part, detailed=False)
-        table = Table(title=Text(f"{part.suite}: {part.title}"), title_justify="left")
-        for column in columns:
-            table.add_column(Text(column.header), justify="left" if column.digits is None else "right", overflow="fold")
-        for row in _rows(part.rows):
-            table.add_row(*(Text(column.cell(row)[0]) for column in columns))
-        console.print(table)
-    for problems in problem_tables(board):
-        if problems.rows:
-            table = Table(title=Text(problems.title), title_justify="left")
-            for header in problems.headers:
-                table.add_column(Text(header), overflow="fold")
-            for row in problems.rows:
-                table.add_row(*(Text(str(cell)) for cell in row))
-            console.print(table)
-    for note in board.notes:
-        console.print(Text(f"note: {note}"))
-
-
 # ---------------------------------------------------------------- CLI
 
 
-def _report(result: BuildResult, console: Console) -> None:
+def _report(result: BuildResult, console: Console, default: bool) -> None:
+    from vlbench.leaderboard_terminal import report_source
+
     board = result.board
+    report_source(console, board, default)
     for source, problem in board.invalid:
         console.print(Text(f"skipped {board.results_dir / source}: {problem}", style="yellow"))
     for note in board.notes:
@@ -682,33 +761,47 @@ def _report(result: BuildResult, console: Console) -> None:
     console.print(Text(summary(board)))
     pages = sum(1 for f in result.files if f.suffix == ".html")
     console.print(Text(f"wrote {len(result.files)} files to {result.out}/ ({pages} pages); open {result.out / 'index.html'}"))
-    if result.out / "leaderboard.parquet" not in result.files:
-        console.print(Text("leaderboard.parquet skipped: no parquet engine installed (pip install pyarrow to get one)."))
+
+
+def _results_dir(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The folder to read, and whether it is the default one."""
+    return (args.results_dir, False) if args.results_dir is not None else (DEFAULT_RESULTS, True)
 
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
-    _report(build(args.results_dir, args.out, args.suites), console)
+    results, default = _results_dir(args)
+    _report(build(results, args.out, args.suites, args.include_noisy), console, default)
     return 0
 
 
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:
-    _report(publish(args.results_dir, args.out, args.suites), console)
+    results, default = _results_dir(args)
+    _report(publish(results, args.out, args.suites, args.include_noisy), console, default)
     return 0
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
-    show(load(args.results_dir, args.suites), console)
+    from vlbench.leaderboard_terminal import report_source, show
+
+    results, default = _results_dir(args)
+    board = load(results, args.suites, args.include_noisy)
+    report_source(console, board, default)
+    show(board, console, wide=args.wide, columns=args.columns.split(",") if args.columns else None)
     return 0
 
 
 def add_leaderboard_parser(subparsers: Any) -> None:
     """Add ``vlbench leaderboard build|publish|show`` to the CLI's subparsers."""
     parser = subparsers.add_parser("leaderboard", help="tables, plots and a static site from the result records")
-    sub = parser.add_subparsers(dest="leaderboard_command", required=True)
+    sub = parser.add_subparsers(dest="leaderboard_command", metavar="{build,publish,show}", required=True)
 
     def command(name: str, purpose: str, func: Callable[[argparse.Namespace, Console], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=purpose)
-        p.add_argument("results_dir", nargs="?", type=Path, default=DEFAULT_RESULTS, help=f"folder of records; default: {DEFAULT_RESULTS}")
+        p.add_argument("results_dir", nargs="?", type=Path, default=None,
+                       help=f"folder of records; default: {DEFAULT_RESULTS} (where `vlbench run` writes); "
+                            f"the project's committed records: {folders.PROJECT_RESULTS}")
+        p.add_argument("--include-noisy", action="store_true",
+                       help="let runs whose cost was measured on a busy machine into the Pareto fronts")
         p.add_argument("--suites", type=Path,
                        help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists")
         p.set_defaults(func=func)
@@ -720,4 +813,6 @@ def add_leaderboard_parser(subparsers: Any) -> None:
     command("publish", "write the static site as a self-contained folder for any static host", cmd_publish).add_argument(
         "--out", type=Path, required=True, help="a new or empty folder (or an earlier publish output)"
     )
-    command("show", "print the leaderboard tables in the terminal", cmd_show)
+    show = command("show", "print the leaderboard tables in the terminal", cmd_show)
+    show.add_argument("--wide", action="store_true", help="every column, folded to fit, instead of what fits the terminal")
+    show.add_argument("--columns", help="comma-separated columns to show, by key or header, e.g. 'model,main test,GMACs'")

@@ -1,5 +1,5 @@
-"""The static leaderboard site: index, one page per suite, one provenance page per run, and
-quality-vs-cost plots (SVG, matplotlib) with the Pareto front marked.
+"""The static leaderboard site: index, one page per suite, one provenance page per run; the
+plots it shows are :mod:`vlbench.leaderboard_plots`.
 
 Every string that comes from a record (plugin, suite, config, error text) goes through
 ``html.escape`` here, and the JavaScript only moves rows and writes ``textContent``: record
@@ -16,25 +16,19 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
-
 from vlbench.leaderboard import (
-    COST_AXES,
     RULES,
     Leaderboard,
     Partition,
     ProblemTable,
     page_path,
-    pareto_mask,
     plural,
     problem_tables,
     slug,
     summary,
     table_columns,
 )
+from vlbench.leaderboard_plots import write_plots  # noqa: F401  (the build calls it through this module)
 
 # 'self' only: the pages load nothing from elsewhere, and no inline script or style can run.
 CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'"
@@ -124,7 +118,8 @@ h3 { font-size: 1.05rem; margin: 1.5rem 0 .4rem; }
 .controls { display: flex; gap: 1.25rem; align-items: center; flex-wrap: wrap; margin: 1rem 0;
   padding: .6rem .8rem; background: var(--head); border-radius: 6px; }
 .controls input[type=search] { width: 24rem; max-width: 60vw; padding: .3rem .45rem; }
-.table-wrap { overflow-x: auto; }
+.table-wrap { overflow: auto; max-width: 100%; max-height: 80vh; border: 1px solid var(--line); border-radius: 4px; margin: .25rem 0 1rem; }
+.table-wrap table { margin: 0; }
 table { border-collapse: collapse; margin: .25rem 0 1rem; }
 th, td { border: 1px solid var(--line); padding: .25rem .5rem; vertical-align: top; }
 thead th { background: var(--head); position: sticky; top: 0; min-width: 3rem; }
@@ -139,6 +134,7 @@ th[aria-sort=descending] button::after { content: " \\25BC"; color: var(--fg); }
 .front { color: var(--front); font-weight: 600; }
 table.kv th { text-align: left; font-weight: 600; background: var(--head); white-space: nowrap; }
 table.kv table.kv { margin: 0; }
+main > table.kv { display: block; overflow-x: auto; max-width: 100%; }
 pre { background: var(--row); border: 1px solid var(--line); padding: .6rem; overflow-x: auto; max-height: 36rem; }
 figure { margin: .5rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; background: #fff; }
@@ -150,90 +146,6 @@ FAVICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect w
 """
 
 
-# ---------------------------------------------------------------- plots
-
-
-def write_plots(board: Leaderboard, out: Path) -> dict[str, str]:
-    """One SVG per partition (suite, task on dataset, hardware class); {partition slug: path from out}."""
-    written = {}
-    for part in board.partitions():
-        name = f"plots/{part.slug}.svg"
-        if _plot(part, out / name):
-            written[part.slug] = name
-    return written
-
-
-def _plot(part: Partition, path: Path) -> bool:
-    """Main test metric (with its 95% CI and chance level) against each measured cost axis,
-    the Pareto front marked. False when no run of the partition has a cost figure."""
-    axes_shown = [(column, axis) for column, axis in COST_AXES if part.rows[column].notna().any()]
-    if not axes_shown:
-        return False
-    first = part.rows.iloc[0]
-    unit = f" ({first['main unit']})" if first["main unit"] else ""
-    # Fixed ids and no date: identical records give an identical file. Text stays text (matplotlib
-    # XML-escapes it); parse_math=False keeps a "$" in a name from being read as TeX. Fixed
-    # margins instead of a layout engine: the engine doubles the time of a plot.
-    width = 4.2 * len(axes_shown)
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "vlbench", "font.size": 8}):
-        fig = Figure(figsize=(width, 3.6))
-        fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.13, top=0.84, wspace=0.22)
-        for ax, (column, _) in zip(fig.subplots(1, len(axes_shown), squeeze=False)[0], axes_shown, strict=True):
-            _panel(ax, part.rows[part.rows[column].notna()], column)
-        fig.axes[0].set_ylabel(f"{first['main metric']} test{unit}", parse_math=False)
-        legend: dict[str, Any] = {}  # one legend for all panels, above them: it never hides a point
-        for ax in fig.axes:
-            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-                legend.setdefault(label, handle)
-        fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.935), ncol=len(legend),
-                   frameon=False, fontsize=7)
-        fig.suptitle(part.title, parse_math=False, fontsize=9)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="svg", metadata={"Date": None})
-    return True
-
-
-def _panel(ax: Any, rows: Any, column: str) -> None:
-    x, y = rows[column], rows["main test"]
-    low, high = rows["CI95 low"].fillna(y), rows["CI95 high"].fillna(y)
-    error = [(y - low).clip(lower=0), (high - y).clip(lower=0)]
-    random_init = rows["random-init"].astype(bool)
-    for mask, label, face in ((~random_init, "pretrained or loaded weights", "C0"), (random_init, "random-init", "none")):
-        if mask.any():
-            ax.errorbar(x[mask], y[mask], yerr=[e[mask] for e in error], fmt="o", ms=5, color="C0", mfc=face,
-                        ecolor="0.6", elinewidth=0.8, capsize=2, label=label)
-    front = rows[pareto_mask(x.tolist(), rows["_score"].tolist())].sort_values(column)
-    ax.plot(front[column], front["main test"], drawstyle="steps-post" if rows["higher is better"].all() else "default",
-            color="C3", lw=1.2, marker="o", ms=9, mfc="none", mec="C3", label="Pareto front")
-    for i, chance in enumerate(sorted(set(rows["chance"].dropna()))):
-        ax.axhline(chance, ls="--", lw=0.9, color="0.45", label=None if i else "chance level")
-    positive = x[x > 0]
-    log = len(positive) == len(x) and positive.max() > 20 * positive.min()
-    if log:
-        # Ticks at 1-2-5 with plain labels: readable, and no TeX layout of 10^n (most of a plot's time)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_locator(NullLocator())
-    _name_front(ax, front, column, np.log10(x) if log else x, y)
-    ax.set_xlabel(column + (", batch 1" if column.startswith("latency") else ""))
-    ax.grid(alpha=0.3, lw=0.5)
-
-
-def _name_front(ax: Any, front: Any, column: str, x: Any, y: Any) -> None:
-    """Name the Pareto-front runs, leaving out a name that would overprint one already placed."""
-    span = lambda v: (v.max() - v.min()) or 1.0  # noqa: E731
-    placed: list[tuple[float, float]] = []
-    for i, (index, run) in enumerate(front.iterrows()):
-        at = ((x[index] - x.min()) / span(x), (y[index] - y.min()) / span(y))
-        if any(abs(at[0] - px) < 0.12 and abs(at[1] - py) < 0.06 for px, py in placed):
-            continue
-        placed.append(at)
-        last = i == len(front) - 1 and i > 0  # the costliest front run sits at the right edge: name it leftwards
-        ax.annotate(str(run["vision"] or run["model"]), (run[column], run["main test"]), xytext=(-4 if last else 4, 4),
-                    textcoords="offset points", ha="right" if last else "left", fontsize=6.5, parse_math=False)
-
-
 # ---------------------------------------------------------------- pages
 
 
@@ -243,7 +155,7 @@ def write_pages(board: Leaderboard, out: Path, plots: Mapping[str, str]) -> list
         pages[f"suites/{slug(suite)}.html"] = _suite_page(board, suite, plots)
     for frame in (board.runs, board.costs, board.failed):
         for row in frame.to_dict("records"):
-            pages[page_path(row)] = _run_page(board, row)
+            pages[page_path(row)] = _run_page(board, row, plots.get(page_path(row)))
     pages |= {"assets/leaderboard.js": JS, "assets/leaderboard.css": CSS, "assets/favicon.svg": FAVICON}
     written = []
     for name, text in pages.items():
@@ -321,8 +233,10 @@ def _partitions(board: Leaderboard, suite: str, root: str, detailed: bool, plots
         if part.slug in plots:
             alt = f"{part.rows.iloc[0]['main metric']} test against params, GMACs and latency, Pareto front marked: {part.title}"
             parts.append(f'<figure><img src="{escape(root + plots[part.slug])}" alt="{escape(alt)}">'
-                         f"<figcaption>Error bars: 95% CI; dashed line: chance level; hollow markers: random-init runs; "
-                         f"red: the Pareto front (no other run is both cheaper and better).</figcaption></figure>")
+                         f"<figcaption>Each point is named by what sets it apart in this table. Error bars: 95% CI; dashed "
+                         f"line: chance level; hollow markers: random-init runs; grey crosses: not above chance; orange "
+                         f"rings: cost measured on a busy machine; red: the Pareto front (no other run is both cheaper and "
+                         f"better; runs not above chance and noisy cost left out).</figcaption></figure>")
     if not parts:
         parts.append('<p class="muted">No successful runs.</p>')
     return parts
@@ -346,6 +260,8 @@ def _runs_table(part: Partition, root: str, detailed: bool) -> str:
                 content = f'<span class="badge">{escape(text)}</span>'
             elif column.key == "Pareto-optimal on" and text != "—":
                 content = f'<span class="front">{escape(text)}</span>'
+            elif column.key == "flags" and text != "—":
+                content = " ".join(f'<span class="badge">{escape(flag)}</span>' for flag in text.split("; "))
             else:
                 content = escape(text)
             number = "" if column.digits is None else f' data-sort="{"" if sort is None else repr(sort)}"'
@@ -373,7 +289,7 @@ def _problems(table: ProblemTable, root: str) -> str:
 # ---------------------------------------------------------------- provenance
 
 
-def _run_page(board: Leaderboard, row: Mapping[str, Any]) -> str:
+def _run_page(board: Leaderboard, row: Mapping[str, Any], curve: str | None = None) -> str:
     record = board.record(row)
     root = "../../"
     status = "ok" if record["status"] == "ok" else "failed"
@@ -381,6 +297,7 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any]) -> str:
     badges = [f'<span class="badge">{escape(status)}</span>'] if status != "ok" else []
     if row["random-init"]:
         badges.append('<span class="badge">random-init</span>')
+    badges += [f'<span class="badge">{escape(flag)}</span>' for flag in str(row.get("flags") or "").split("; ") if flag]
     summary_rows = [
         ("suite", f'<a href="{root}suites/{escape(slug(record["suite"]))}.html">{escape(record["suite"])}</a>'),
         ("run id", f"<code>{escape(record['run_id'])}</code>"), ("status", escape(record["status"]) + " " + " ".join(badges)),
@@ -400,6 +317,10 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any]) -> str:
         ("record file (in the results folder)", f"<code>{escape(row['source'])}</code>"),
     ]
     parts.append(_kv(summary_rows))
+    if curve is not None:  # right under the summary: whether the run learned is the first question
+        parts += ["<h2>Training curve</h2>", f'<figure><img src="{escape(root + curve)}" alt="training loss and val metric per epoch">'
+                  "<figcaption>Train loss and the val main metric per epoch; dotted: the epoch selected on val. "
+                  "Every figure is under Training below.</figcaption></figure>"]
     if record.get("error"):
         error = record["error"]
         parts += ["<h2>Error</h2>", f"<p>{escape(str(error.get('type')))}: {escape(str(error.get('message')))}</p>"]

@@ -166,7 +166,7 @@ def test_a_write_failure_mid_suite_stops_it_naming_the_run(tmp_path, monkeypatch
     out, err = capsys.readouterr()
     assert code == 1 and "Traceback" not in out + err
     assert f"the result of run {calls[1]}" in err and "No space left on device" in err and "intact" in err
-    saved = list((tmp_path / "leaderboard" / "results" / "tiny").glob("*.json"))
+    saved = list((tmp_path / "runs" / "results" / "tiny").glob("*.json"))
     assert [p.stem for p in saved] == [calls[0]] and read_record(saved[0])["status"] == "error"  # the first is whole
     assert len(calls) == 2  # the third run never started
 
@@ -207,7 +207,7 @@ def test_dry_run_shows_runs_another_process_holds(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(SUITE)
     run_id = load_suite(tmp_path / "s.toml", PluginHost()).runs[1].run_id
-    claim = ClaimBoard(tmp_path / "leaderboard" / "results", "tiny").try_claim(run_id)
+    claim = ClaimBoard(tmp_path / "runs" / "results", "tiny").try_claim(run_id)
     assert cli.main(["run", "s.toml", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"running (pid {os.getpid()} on" in out and out.count("pending") == 2

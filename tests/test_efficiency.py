@@ -298,7 +298,7 @@ def test_measure_assembles_a_consistent_block_and_keeps_the_model():
     stages = {"image@1": efficiency.CostStage(lambda: model.encode_image(torch.randn(1, 3, 32, 32)), unit="images")}
     cost = efficiency.measure(model, CPU, batch_sizes=(1, 4), budget_s=0.01, stages=stages, **FAST)
     assert cost["problems"] == []
-    assert set(cost) == {"params", "flops", "latency", "throughput", "memory", "fp16_size", "stages", "checks", "hardware", "problems"}
+    assert set(cost) == {"params", "flops", "latency", "throughput", "memory", "fp16_size", "stages", "checks", "hardware", "problems", "conditions"}
     assert {"vision", "text", "model"} <= set(cost["latency"]) and cost["latency"]["batch"] == 1
     assert [e["batch"] for e in cost["throughput"]["batches"]] == [1, 4]
     assert cost["memory"]["inference"]["batch"] == 4 and cost["memory"]["train_step"]["measured"]

@@ -63,7 +63,7 @@ def vlbench_cli(*args: str, cwd: Path) -> subprocess.Popen:
 def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY.replace("{second}", "convnext_atto"))
-    results = tmp_path / "leaderboard" / "results" / "tiny"
+    results = tmp_path / "runs" / "results" / "tiny"
 
     proc = vlbench_cli("run", str(suite), cwd=tmp_path)
     deadline = time.time() + 240

@@ -252,9 +252,9 @@ def host():
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(case, tmp_path, monkeypatch, capsys, host):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "_host", lambda: host)
-    (tmp_path / "leaderboard" / "results" / "bad").mkdir(parents=True)
-    (tmp_path / "leaderboard" / "results" / "bad" / "0123456789abcdef.json").write_text("{}")  # a file already there
-    before = tree(tmp_path / "leaderboard")
+    (tmp_path / "runs" / "results" / "bad").mkdir(parents=True)
+    (tmp_path / "runs" / "results" / "bad" / "0123456789abcdef.json").write_text("{}")  # a file already there
+    before = tree(tmp_path / "runs")
     made = case.setup(tmp_path)
     if isinstance(made, str):
         (tmp_path / "s.toml").write_text(made)
@@ -268,8 +268,7 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(case, tmp_path, mon
     assert code == case.code, out + err
     assert err.startswith("error: ") and case.message in err, err
     assert "Traceback" not in out + err and len(err.strip().splitlines()) == 1, err
-    assert tree(tmp_path / "leaderboard") == before  # nothing written, nothing removed
-    assert not (tmp_path / "runs").exists()
+    assert tree(tmp_path / "runs") == before  # nothing written (records, runs folder), nothing removed
 
 
 def test_there_are_at_least_30_cases():
@@ -285,4 +284,4 @@ def test_disk_too_full_for_the_suite_is_found_before_training(tmp_path, monkeypa
     code = cli.main(["run", "s.toml", "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     assert code == 2 and "not enough free disk" in err and "MiB needed" in err and "GiB free" in err
-    assert not (tmp_path / "leaderboard").exists()
+    assert not (tmp_path / "runs").exists()
