@@ -266,8 +266,8 @@ def execute(
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
-            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(tokenize, dataset)}
-               if tokenize is not None and train_split.captions is not None else {}),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(model.text.tokenize, dataset)}
+               if model.text is not None and train_split.captions is not None else {}),
         },
         "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
