@@ -40,7 +40,7 @@ def build(model_name: str, image_size: int) -> VLModel:
     vision = host.get("vision", model_name).factory(image_size=(image_size, image_size), pretrained=False, weights=None)
     text = host.get("text", "clip_text").factory(pretrained=False, weights=None, width=128, layers=2, heads=4, context_length=48)
     fusion = host.get("fusion", "contrastive").factory(vision=vision.info, text=text.info, num_classes=None, embed_dim=128)
-    return VLModel(vision, text, fusion).eval()
+    return VLModel({"vision": vision, "text": text, "fusion": fusion}).eval()
 
 
 def measure(model: VLModel, budget_s: float) -> dict[str, Any]:

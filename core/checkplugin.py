@@ -85,7 +85,6 @@ def check_distribution(host: PluginHost, distribution: str, *, image_size: Seque
     hold the mocks (``PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])``)."""
     from vlbench.errors import UserError
     from vlbench.registry import did_you_mean
-    from vlbench.types import KINDS
 
     wanted = normalize_distribution(distribution)
     mine = lambda dist: normalize_distribution(dist) == wanted  # noqa: E731
@@ -106,7 +105,7 @@ def check_distribution(host: PluginHost, distribution: str, *, image_size: Seque
     ]
     with tempfile.TemporaryDirectory(prefix="vlbench-check-") as tmp:
         workdir = Path(tmp)
-        for kind in KINDS:
+        for kind in host.kinds:
             for name, spec in sorted(host.specs(kind).items()):
                 if mine(spec.distribution):
                     results += _component_checks(host, spec, kind, workdir / kind / name, image_size)
@@ -167,21 +166,23 @@ def _component_checks(
     elif kind == "text":
         checks = {"contract": lambda: contracts.check_text_encoder(spec, **options), "end-to-end": lambda: run(text=spec.name)}
     elif kind == "fusion":
-        checks = {"contract": lambda: contracts.check_fusion(spec, **options)}
+        checks = {"contract": lambda: contracts.check_fusion(spec, objectives=host.objectives, **options)}
         text = "mock_text" if spec.uses_text else None
-        for objective, task in mocks.mock_tasks_for_fusion(spec).items():
+        for objective, task in mocks.mock_tasks_for_fusion(spec, host.objectives).items():
             if task is None:
                 reason = f"no mock task exercises {objective}{'' if spec.uses_text else ' without a text encoder'}"
                 checks[f"end-to-end ({objective})"] = lambda reason=reason: _skip(reason)
             else:
                 checks[f"end-to-end ({objective})"] = lambda task=task: run(fusion=spec.name, text=text, task=task)
     elif kind == "task":
-        if spec.objective not in mocks.MOCK_TASK:
-            return [CheckResult(kind, spec.name, "contract", "skip", f"the task contract covers {sorted(mocks.MOCK_TASK)} objectives")]
-        checks = {
-            "contract": lambda: contracts.check_task(spec, **options),
-            "end-to-end": lambda: run(task=spec.name),
-        }
+        checks = {"contract": lambda: contracts.check_task(spec, **options)}
+        if spec.objective is None:
+            checks["end-to-end"] = lambda: run(task=spec.name, fusion=None, text=None)
+        elif spec.objective in mocks.MOCK_FUSION:
+            fusion, text = mocks.MOCK_FUSION[spec.objective]
+            checks["end-to-end"] = lambda: run(task=spec.name, fusion=fusion, text=text)
+        else:
+            checks["end-to-end"] = lambda: _skip(f"no mock fusion serves the {spec.objective!r} objective")
     else:
         return _dataset_checks(spec, workdir, run)
     return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]

@@ -25,8 +25,9 @@ from rich.text import Text
 from vlbench import checkplugin, folders, scaffold
 from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
+from vlbench.results import reference
 from vlbench.sanitize import terminal_text
-from vlbench.types import KINDS, RunSpec
+from vlbench.types import RunSpec
 
 DEFAULT_RESULTS = folders.RESULTS
 DEFAULT_RUNS = folders.RUNS
@@ -99,7 +100,8 @@ class RichReporter:
         elif record["status"] == "ok":
             test = record["metrics"]["splits"]["test"]
             main = test["main"]
-            self._line(f"{record['label']}  test {main}={test['values'][main]:.2f} (chance {test['chance'][main]:.2f})  [{record['run_id']}]",
+            label, value = reference(test, main, record["metrics"].get("higher_is_better") is not False)
+            self._line(f"{record['label']}  test {main}={test['values'][main]:.2f} ({label} {value:.2f})  [{record['run_id']}]",
                        status="ok")
         else:
             error = record["error"]
@@ -190,18 +192,29 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
+def _vision_weights(run: RunSpec) -> str:
+    options = run.choice("vision").options
+    if options.get("weights"):
+        return "file"
+    return "pretrained" if options.get("pretrained") else "random-init"
+
+
 def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str]) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
-    columns = {
-        "vision": [run.vision.name for run in runs],
-        "size": ["x".join(map(str, run.vision.options["image_size"])) for run in runs],
-        "text": [run.text.name if run.text else "-" for run in runs],
-        "fusion": [run.fusion.name for run in runs],
-        "task": [run.task.name for run in runs],
-        "dataset": [run.dataset.name if run.dataset else "-" for run in runs],
-        "seed": [str(run.seed) for run in runs],
-    }
+    kinds = list(dict.fromkeys(kind for run in runs for kind in run.components))
+    columns = {kind: [run.choice(kind).name if run.choice(kind) else "-" for run in runs] for kind in kinds}
+    if "vision" in columns:
+        columns = {"vision": columns.pop("vision"),
+                   "size": ["x".join(map(str, run.choice("vision").options["image_size"])) for run in runs],
+                   "weights": [_vision_weights(run) for run in runs], **columns}
+    for kind in kinds:  # options that tell runs of one component apart (a prune-ratio sweep)
+        chosen = [run.choice(kind) for run in runs]
+        keys = sorted({k for c in chosen if c for k in c.options})
+        differ = [k for k in keys if len({repr(c.options.get(k)) if c else "-" for c in chosen}) > 1 and k != "image_size"]
+        if differ:
+            columns[f"{kind} options"] = [" ".join(f"{k}={c.options.get(k)}" for k in differ) if c else "-" for c in chosen]
+    columns["seed"] = [str(run.seed) for run in runs]
     shared = {name: values[0] for name, values in columns.items() if len(set(values)) == 1}
     if len(shared) == len(columns):  # nothing tells the runs apart (one run): the vision column stays
         del shared["vision"]
@@ -220,7 +233,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     """One line per component (name, plugin, distribution version), its description indented
     below: readable at 80 columns and greppable when piped."""
     host = _host()
-    for kind in KINDS:
+    for kind in host.kinds:
         specs = sorted(host.specs(kind).items())
         console.print(f"[bold]{kind}[/bold] ({len(specs)})")
         if not specs:
@@ -233,6 +246,8 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
             if spec.description:
                 console.print(textwrap.indent(textwrap.fill(spec.description, width=max(console.width - 6, 40)), "      "),
                               markup=False, highlight=False, style="dim")
+    objectives = ", ".join(f"{name} ({spec.plugin})" for name, spec in host.objectives.items())
+    console.print(f"Objectives (what fusions serve and tasks need): {objectives}", markup=False, highlight=False, soft_wrap=True)
     console.print("Open names: vision encoders as timm:<any timm model>, when the timm_any plugin is loaded.")
     if host.failures or host.conflicts():
         _warn_plugin_problems(host, console)

@@ -1,7 +1,8 @@
 """From dataset splits to device tensors with the run's transforms.
 
 Images are resized per sample in the DataLoader (sizes differ in real datasets) and
-normalised on the device; captions are tokenized by the run's text encoder in the main
+normalised on the device; captions are tokenized by the run's text encoder (``Batch.text``)
+and, for generation, by the model's own target tokenizer (``Batch.targets``) in the main
 process, so tokenizers never need to be pickled into workers.
 """
 
@@ -84,6 +85,7 @@ class SplitLoader:
         batch_size: int,
         num_workers: int = 0,
         num_classes: int | None = None,
+        targets: Callable[[Sequence[str]], torch.Tensor] | None = None,
     ):
         self.vision = vision
         self.tokenize = tokenize
@@ -94,6 +96,7 @@ class SplitLoader:
         # oversubscription warning; workers only load images, so results do not change.
         self.num_workers = min(num_workers, usable_cpu_count())
         self.num_classes = num_classes
+        self.targets = targets  # the model's own caption ids (generation), not the text encoder's
         self._mean = torch.tensor(vision.mean, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(vision.std, device=self.device).view(1, 3, 1, 1) * 255
 
@@ -143,5 +146,7 @@ class SplitLoader:
             labels = torch.zeros(len(index), self.num_classes, device=self.device)
             for row, i in enumerate(index.tolist()):
                 labels[row, list(split.labels[i])] = 1.0
-        text = self.tokenize(texts).to(self.device) if self.tokenize is not None and split.captions is not None else None
-        return Batch(images=self.normalise(images), text=text, identities=identities, labels=labels, index=index)
+        has_captions = split.captions is not None
+        text = self.tokenize(texts).to(self.device) if self.tokenize is not None and has_captions else None
+        targets = self.targets(texts).to(self.device) if self.targets is not None and has_captions else None
+        return Batch(images=self.normalise(images), text=text, identities=identities, labels=labels, index=index, targets=targets)

@@ -37,7 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from vlbench import interference
 from vlbench.data import Precision, usable_cpu_count
-from vlbench.objectives import VLModel, symmetric_info_nce
+from vlbench import objectives
+from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.training import set_train_mode
 from vlbench.types import Batch, CostStage, EncoderOutput, TokenizedText
 
@@ -104,24 +105,23 @@ def _text(model: VLModel, batch: int, length: int, device: torch.device) -> Toke
     return TokenizedText(tokens.input_ids[:, :length], tokens.attention_mask[:, :length]).to(device)
 
 
-def _objective(model: VLModel, objective: str | None) -> str:
-    if objective is None:
-        objective = "embedding" if hasattr(model.fusion, "embed_image") else "classification"
-    if objective not in ("embedding", "classification"):
-        raise ValueError(f"cost can be measured for the embedding and classification objectives, not {objective!r}")
-    return objective
+def _objective(model: VLModel, objective: ObjectiveSpec | str | None) -> ObjectiveSpec | None:
+    """The objective whose forward is measured; None: a model without a fusion (encoders only)."""
+    return objectives.resolve(objective, model.fusion)
 
 
-def _fuse(model: VLModel, objective: str, image: EncoderOutput, text: EncoderOutput | None) -> Any:
-    """The fusion's share of the objective's forward, on encoder outputs."""
-    if objective == "embedding":
-        return model.fusion.embed_image(image), None if text is None else model.fusion.embed_text(text)
-    return model.fusion(image, text)
+def _fuse(model: VLModel, objective: ObjectiveSpec | None, image: EncoderOutput, text: EncoderOutput | None) -> Any:
+    """The fusion's share of the objective's forward, on encoder outputs (none without a fusion)."""
+    return None if objective is None else objective.fuse(model, image, text)
 
 
-def _forward(model: VLModel, objective: str, images: torch.Tensor, text: TokenizedText | None) -> Any:
-    """The objective's whole inference forward: both towers and the fusion."""
+def _forward(model: VLModel, objective: ObjectiveSpec | None, images: torch.Tensor, text: TokenizedText | None) -> Any:
+    """The objective's whole inference forward: the encoders and the fusion."""
     return _fuse(model, objective, model.vision(images), None if text is None else model.text(text))
+
+
+def _name(objective: ObjectiveSpec | None) -> str:
+    return "encoders only" if objective is None else objective.name
 
 
 # ---------------------------------------------------------------- FLOPs and MACs
@@ -148,6 +148,24 @@ def _mha_fastpath(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(before)
+
+
+@contextlib.contextmanager
+def _no_grad_parameters(model: nn.Module) -> Iterator[None]:
+    """Counting with every parameter's requires_grad off, then restored.
+
+    FlopCounterMode's module tracker hooks the backward of every input that requires grad;
+    a parameter expanded inside inference_mode (timm's attention-pool latent query in SigLIP)
+    is such an input without a grad_fn, and the tracker crashes on it (torch 2.14).
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 class _Scope(nn.Module):
@@ -185,7 +203,7 @@ def count_flops(
     text_length: int | None = None,
     batch: int = 1,
     *,
-    objective: str | None = None,
+    objective: ObjectiveSpec | str | None = None,
     module_depth: int = 2,
 ) -> dict[str, Any]:
     """FLOPs and MACs of one inference forward, per component and in total.
@@ -201,20 +219,21 @@ def count_flops(
     images = _images(batch, size, device)
     text = _text(model, batch, length, device) if length is not None else None
     components: dict[str, Any] = {}
-    with torch.inference_mode(), _mha_fastpath(False):
+    with torch.inference_mode(), _mha_fastpath(False), _no_grad_parameters(model):
         components["vision"], image_out = _count("vision", model.vision, model.vision, images, depth=module_depth)
         text_out = None
         if text is not None:
             components["text"], text_out = _count("text", model.text, model.text, text, depth=module_depth)
-        components["fusion"], _ = _count(
-            "fusion", model.fusion, lambda i, t: _fuse(model, objective, i, t), image_out, text_out, depth=module_depth
-        )
+        if objective is not None:
+            components["fusion"], _ = _count(
+                "fusion", model.fusion, lambda i, t: _fuse(model, objective, i, t), image_out, text_out, depth=module_depth
+            )
     flops = sum(part["flops"] for part in components.values())
     return {
         "unit_flops": "FLOPs",
         "unit_macs": "MACs",
         "convention": FLOP_CONVENTION,
-        "objective": objective,
+        "objective": _name(objective),
         "input": {"image": [batch, 3, *size], "text_length": length, "batch": batch},
         "components": components,
         "total": {"flops": flops, "macs": flops // 2},
@@ -385,7 +404,7 @@ def latency(
     text_length: int | None = None,
     budget_s: float = 1.0,
     *,
-    objective: str | None = None,
+    objective: ObjectiveSpec | str | None = None,
     **timing: Any,
 ) -> dict[str, Any]:
     """Batch-1 latency of each tower alone (encoder-only) and of the objective's whole forward."""
@@ -502,7 +521,7 @@ def inference_memory(
     precision: Precision,
     batch: int = 32,
     *,
-    objective: str | None = None,
+    objective: ObjectiveSpec | str | None = None,
     image_size: Sequence[int] | None = None,
     text_length: int | None = None,
 ) -> dict[str, Any]:
@@ -524,13 +543,7 @@ def inference_memory(
     used, result, failed = _with_backoff(batch, device, attempt)
     if result is None:
         return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
-    return {**result, "requested_batch": batch, "batch": used, "oom_batches": failed, "of": f"{objective} forward, synthetic input"}
-
-
-def _synthetic_loss(model: VLModel, objective: str, images: torch.Tensor, text: TokenizedText | None) -> torch.Tensor:
-    if objective == "embedding":
-        return symmetric_info_nce(model.encode_image(images), model.encode_text(text), model.logit_scale())
-    return model.classify(images, text).float().square().mean()
+    return {**result, "requested_batch": batch, "batch": used, "oom_batches": failed, "of": f"{_name(objective)} forward, synthetic input"}
 
 
 def train_step_memory(
@@ -540,7 +553,7 @@ def train_step_memory(
     *,
     loss_fn: Callable[[VLModel, Batch], torch.Tensor] | None = None,
     train_batch: Batch | None = None,
-    objective: str | None = None,
+    objective: ObjectiveSpec | str | None = None,
     image_size: Sequence[int] | None = None,
     text_length: int | None = None,
 ) -> dict[str, Any]:
@@ -560,6 +573,8 @@ def train_step_memory(
     if train_batch is not None and loss_fn is None:
         raise ValueError("train_batch needs the loss_fn that goes with it")
     objective = _objective(model, objective)
+    if objective is None and train_batch is None:
+        return {"measured": False, "reason": "no fusion: no objective to train"}
     size, length = _defaults(model, image_size, text_length)
     device = precision.device
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -576,7 +591,7 @@ def train_step_memory(
                         loss = loss_fn(model, train_batch)
                     else:
                         text = _text(model, n, length, device) if length is not None else None
-                        loss = _synthetic_loss(model, objective, _images(n, size, device, precision.channels_last), text)
+                        loss = objective.synthetic_loss(model, _images(n, size, device, precision.channels_last), text)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -600,7 +615,7 @@ def train_step_memory(
     if result is None:
         return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
     return {**result, "requested_batch": requested, "batch": used, "oom_batches": failed,
-            "loss": "task loss on a training batch" if train_batch is not None else f"synthetic {objective} loss",
+            "loss": "task loss on a training batch" if train_batch is not None else f"synthetic {_name(objective)} loss",
             "steps": 2, "optimizer": "AdamW"}
 
 
@@ -684,7 +699,7 @@ def measure(
     batch_sizes: Sequence[int] = (1, 32),
     budget_s: float = 1.0,
     *,
-    objective: str | None = None,
+    objective: ObjectiveSpec | str | None = None,
     loss_fn: Callable[[VLModel, Batch], torch.Tensor] | None = None,
     train_batch: Batch | None = None,
     stages: Mapping[str, CostStage] | None = None,
@@ -723,6 +738,9 @@ def measure(
     cost["fp16_size"] = fp16_size(model)
     if stages:
         cost["stages"] = {"unit": "ms", "protocol": TIMING_PROTOCOL, **run_stages(stages, precision, budget_s, **timing)}
+    if objective is not None and objective.extra_cost is not None:
+        cost[objective.name] = objective.extra_cost(model, precision, size, batch_sizes, budget_s,
+                                                    loss_fn=loss_fn, train_batch=train_batch, **timing)
     if cross_check:
         cost["checks"] = {"fvcore_vision": fvcore_macs(model.vision, _images(1, size, device))}
     cost["hardware"] = fingerprint(precision, compile_mode)

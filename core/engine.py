@@ -26,7 +26,7 @@ from vlbench.claims import ClaimBoard
 from vlbench.data import SplitLoader, resolve_precision
 from vlbench.errors import PluginError, StorageError, UserError
 from vlbench.manager import PluginHost
-from vlbench.objectives import VLModel
+from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.preflight import captions_at_limit, dataset_for
 from vlbench.results import SCHEMA_VERSION, RecordError, finished_run_ids, read_record, record_path, to_dict, write_record
 from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
@@ -40,8 +40,7 @@ from vlbench.types import (
     Metrics,
     ResultRecord,
     RunSpec,
-    TextEncoder,
-    VisionEncoder,
+    TaskSpec,
 )
 
 
@@ -70,9 +69,11 @@ class Built:
     specs: dict[str, ComponentSpec]
     dataset: Dataset | None  # None for a cost-only task that needs no data
     task: Any
+    objective: ObjectiveSpec | None  # None: a cost-only task (no fusion)
     model: VLModel
     frozen: set[str]
     weights: dict[str, str] = field(default_factory=dict)  # component -> provenance of its weights
+    provenance: dict[str, Any] = field(default_factory=dict)  # component -> where packaged weights came from
 
 
 def _now() -> str:
@@ -117,45 +118,45 @@ def check_encoder_output(spec: ComponentSpec, out: Any, batch: int, token_dim: i
 
 
 def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> Built:
-    specs = {
-        "vision": host.get("vision", run.vision.name),
-        "fusion": host.get("fusion", run.fusion.name),
-        "task": host.get("task", run.task.name),
-    }
+    """Dataset, task and every model kind of the run, in build order; frozen parts set."""
+    specs = {kind: host.get(kind, choice.name) for kind, choice in run.components.items() if choice is not None}
     dataset = None
-    if run.dataset is not None:
-        specs["dataset"] = host.get("dataset", run.dataset.name)
+    if run.choice("dataset") is not None:
         dataset = dataset_for(run, specs["dataset"].factory, cache_dir)
     seed_everything(run.seed)
-
-    def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
-        common = {k: choice.options[k] for k in ("pretrained", "weights", "freeze")}
-        own = {k: v for k, v in choice.options.items() if k not in common and k != "image_size"}
-        return common, own
-
-    common, own = encoder_kwargs(run.vision)
-    vision: VisionEncoder = specs["vision"].factory(
-        image_size=tuple(run.vision.options["image_size"]), pretrained=common["pretrained"], weights=common["weights"] or None, **own
-    )
-    frozen: set[str] = {"vision"} if common["freeze"] else set()
-    weights = {"vision": _weights_label(run.vision, common["pretrained"])}
-    text: TextEncoder | None = None
-    if run.text is not None:
-        specs["text"] = host.get("text", run.text.name)
-        tcommon, town = encoder_kwargs(run.text)
-        text = specs["text"].factory(pretrained=tcommon["pretrained"], weights=tcommon["weights"] or None, **town)
-        weights["text"] = _weights_label(run.text, tcommon["pretrained"])
-        if tcommon["freeze"]:
-            frozen.add("text")
-    task = specs["task"].factory(**run.task.options)
-    fusion = specs["fusion"].factory(
-        vision=vision.info, text=text.info if text is not None else None, num_classes=task.num_classes(dataset), **run.fusion.options
-    )
-    model = VLModel(vision, text, fusion)
+    task_spec: TaskSpec = specs["task"]
+    task = task_spec.factory(**run.choice("task").options)
+    objective = host.objective(task_spec.objective) if task_spec.objective is not None else None
+    # What the fusion factory takes from the task: num_classes (classification) and the task's own
+    # inputs (generation: the TRAIN captions to fit the decoder's vocabulary).
+    inputs = {"num_classes": task.num_classes(dataset)}
+    fusion_inputs = getattr(task, "fusion_inputs", None)
+    if fusion_inputs is not None and dataset is not None:
+        inputs |= fusion_inputs(dataset)
+    parts: dict[str, Any] = {}
+    frozen: set[str] = set()
+    weights: dict[str, str] = {}
+    for kind in host.model_kinds():
+        if kind.name not in run.components:
+            continue
+        choice = run.choice(kind.name)
+        if choice is None:
+            parts[kind.name] = None
+            continue
+        parts[kind.name] = kind.build(specs[kind.name], choice, parts, inputs)
+        if "pretrained" in choice.options:
+            weights[kind.name] = _weights_label(choice, choice.options["pretrained"])
+        if choice.options.get("freeze"):
+            frozen.add(kind.name)
+    model = VLModel(parts)
     for part in frozen:
         model.components()[part].requires_grad_(False)
     model.to(device)
-    return Built(specs, dataset, task, model, frozen, weights)
+    # Weights served from a package (e.g. EfficientNet-Lite0) say where they came from; third-party
+    # components may predate the attribute.
+    provenance = {name: dict(part.weights_provenance) for name, part in parts.items()
+                  if getattr(part, "weights_provenance", None)}
+    return Built(specs, dataset, task, objective, model, frozen, weights, provenance)
 
 
 def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "train") -> None:
@@ -172,6 +173,7 @@ def _first_batch_check(built: Built, loader: SplitLoader, split_name: str = "tra
 def _metrics_dict(metrics: Metrics) -> dict[str, Any]:
     return {
         "values": dict(metrics.values), "main": metrics.main, "chance": dict(metrics.chance),
+        "baselines": {name: dict(values) for name, values in metrics.baselines.items()},
         "ci95": {k: list(v) for k, v in metrics.ci95.items()}, "units": dict(metrics.units), "details": dict(metrics.details),
     }
 
@@ -184,10 +186,12 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str]) -> dict[str, Any]:
-    choices = {"vision": run.vision, "text": run.text, "fusion": run.fusion, "task": run.task, "dataset": run.dataset}
+def _components_block(
+    run: RunSpec, specs: dict[str, ComponentSpec], weights: dict[str, str], provenance: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    provenance = provenance or {}
     block = {}
-    for kind, choice in choices.items():
+    for kind, choice in run.components.items():
         if choice is None:
             continue
         spec = specs.get(kind)
@@ -200,20 +204,54 @@ def _components_block(run: RunSpec, specs: dict[str, ComponentSpec], weights: di
         }
         if kind in weights:
             block[kind]["weights"] = weights[kind]
+        if kind in provenance:
+            block[kind]["weights_provenance"] = dict(provenance[kind])
     return block
 
 
 def execute(
     run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter, profile_dir: Path | None = None
 ) -> dict[str, Any]:
-    """One run; returns the record's content (everything but identity/status/times). Raises on failure.
+    """One run: build, train (if the task trains), evaluate (if it measures quality), cost, profile.
 
+    Returns the record's content (everything but identity/status/times); raises on failure.
     ``profile_dir``: write torch.profiler traces of a few training and inference steps there.
     """
-    if not getattr(host.get("task", run.task.name), "measures_quality", True):
-        return execute_cost_only(run, host, cache_dir, device, reporter, profile_dir)
     reporter.stage("building")
     built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
+    if built.specs["task"].measures_quality:
+        content = _train_and_evaluate(run, built, precision, train_loader, eval_loader, reporter)
+    else:
+        content = _no_quality(run, built, reporter)
+    reporter.stage("measuring cost")
+    cost, train_batch = measure_cost(run, built, precision, train_loader, eval_loader)
+    if profile_dir is not None:
+        reporter.stage("profiling")
+        _profile(built, precision, built.task, train_batch, profile_dir, infer_batch=max(run.train["cost_batch_sizes"]))
+    return {
+        **content,
+        "components": _components_block(run, built.specs, built.weights, built.provenance),
+        "cost": cost,
+        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
+    }
+
+
+def _no_quality(run: RunSpec, built: Built, reporter: Reporter) -> dict[str, Any]:
+    """A cost-only task: nothing to train or score; the cost protocol's synthetic inputs."""
+    reporter.run_started(run, 0)
+    dataset = built.dataset
+    return {
+        "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
+        "selection": {},
+        "training": {},
+        "dataset": {"name": None, "synthetic": True, "note": "no dataset: synthetic inputs of the cost protocol"}
+        if dataset is None else {"name": dataset.name, "split_sizes": {n: len(s) for n, s in dataset.splits.items()}},
+    }
+
+
+def _train_and_evaluate(run: RunSpec, built: Built, precision: Any, train_loader: SplitLoader, eval_loader: SplitLoader,
+                        reporter: Reporter) -> dict[str, Any]:
+    """Train on train, select on val, score the selected checkpoint on val and test."""
     train = run.train
     model, task, dataset = built.model, built.task, built.dataset
     _first_batch_check(built, eval_loader)
@@ -229,10 +267,12 @@ def execute(
         reporter.stage("validating")
         return task.evaluate(model, val_split, eval_loader)
 
+    # A dataset whose captions name sides never sees a flipped image, whatever the RunSpec says.
+    hflip = bool(train["hflip"]) and getattr(built.specs["dataset"], "hflip_safe", True)
     result: TrainResult = fit(
         model, task.loss,
         lambda epoch: train_loader.train_batches(
-            train_split, epoch=epoch, seed=run.seed, hflip=train["hflip"], max_steps=train["max_steps_per_epoch"]
+            train_split, epoch=epoch, seed=run.seed, hflip=hflip, max_steps=train["max_steps_per_epoch"]
         ),
         steps_per_epoch, validate, train, precision, built.frozen,
         on_step=reporter.step, on_epoch=reporter.epoch, higher_is_better=built.specs["task"].higher_is_better,
@@ -243,33 +283,25 @@ def execute(
     splits = {"val": _metrics_dict(val_metrics), "test": _metrics_dict(test_metrics)}
     if train["eval_train_split"]:
         splits["train"] = _metrics_dict(task.evaluate(model, train_split, eval_loader))
-    reporter.stage("measuring cost")
-    cost, train_batch = measure_cost(run, built, precision, train_loader, eval_loader)
-    if profile_dir is not None:
-        reporter.stage("profiling")
-        _profile(built, precision, task, train_batch, profile_dir)
     return {
-        "components": _components_block(run, built.specs, built.weights),
         "metrics": {
             "main": test_metrics.main,
             "higher_is_better": built.specs["task"].higher_is_better,
             "splits": splits,
         },
         "selection": {"split": "val", "metric": val_metrics.main, "best_epoch": result.best_epoch, "best_value": result.best_value},
-        "cost": cost,
         "training": {
             "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
             "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
-            "frozen": sorted(built.frozen), "batch_size": train["batch_size"],
+            "frozen": sorted(built.frozen), "batch_size": train["batch_size"], "hflip": hflip,
         },
         "dataset": {
             "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
             "select_split": "val", "report_split": "test", "info": dict(dataset.info),
-            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(model.text.tokenize, dataset)}
-               if model.text is not None and train_split.captions is not None else {}),
+            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(train_loader.tokenize, dataset)}
+               if train_loader.tokenize is not None and train_split.captions is not None else {}),
         },
-        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
     }
 
 
@@ -282,59 +314,44 @@ def _prepare(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.devi
         built.model.to(memory_format=torch.channels_last)
     model = built.model
     tokenize = model.text.tokenize if model.text is not None else None
+    targets = built.objective.targets(model) if built.objective is not None else None  # e.g. the decoder's caption ids
     common = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"],
-                  num_classes=built.task.num_classes(built.dataset))
+                  num_classes=built.task.num_classes(built.dataset), targets=targets)
     return built, precision, SplitLoader(batch_size=train["batch_size"], **common), SplitLoader(batch_size=train["eval_batch_size"], **common)
 
 
 def measure_cost(run: RunSpec, built: Built, precision: Any, train_loader: SplitLoader, eval_loader: SplitLoader) -> tuple[dict[str, Any], Any]:
-    """The cost block of a quality run's model (and the training batch its memory figure used)."""
+    """The cost block of the run's model and the training batch its memory figure used (None
+    for a cost-only task: no training, so no training-step memory)."""
     model, task, train = built.model, built.task, run.train
-    train_split, test_split = built.dataset.splits["train"], built.dataset.splits["test"]
-    batches = train_loader.train_batches(train_split, epoch=1, seed=run.seed, hflip=False, max_steps=1)
-    train_batch = next(batches)
-    batches.close()  # stops the DataLoader's workers
-    cost_stages = getattr(task, "cost_stages", None)
+    quality = built.specs["task"].measures_quality
+    model.eval()
+    train_batch, stages = None, None
+    if quality:
+        batches = train_loader.train_batches(built.dataset.splits["train"], epoch=1, seed=run.seed, hflip=False, max_steps=1)
+        train_batch = next(batches)
+        batches.close()  # stops the DataLoader's workers
+        cost_stages = getattr(task, "cost_stages", None)
+        stages = cost_stages(model, built.dataset.splits["test"], eval_loader) if cost_stages is not None else None
+    timing = task.timing() if hasattr(task, "timing") else {}
     cost = efficiency.measure(
         model, precision,
         image_size=model.vision.info.input_size,
         text_length=model.text.info.max_length if model.text is not None else None,
         batch_sizes=tuple(train["cost_batch_sizes"]),
         budget_s=train["cost_budget_s"],
-        objective=task.objective,
-        loss_fn=task.loss, train_batch=train_batch,
-        stages=cost_stages(model, test_split, eval_loader) if cost_stages is not None else None,
+        objective=built.objective,
+        loss_fn=task.loss if quality else None, train_batch=train_batch, train_memory=quality,
+        stages=stages, **timing,
     )
     return cost, train_batch
-
-
-def measure_cost_only(run: RunSpec, built: Built, precision: Any) -> dict[str, Any]:
-    """The cost block of a cost-only run (no training, so no training-step memory)."""
-    model, task, train = built.model, built.task, run.train
-    model.eval()
-    timing = task.timing() if hasattr(task, "timing") else {}
-    return efficiency.measure(
-        model, precision,
-        image_size=model.vision.info.input_size,
-        text_length=model.text.info.max_length if model.text is not None else None,
-        batch_sizes=tuple(train["cost_batch_sizes"]),
-        budget_s=train["cost_budget_s"],
-        objective=task.objective, train_memory=False, **timing,
-    )
 
 
 def remeasure_cost(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> dict[str, Any]:
     """A fresh cost block for ``run``: its components built again (weights as configured, not
     trained) and measured as the run measured them. Params, FLOPs, memory and the timing of
     dense models do not depend on the weights' values."""
-    if not getattr(host.get("task", run.task.name), "measures_quality", True):
-        built = build(run, host, cache_dir, device)
-        precision = resolve_precision(device, run.train["amp"], run.train["channels_last"])
-        if precision.channels_last:
-            built.model.to(memory_format=torch.channels_last)
-        return measure_cost_only(run, built, precision)
     built, precision, train_loader, eval_loader = _prepare(run, host, cache_dir, device)
-    built.model.eval()
     return measure_cost(run, built, precision, train_loader, eval_loader)[0]
 
 
@@ -369,37 +386,9 @@ def _profile(built: Built, precision: Any, task: Any, train_batch: Any, out_dir:
 
     def inference_step() -> None:
         with torch.inference_mode(), precision.autocast():
-            efficiency._forward(model, task.objective, batch, text)
+            efficiency._forward(model, built.objective, batch, text)
 
     profile_steps(inference_step, out_dir, "inference", device)
-
-
-def execute_cost_only(
-    run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device, reporter: Reporter, profile_dir: Path | None = None
-) -> dict[str, Any]:
-    """A task with ``measures_quality=False`` (throughput): build, no training, no evaluation, cost only."""
-    reporter.stage("building")
-    built = build(run, host, cache_dir, device)
-    train = run.train
-    precision = resolve_precision(device, train["amp"], train["channels_last"])
-    if precision.channels_last:
-        built.model.to(memory_format=torch.channels_last)
-    task = built.task
-    reporter.run_started(run, 0)
-    reporter.stage("measuring cost")
-    cost = measure_cost_only(run, built, precision)
-    if profile_dir is not None:
-        reporter.stage("profiling")
-        _profile(built, precision, task, None, profile_dir, infer_batch=max(train["cost_batch_sizes"]))
-    return {
-        "components": _components_block(run, built.specs, built.weights),
-        "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
-        "selection": {},
-        "cost": cost,
-        "training": {},
-        "dataset": {"name": None, "synthetic": True, "note": "no dataset: synthetic inputs of the cost protocol"},
-        "environment": {**efficiency.fingerprint(precision), "vlbench": vlbench.__version__, "git_commit": _git_commit()},
-    }
 
 
 def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
@@ -414,9 +403,9 @@ def _record(run: RunSpec, started: str, content: dict[str, Any] | None, error: B
             "traceback": "".join(traceback.format_exception(error)),
         },
         components=content.get("components") or _components_block(run, _known_specs(run, host), {}),
-        config=run_config(run),
+        config=run_config(run, host.kinds),
         metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
-        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.dataset.name if run.dataset else None}),
+        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
         environment=content.get("environment", {"vlbench": vlbench.__version__, "git_commit": _git_commit()}),
         seed=run.seed, started_at=started, finished_at=_now(),
     )
@@ -426,14 +415,12 @@ def _known_specs(run: RunSpec, host: PluginHost) -> dict[str, ComponentSpec]:
     """Specs of the run's components that the host knows: an error record names their plugin,
     distribution and version too (an unknown one stays unnamed; its error says why)."""
     specs = {}
-    for kind, choice in _choices(run):
+    for kind, choice in run.components.items():
+        if choice is None:
+            continue
         with contextlib.suppress(Exception):
             specs[kind] = host.get(kind, choice.name)
     return specs
-
-
-def _choices(run: RunSpec):
-    return [(k, c) for k, c in (("vision", run.vision), ("text", run.text), ("fusion", run.fusion), ("task", run.task), ("dataset", run.dataset)) if c]
 
 
 @dataclass

@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # importing the types pulls in torch; `import vlbench` should stay cheap
-    from vlbench.types import Register, ResultRecordDict, VisionEncoderSpec
+    from collections.abc import Callable
+
+    from vlbench.objectives import ObjectiveSpec
+    from vlbench.types import ComponentKind, Register, ResultRecordDict, VisionEncoderSpec
 
 hookspec = pluggy.HookspecMarker("vlbench")
 hookimpl = pluggy.HookimplMarker("vlbench")
@@ -81,6 +84,40 @@ def vlbench_register_datasets(register: Register) -> None:
     a :class:`vlbench.types.Dataset` with train, val and test splits providing the fields
     the spec declares. Generators must be deterministic by seed; loaders read a local
     ``root`` option and never download.
+    """
+
+
+@hookspec
+def vlbench_register_objectives(register: Callable[[ObjectiveSpec], None]) -> None:
+    """Register objectives: call ``register(ObjectiveSpec(...))`` once per new objective name.
+
+    Called once when the host loads, before any component registration. The built-in
+    ``embedding``, ``classification`` and ``generation`` (:mod:`vlbench.objectives`) are always
+    there; a name already taken is refused. The spec states what a fusion implements, what a
+    task may call on the model and how cost is measured (``fuse``, ``synthetic_loss``,
+    ``extra_cost``); fusions then declare it in ``FusionSpec.objectives`` and tasks in
+    ``TaskSpec.objective``.
+    """
+
+
+@hookspec
+def vlbench_register_component_kinds(register: Callable[[ComponentKind], None]) -> None:
+    """Register component kinds: call ``register(ComponentKind(...))`` once per new kind.
+
+    Called once when the host loads, before component registration. The kind names its spec
+    class, its suite axis and its ``build(spec, choice, parts, inputs) -> nn.Module`` when it
+    is part of the model; its components are registered with ``vlbench_register_components``.
+    The built-in kinds (:mod:`vlbench.kinds`) cannot be replaced.
+    """
+
+
+@hookspec
+def vlbench_register_components(register: Register) -> None:
+    """Register components of any kind, by spec class: ``register(MySpec(...))``.
+
+    Called once when the host loads, after the kinds are known. The spec's class picks the kind
+    (the ``spec_type`` of a registered :class:`~vlbench.types.ComponentKind`); this is how specs
+    of a kind a plugin adds are registered. Built-in kinds keep their own hooks.
     """
 
 

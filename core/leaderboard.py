@@ -36,6 +36,7 @@ from rich.text import Text
 from vlbench import folders, interference
 from vlbench.errors import UserError, VlbenchError
 from vlbench.results import RecordError, read_record
+from vlbench.results import reference as labelled_reference
 from vlbench.sanitize import csv_cell, terminal_text
 
 DEFAULT_RESULTS = folders.RESULTS
@@ -153,17 +154,20 @@ def _identity(record: Mapping[str, Any], source: str, index: int) -> dict[str, A
 def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
     """Quality and cost columns of a successful record. Every cost field is optional (cost
     blocks grow as efficiency.py measures more); what a record lacks stays empty."""
-    test = record["metrics"]["splits"]["test"]  # the schema guarantees test.main, its value and chance
+    test = record["metrics"]["splits"]["test"]  # the schema guarantees test.main, its value and a chance level or baseline
     main = test["main"]
     units = test.get("units") if isinstance(test.get("units"), Mapping) else {}
     ci = _dig(test, "ci95", main)
     ci = ci if isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci) else [None, None]
     higher = _dig(record, "metrics", "higher_is_better") is not False
+    # A chance level where one exists, else the task's best named baseline, labelled.
+    ref = labelled_reference(test, main, higher)
     row = {
         "main metric": main, "main unit": _text(units.get(main)) or "",
         "higher is better": higher,
         "main test": float(test["values"][main]), "CI95 low": _number(ci[0]), "CI95 high": _number(ci[1]),
-        "chance": _number(test["chance"][main]), "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
+        "chance": _number(ref[1]) if ref else None, "reference": ref[0] if ref else None,
+        "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
         **_cost(record["cost"]),
     }
     reference, what = _reference(test, main, higher)
@@ -555,8 +559,12 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
         columns += [Column("vision", "vision"), Column("text", "text"), Column("fusion", "fusion")]
     columns += [
         Column("weights", "weights"), Column("main test", _with_unit(f"{main} test", unit), 2),
-        Column("CI95", _with_unit("95% CI", unit), 2), Column("chance", _with_unit("chance", unit), 2),
+        Column("CI95", _with_unit("95% CI", unit), 2),
     ]
+    if (part.rows["reference"].fillna("chance") == "chance").all():
+        columns.append(Column("chance", _with_unit("chance", unit), 2))
+    else:  # no chance level for this metric: the baseline's value and which baseline it is
+        columns += [Column("chance", _with_unit("baseline", unit), 2), Column("reference", "baseline is")]
     if detailed:
         columns.append(Column("main val", _with_unit(f"{main} val", unit), 2))
         for split in ("train", "val", "test"):  # every other metric of every split scored

@@ -110,7 +110,7 @@ def _panel(ax: Any, rows: Any, column: str, axis: str) -> None:
         ax.plot(front[column], front["main test"], drawstyle="steps-post" if rows["higher is better"].all() else "default",
                 color="C3", lw=1.3, marker="o", ms=11, mfc="none", mec="C3", label="Pareto front")
     for i, chance in enumerate(sorted(set(rows["chance"].dropna()))):
-        ax.axhline(chance, ls="--", lw=0.9, color="0.45", label=None if i else "chance level")
+        ax.axhline(chance, ls="--", lw=0.9, color="0.45", label=None if i else "chance level (or best baseline)")
     positive = x[x > 0]
     log = len(positive) == len(x) and len(x) > 0 and positive.max() > 20 * positive.min()
     if log:  # ticks at 1-2-5 with plain labels: readable, and no TeX layout of 10^n

@@ -29,6 +29,7 @@ from vlbench.leaderboard import (
     table_columns,
 )
 from vlbench.leaderboard_plots import write_plots  # noqa: F401  (the build calls it through this module)
+from vlbench.results import reference
 
 # 'self' only: the pages load nothing from elsewhere, and no inline script or style can run.
 CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'"
@@ -308,7 +309,8 @@ def _run_page(board: Leaderboard, row: Mapping[str, Any], curve: str | None = No
         unit = _dict(test.get("units")).get(main, "")
         ci = _dict(test.get("ci95")).get(main)
         ci_text = f" (95% CI {_scalar(ci[0])} to {_scalar(ci[1])})" if isinstance(ci, list) and len(ci) == 2 else ""
-        shown = f"{_scalar(test['values'][main])} {unit}{ci_text}; chance {_scalar(test['chance'][main])}"
+        ref = reference(test, main, record["metrics"].get("higher_is_better") is not False)
+        shown = f"{_scalar(test['values'][main])} {unit}{ci_text}; " + (f"{ref[0]} {_scalar(ref[1])}" if ref else "no chance level")
         summary_rows.append((f"{main} test", escape(shown)))
     summary_rows += [
         ("weights", escape(row["weights"])), ("hardware class", escape(row["hardware"])), ("seed", escape(str(record["seed"]))),
@@ -369,10 +371,12 @@ def _metrics(metrics: Mapping[str, Any]) -> str:
             interval = ci.get(name)
             interval = f"{_scalar(interval[0])} to {_scalar(interval[1])}" if isinstance(interval, list) and len(interval) == 2 else "—"
             main = " (main)" if name == block.get("main") else ""
-            cells = [f"{name}{main}", _scalar(value), _scalar(units.get(name, "")), interval, _scalar(chance.get(name))]
+            ref = reference(block, name)  # chance, else the best named baseline, labelled
+            cells = [f"{name}{main}", _scalar(value), _scalar(units.get(name, "")), interval,
+                     "—" if ref is None else _scalar(ref[1]) if ref[0] == "chance" else f"{_scalar(ref[1])} ({ref[0]})"]
             rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
         parts += [f"<h3>{escape(str(split))}</h3>", '<div class="table-wrap"><table>\n<thead><tr><th scope="col">metric</th>'
-                  '<th scope="col">value</th><th scope="col">unit</th><th scope="col">95% CI</th><th scope="col">chance</th></tr></thead>\n'
+                  '<th scope="col">value</th><th scope="col">unit</th><th scope="col">95% CI</th><th scope="col">chance or baseline</th></tr></thead>\n'
                   "<tbody>\n" + "\n".join(rows) + "\n</tbody></table></div>"]
         if block.get("details"):
             parts += ["<details><summary>details</summary>", _value(block["details"]), "</details>"]

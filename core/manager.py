@@ -20,28 +20,13 @@ from typing import Any
 
 import pluggy
 
-from vlbench import hookspecs
+from vlbench import hookspecs, kinds, objectives
+from vlbench.errors import UserError
+from vlbench.objectives import ObjectiveSpec
 from vlbench.registry import Conflict, Registry
-from vlbench.types import (
-    ComponentSpec,
-    DatasetSpec,
-    FusionSpec,
-    Kind,
-    ResultRecordDict,
-    TaskSpec,
-    TextEncoderSpec,
-    VisionEncoderSpec,
-)
+from vlbench.types import ComponentKind, ComponentSpec, Kind, ResultRecordDict
 
 ENTRY_POINT_GROUP = "vlbench"
-
-_REGISTRATION_HOOKS: dict[Kind, tuple[str, type[ComponentSpec]]] = {
-    "vision": ("vlbench_register_vision_encoders", VisionEncoderSpec),
-    "text": ("vlbench_register_text_encoders", TextEncoderSpec),
-    "fusion": ("vlbench_register_fusions", FusionSpec),
-    "task": ("vlbench_register_tasks", TaskSpec),
-    "dataset": ("vlbench_register_datasets", DatasetSpec),
-}
 
 
 @dataclass(frozen=True)
@@ -82,11 +67,16 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
-        self.registry = Registry()
+        self.kinds: dict[Kind, ComponentKind] = {kind.name: kind for kind in kinds.BUILTIN}
+        self.objectives: dict[str, ObjectiveSpec] = dict(objectives.BUILTIN)
         if load_entry_points:
             self._load_entry_points()
         for name, plugin in extra_plugins:
             self._register_plugin(name, plugin, PluginInfo(name, "(in-process)", "", getattr(plugin, "__name__", "")))
+        self._collect_named("vlbench_register_component_kinds", ComponentKind, self.kinds, "component kind")
+        self._collect_named("vlbench_register_objectives", ObjectiveSpec, self.objectives, "objective")
+        self.kinds = dict(sorted(self.kinds.items(), key=lambda item: item[1].order))
+        self.registry = Registry(list(self.kinds))
         self._collect_specs()
 
     # ------------------------------------------------------------------ loading
@@ -133,25 +123,54 @@ class PluginHost:
             f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)),
         )
 
+    def _collect_named(self, hook_name: str, spec_type: type, into: dict[str, Any], what: str) -> None:
+        """Kinds and objectives: a name already taken (a built-in or an earlier plugin) is refused."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            info = self.plugins[impl.plugin_name]
+            pending: list[Any] = []
+
+            def register(spec: Any, _pending=pending) -> None:
+                if not isinstance(spec, spec_type):
+                    raise TypeError(f"expected a {spec_type.__name__}, got {type(spec).__name__}")
+                _pending.append(spec)
+
+            try:
+                impl.function(register=register)
+                for spec in pending:
+                    if spec.name in into:
+                        raise UserError(f"{what} {spec.name!r} is already registered")
+            except Exception as exc:  # noqa: BLE001
+                self.failures.append(self._failure(info, f"{what} registration", exc))
+                continue
+            for spec in pending:
+                into[spec.name] = dataclasses.replace(spec, plugin=info.name) if spec_type is ObjectiveSpec else spec
+
     def _collect_specs(self) -> None:
         # Each plugin's registration hook is called with its own `register`, so every spec
         # carries the plugin that registered it and a failing plugin is isolated.
-        for kind, (hook_name, spec_type) in _REGISTRATION_HOOKS.items():
+        by_type = {kind.spec_type: name for name, kind in self.kinds.items()}
+        hooks = dict.fromkeys([*(kind.register_hook for kind in self.kinds.values()), "vlbench_register_components"])
+        for hook_name in hooks:
+            own = {name for name, kind in self.kinds.items() if kind.register_hook == hook_name}
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 info = self.plugins[impl.plugin_name]
-                pending: list[ComponentSpec] = []
+                pending: list[tuple[Kind, ComponentSpec]] = []
 
-                def register(spec: ComponentSpec, _type=spec_type, _pending=pending) -> None:
-                    if not isinstance(spec, _type):
-                        raise TypeError(f"expected a {_type.__name__}, got {type(spec).__name__}")
-                    _pending.append(spec)
+                def register(spec: ComponentSpec, _own=own, _pending=pending) -> None:
+                    kind = by_type.get(type(spec))
+                    if kind not in _own:
+                        wanted = " or ".join(self.kinds[k].spec_type.__name__ for k in sorted(_own))
+                        wanted = wanted or "spec of a kind a plugin registered (vlbench_register_component_kinds)"
+                        raise TypeError(f"expected a {wanted}, got {type(spec).__name__}")
+                    _pending.append((kind, spec))
 
                 try:
                     impl.function(register=register)
                 except Exception as exc:  # noqa: BLE001
-                    self.failures.append(self._failure(info, f"{kind} registration", exc))
+                    stage = next(iter(own)) if len(own) == 1 else "component"
+                    self.failures.append(self._failure(info, f"{stage} registration", exc))
                     continue
-                for spec in pending:
+                for kind, spec in pending:
                     self.registry.add(kind, self._stamp(spec, info))
 
     @staticmethod
@@ -162,6 +181,16 @@ class PluginHost:
 
     def specs(self, kind: Kind) -> dict[str, ComponentSpec]:
         return self.registry.specs(kind)
+
+    def objective(self, name: str, *, where: str = "") -> ObjectiveSpec:
+        """A registered objective (built-in or a plugin's)."""
+        if name not in self.objectives:
+            raise UserError(f"{where}unknown objective {name!r}; registered: {', '.join(sorted(self.objectives))}.")
+        return self.objectives[name]
+
+    def model_kinds(self) -> list[ComponentKind]:
+        """The kinds a run builds into its VLModel, in build order."""
+        return [kind for kind in self.kinds.values() if kind.build is not None]
 
     def conflicts(self) -> list[Conflict]:
         return self.registry.conflicts()

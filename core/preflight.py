@@ -44,15 +44,15 @@ class Report:
 
 
 def dataset_key(run: RunSpec, cache_dir: Path) -> str:
-    assert run.dataset is not None
-    return json.dumps([run.dataset.name, run.dataset.options, run.data_seed, str(cache_dir)], sort_keys=True, default=str)
+    assert run.choice("dataset") is not None
+    return json.dumps([run.choice("dataset").name, run.choice("dataset").options, run.data_seed, str(cache_dir)], sort_keys=True, default=str)
 
 
 def dataset_for(run: RunSpec, factory: Callable[..., Dataset], cache_dir: Path) -> Dataset:
     """The run's dataset: built once per process and options, then reused."""
     key = dataset_key(run, cache_dir)
     if key not in _DATASETS:
-        _DATASETS[key] = factory(cache_dir=cache_dir, seed=run.data_seed, **run.dataset.options)
+        _DATASETS[key] = factory(cache_dir=cache_dir, seed=run.data_seed, **run.choice("dataset").options)
     return _DATASETS[key]
 
 
@@ -69,19 +69,19 @@ def preflight(runs: Sequence[RunSpec], host: Any, results_dir: Path, cache_dir: 
     report.disk = disk_space(len(runs), Path(results_dir), Path(cache_dir), runs_dir)
     seen: set[str] = set()
     for run in runs:
-        if run.dataset is None or dataset_key(run, cache_dir) in seen:
+        if run.choice("dataset") is None or dataset_key(run, cache_dir) in seen:
             continue
         seen.add(dataset_key(run, cache_dir))
-        spec = host.get("dataset", run.dataset.name)
+        spec = host.get("dataset", run.choice("dataset").name)
         try:
             dataset = dataset_for(run, spec.factory, cache_dir)
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - stop before any run, naming the component
-            raise UserError(f"dataset {run.dataset.name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
+            raise UserError(f"dataset {run.choice('dataset').name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
                             f"built: {type(exc).__name__}: {exc}. Check its options in the suite, or report it to the plugin's authors.") from None
-        task = host.get("task", run.task.name)
-        report.datasets.append(validate(dataset, run.dataset.name, task.required_fields, report.notes))
+        task = host.get("task", run.choice("task").name)
+        report.datasets.append(validate(dataset, run.choice("dataset").name, task.required_fields, report.notes))
     check_weights(runs, host)
     return report
 
@@ -245,7 +245,7 @@ def check_weights(runs: Sequence[RunSpec], host: Any) -> None:
     be readable and fit, the cached download must be there. The model is dropped at once."""
     seen: set[str] = set()
     for run in runs:
-        for kind, choice in (("vision", run.vision), ("text", run.text)):
+        for kind, choice in run.components.items():  # every kind whose entries load weights (the encoders)
             if choice is None or not (choice.options.get("weights") or choice.options.get("pretrained")):
                 continue
             key = json.dumps([kind, choice.name, choice.options], sort_keys=True, default=str)
@@ -257,7 +257,7 @@ def check_weights(runs: Sequence[RunSpec], host: Any) -> None:
 def _build_encoder(kind: str, choice: ComponentChoice, host: Any) -> None:
     common = {k: choice.options.get(k) for k in ("pretrained", "weights")}
     own = {k: v for k, v in choice.options.items() if k not in ("pretrained", "weights", "freeze", "image_size")}
-    extra = {"image_size": tuple(choice.options["image_size"])} if kind == "vision" else {}
+    extra = {"image_size": tuple(choice.options["image_size"])} if "image_size" in choice.options else {}
     spec = host.get(kind, choice.name)
     try:
         spec.factory(**extra, pretrained=common["pretrained"], weights=common["weights"] or None, **own)

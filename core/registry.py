@@ -6,7 +6,9 @@ import difflib
 from dataclasses import dataclass
 
 from vlbench.errors import UserError
-from vlbench.types import KINDS, ComponentSpec, Kind
+from collections.abc import Sequence
+
+from vlbench.types import ComponentSpec, Kind
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,8 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 class Registry:
-    def __init__(self) -> None:
-        self._specs: dict[Kind, dict[str, ComponentSpec]] = {kind: {} for kind in KINDS}
+    def __init__(self, kinds: Sequence[Kind]) -> None:
+        self._specs: dict[Kind, dict[str, ComponentSpec]] = {kind: {} for kind in kinds}
         self._conflicts: dict[tuple[Kind, str], Conflict] = {}
 
     def add(self, kind: Kind, spec: ComponentSpec) -> None:

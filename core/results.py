@@ -82,8 +82,22 @@ def _metric_problems(metrics: Mapping[str, Any]) -> list[str]:
             for k, v in values.items()
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
         ]
-        found += [f"metrics.splits.{split}: no chance level for {k!r}" for k in [block.get("main")] if k not in block.get("chance", {})]
+        found += [f"metrics.splits.{split}: no chance level and no baseline for {k!r}" for k in [block.get("main")]
+                  if reference(block, k) is None]
     return found
+
+
+def reference(block: Mapping[str, Any], metric: str, higher_is_better: bool = True) -> tuple[str, float] | None:
+    """What a score of ``metric`` in a split's metrics block is read against, labelled:
+    ``("chance", value)``, else the best named baseline (``("baseline: most frequent train caption", value)``)."""
+    chance = block.get("chance") or {}
+    if metric in chance:
+        return "chance", chance[metric]
+    scored = [(values[metric], name) for name, values in (block.get("baselines") or {}).items() if metric in values]
+    if not scored:
+        return None
+    value, name = max(scored) if higher_is_better else min(scored)
+    return f"baseline: {name}", value
 
 
 def non_finite(value: Any, path: str = "") -> list[tuple[str, float]]:

@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vlbench.errors import SuiteError
+from vlbench.errors import SuiteError, UserError
 from vlbench.manager import PluginHost
 from vlbench.registry import did_you_mean
 from vlbench.results import non_finite
-from vlbench.types import ComponentChoice, ComponentSpec, FusionSpec, Kind, RunSpec, TaskSpec
+from vlbench.types import ComponentChoice, ComponentKind, ComponentSpec, FusionSpec, Kind, RunSpec, TaskSpec
 
 # key -> (default, help). Types come from the defaults.
 SUITE_KEYS: dict[str, tuple[Any, str]] = {
@@ -70,7 +70,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "grad_clip": (1.0, "max global grad norm; 0 = off"),
     "amp": ("auto", '"auto" (bf16 on GPU, off on CPU), "bf16", "fp16" or "off"'),
     "channels_last": (False, "images in channels_last memory format"),
-    "hflip": (True, "random horizontal flip of train images"),
+    "hflip": (True, "random horizontal flip of train images; always off for a dataset that declares flips unsafe"),
     "early_stopping_patience": (0, "stop after this many epochs without val improvement; 0 = off"),
     "max_steps_per_epoch": (0, "cap on steps per epoch; 0 = the whole train split"),
     "eval_batch_size": (128, "batch size for encoding val/test splits"),
@@ -79,29 +79,10 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "cost_batch_sizes": ([1, 32], "batch sizes of the throughput measurement (images/s)"),
     "cost_budget_s": (1.0, "seconds of timing per latency/throughput figure, after warm-up"),
 }
-AXIS_COMMON: dict[Kind, dict[str, tuple[Any, str]]] = {
-    "vision": {
-        "image_size": ([], "[H, W] input size; default: the encoder's own"),
-        "pretrained": (False, "load weights through the encoder's own offline mechanism"),
-        "weights": ("", "path to a local .safetensors/.pt state dict"),
-        "freeze": (False, "keep the encoder's weights fixed"),
-    },
-    "text": {
-        "pretrained": (False, "load the encoder's pretrained weights; when not given: the encoder's own default"),
-        "weights": ("", "path to a local .safetensors/.pt state dict"),
-        "freeze": (False, "keep the encoder's weights fixed"),
-    },
-    "fusion": {},
-    "task": {
-        "dataset": ("", "dataset component; default: the task's default dataset"),
-        "dataset_options": ({}, "options of the dataset component"),
-    },
-}
 # Names users carry over from other tools, for "did you mean" where spelling is no help.
 ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size", "epoch": "epochs",
            "img_size": "image_size", "input_size": "image_size", "dataset_name": "dataset"}
-AXES: dict[Kind, str] = {"vision": "vision", "text": "text", "fusion": "fusions", "task": "tasks"}
-TOP_LEVEL = {"suite", "train", "defaults", *AXES.values()}
+TOP_LEVEL = {"suite", "train", "defaults"}  # and every kind's axis (PluginHost.kinds)
 
 
 class _Entry(NamedTuple):
@@ -140,13 +121,19 @@ def run_id(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def run_config(run: RunSpec) -> dict[str, Any]:
-    """The JSON form of a run; everything but the suite name and id goes into the id."""
+def run_config(run: RunSpec, kinds: Mapping[Kind, ComponentKind] | None = None) -> dict[str, Any]:
+    """The JSON form of a run; everything but the suite name and id goes into the id.
+
+    Kinds with ``null_in_config`` appear as null when the run has none, the others only when
+    chosen, so a kind a plugin adds leaves every existing run id as it was.
+    """
+    from vlbench import kinds as builtin
+
+    kinds = kinds or {kind.name: kind for kind in builtin.BUILTIN}
     choice = lambda c: None if c is None else {"name": c.name, "options": dict(c.options)}  # noqa: E731
-    return {
-        "vision": choice(run.vision), "text": choice(run.text), "fusion": choice(run.fusion),
-        "task": choice(run.task), "dataset": choice(run.dataset), "train": dict(run.train), "seed": run.seed, "data_seed": run.data_seed,
-    }
+    config = {kind: None for kind, spec in kinds.items() if spec.null_in_config}
+    config |= {kind: choice(c) for kind, c in run.components.items() if c is not None or kind in config}
+    return {**config, "train": dict(run.train), "seed": run.seed, "data_seed": run.data_seed}
 
 
 class _Validator:
@@ -181,12 +168,19 @@ class _Validator:
     def options(self, given: Any, spec: ComponentSpec, key: str) -> dict[str, Any]:
         given = self.table(given, key)
         self.check_keys(given, spec.options, key)
-        return {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+        options = {name: self.typed(given.get(name, default), default, f"{key}.{name}") for name, default in spec.options.items()}
+        if spec.check_options is not None:
+            try:
+                spec.check_options(options)
+            except (ValueError, UserError) as exc:
+                raise self.fail(key, f"{spec.name!r}: {exc}") from None
+        return options
 
     # -------------------------------------------------------------- the suite
 
     def suite(self, data: dict[str, Any]) -> Suite:
-        self.check_keys(data, dict.fromkeys(TOP_LEVEL), "")
+        self.axes = {kind.axis: kind for kind in self.host.kinds.values() if kind.axis}
+        self.check_keys(data, dict.fromkeys([*TOP_LEVEL, *self.axes]), "")
         meta = self.table(data.get("suite", {}), "suite")
         self.check_keys(meta, SUITE_KEYS, "suite")
         meta = {k: self.typed(meta.get(k, d), d, f"suite.{k}") for k, (d, _) in SUITE_KEYS.items()}
@@ -206,16 +200,15 @@ class _Validator:
         self.check_keys(train_given, TRAIN_KEYS, "train")
         train = {k: self.typed(train_given.get(k, d), d, f"train.{k}") for k, (d, _) in TRAIN_KEYS.items()}
         self.check_train(train)
+        self.hflip_asked = bool(train_given.get("hflip", False))  # an explicit true, not the default
 
         defaults = self.table(data.get("defaults", {}), "defaults")
-        self.check_keys(defaults, {axis: None for axis in AXES.values()}, "defaults")
-        axes = {kind: self.axis(kind, data, defaults.get(AXES[kind], {})) for kind in AXES}
+        self.check_keys(defaults, dict.fromkeys(self.axes), "defaults")
+        axes = {kind.name: self.axis(kind, data, defaults.get(axis, {})) or [None] for axis, kind in self.axes.items()}
 
         runs = []
-        for vision, text, fusion, task, seed in itertools.product(
-            axes["vision"], axes["text"] or [None], axes["fusion"], axes["task"], seeds
-        ):
-            runs.append(self.run(meta["name"], vision, text, fusion, task, train, seed, meta["data_seed"]))
+        for *entries, seed in itertools.product(*axes.values(), seeds):
+            runs.append(self.run(meta["name"], dict(zip(axes, entries)), train, seed, meta["data_seed"]))
         unique = {run.run_id: run for run in runs}
         return Suite(self.path, meta["name"], meta["description"], meta["device"], seeds, train, tuple(unique.values()))
 
@@ -243,38 +236,38 @@ class _Validator:
 
     # -------------------------------------------------------------- axes
 
-    def axis(self, kind: Kind, data: dict[str, Any], defaults: Any) -> list[_Entry]:
-        key = AXES[kind]
+    def axis(self, kind: ComponentKind, data: dict[str, Any], defaults: Any) -> list[_Entry]:
+        key = kind.axis
         entries = data.get(key, [])
         if not isinstance(entries, list):
             raise self.fail(key, f"expected an array of tables ([[{key}]]) or of names, got {_describe(entries)}.")
-        if not entries and kind != "text":
+        if not entries and kind.axis_required:
             raise self.fail(key, f"the suite needs at least one entry: add a [[{key}]] table with a name.")
         defaults = self.table(defaults, f"defaults.{key}")
-        allowed = {"name": None, "options": None, **AXIS_COMMON[kind]}
+        allowed = {"name": None, "options": None, **kind.common_options}
         self.check_keys(defaults, allowed, f"defaults.{key}")
         return [
             self.entry(kind, {**defaults, **self.table(_as_entry(raw), f"{key}[{i}]")}, f"{key}[{i}]") for i, raw in enumerate(entries)
         ]
 
-    def entry(self, kind: Kind, entry: dict[str, Any], key: str) -> _Entry:
-        self.check_keys(entry, {"name": None, "options": None, **AXIS_COMMON[kind]}, key)
+    def entry(self, kind: ComponentKind, entry: dict[str, Any], key: str) -> _Entry:
+        self.check_keys(entry, {"name": None, "options": None, **kind.common_options}, key)
         name = entry.get("name")
         if not isinstance(name, str) or not name:
-            raise self.fail(f"{key}.name", f"required: the registered name of a {kind} component (see `vlbench plugins`).")
+            raise self.fail(f"{key}.name", f"required: the registered name of a {kind.name} component (see `vlbench plugins`).")
         try:
-            spec = self.host.get(kind, name)
+            spec = self.host.get(kind.name, name)
         except SuiteError:
             raise
         except Exception as exc:  # UserError from the registry or a resolver
             raise self.fail(f"{key}.name", str(exc)) from None
-        common = {k: self.typed(entry.get(k, d), d, f"{key}.{k}") for k, (d, _) in AXIS_COMMON[kind].items()}
-        if kind == "vision":
+        common = {k: self.typed(entry.get(k, d), d, f"{key}.{k}") for k, (d, _) in kind.common_options.items()}
+        if "image_size" in common:
             common["image_size"] = self.image_size(common["image_size"] or list(spec.default_image_size), f"{key}.image_size")
-        if kind in ("vision", "text") and common["weights"]:
+        if common.get("weights"):
             if not Path(common["weights"]).expanduser().is_file():
                 raise self.fail(f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory).")
-        if kind == "text" and "pretrained" not in entry:
+        if "pretrained" in common and "pretrained" not in entry and hasattr(spec, "pretrained_by_default"):
             common["pretrained"] = spec.pretrained_by_default
         options = self.options(entry.get("options", {}), spec, f"{key}.options")
         return _Entry(name, spec, {**common, **options}, key)
@@ -286,26 +279,23 @@ class _Validator:
 
     # -------------------------------------------------------------- runs
 
-    def run(self, suite: str, vision: _Entry, text: _Entry | None, fusion: _Entry, task: _Entry, train, seed, data_seed) -> RunSpec:
-        fusion_name, fusion_spec, fusion_opts = fusion.name, fusion.spec, fusion.options
-        task_name, task_spec, task_opts = task.name, task.spec, dict(task.options)
-        assert isinstance(fusion_spec, FusionSpec) and isinstance(task_spec, TaskSpec)
-        if task_spec.objective not in fusion_spec.objectives:
-            able = [n for n, s in self.host.specs("fusion").items() if task_spec.objective in s.objectives]
-            raise self.fail(
-                f"{fusion.key}.name", f"fusion {fusion_name!r} provides {sorted(fusion_spec.objectives)} but task {task_name!r} "
-                f"needs the {task_spec.objective!r} objective. Fusions that can serve it: {', '.join(able) or 'none installed'}."
-            )
-        if fusion_spec.uses_text and text is None:
-            raise self.fail("text", f"fusion {fusion_name!r} needs a text encoder: add a [[text]] entry.")
+    def run(self, suite: str, entries: dict[Kind, _Entry | None], train, seed, data_seed) -> RunSpec:
+        fusion, task, text = entries.get("fusion"), entries["task"], entries.get("text")
+        task_spec, task_opts = task.spec, dict(task.options)
+        assert isinstance(task_spec, TaskSpec)
+        self.check_objective(fusion, task)
+        uses_text = fusion is not None and fusion.spec.uses_text
+        if uses_text and text is None:
+            raise self.fail("text", f"fusion {fusion.name!r} needs a text encoder: add a [[text]] entry.")
         dataset_name = task_opts.pop("dataset") or task_spec.default_dataset
         dataset_given = task_opts.pop("dataset_options")
         # A cost-only task that reads no sample field (throughput) runs without a dataset.
         dataless = not dataset_name and not task_spec.measures_quality and not task_spec.required_fields
         if not dataset_name and not dataless:
-            raise self.fail(f"{task.key}.dataset", f"task {task_name!r} has no default dataset: set dataset = \"...\".")
+            raise self.fail(f"{task.key}.dataset", f"task {task.name!r} has no default dataset: set dataset = \"...\".")
         if dataless and dataset_given:
-            raise self.fail(f"{task.key}.dataset_options", f"task {task_name!r} uses no dataset: remove dataset_options or name a dataset.")
+            raise self.fail(f"{task.key}.dataset_options", f"task {task.name!r} uses no dataset: remove dataset_options or name a dataset.")
+        dataset = None
         if not dataless:
             try:
                 dataset_spec = self.host.get("dataset", dataset_name)
@@ -313,17 +303,51 @@ class _Validator:
                 raise self.fail(f"{task.key}.dataset", str(exc)) from None
             missing = task_spec.required_fields - dataset_spec.provides
             if missing:
-                raise self.fail(f"{task.key}.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task_name!r} needs.")
-            dataset_opts = self.options(dataset_given, dataset_spec, f"{task.key}.dataset_options")
-        choices = {
-            "vision": ComponentChoice(vision.name, vision.options),
-            "text": ComponentChoice(text.name, text.options) if text is not None and fusion_spec.uses_text else None,
-            "fusion": ComponentChoice(fusion_name, fusion_opts),
-            "task": ComponentChoice(task_name, task_opts),
-            "dataset": None if dataless else ComponentChoice(dataset_name, dataset_opts),
+                raise self.fail(f"{task.key}.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task.name!r} needs.")
+            dataset = ComponentChoice(dataset_name, self.options(dataset_given, dataset_spec, f"{task.key}.dataset_options"))
+        train = dict(train)
+        if not dataless and not getattr(dataset_spec, "hflip_safe", True):
+            # Flip safety is the dataset's contract: the default flip turns off for it (the
+            # resolved config says hflip = false), an explicit request is refused.
+            if self.hflip_asked:
+                raise self.fail("train.hflip", f"dataset {dataset_name!r} declares that a horizontal flip can contradict its "
+                                "captions (they name left and right), so hflip = true would train on mislabelled pairs. Remove "
+                                "hflip from [train] (it defaults to off for this dataset) or set hflip = false.")
+            train["hflip"] = False
+        choices: dict[Kind, ComponentChoice | None] = {
+            kind: None if entry is None else ComponentChoice(entry.name, entry.options) for kind, entry in entries.items()
         }
-        draft = RunSpec(suite=suite, train=dict(train), seed=seed, data_seed=data_seed, run_id="", **choices)
-        return RunSpec(suite=suite, train=dict(train), seed=seed, data_seed=data_seed, run_id=run_id(run_config(draft)), **choices)
+        if text is not None and not uses_text:
+            choices["text"] = None  # the fusion reads no text: the run builds no text encoder
+        choices["task"] = ComponentChoice(task.name, task_opts)
+        choices["dataset"] = dataset
+        choices = {kind: choices[kind] for kind in self.host.kinds if kind in choices}  # build order
+        draft = RunSpec(suite=suite, components=choices, train=dict(train), seed=seed, data_seed=data_seed, run_id="")
+        return RunSpec(suite=suite, components=choices, train=dict(train), seed=seed, data_seed=data_seed,
+                       run_id=run_id(run_config(draft, self.host.kinds)))
+
+    def check_objective(self, fusion: _Entry | None, task: _Entry) -> None:
+        """The fusion serves the task's objective; a cost-only task (no objective) takes no fusion."""
+        objective = task.spec.objective
+        if objective is None:
+            if fusion is not None:
+                raise self.fail(f"{fusion.key}.name", f"task {task.name!r} measures encoders only (no objective, no quality): "
+                                f"remove the [[fusions]] entries, or run it in a suite of its own.")
+            return
+        try:
+            self.host.objective(objective)
+        except Exception as exc:  # noqa: BLE001
+            raise self.fail(f"{task.key}.name", f"task {task.name!r}: {exc}") from None
+        able = [n for n, s in self.host.specs("fusion").items() if objective in s.objectives]
+        if fusion is None:
+            raise self.fail("fusions", f"task {task.name!r} needs a fusion serving the {objective!r} objective: add a [[fusions]] "
+                            f"entry. Fusions that can serve it: {', '.join(able) or 'none installed'}.")
+        assert isinstance(fusion.spec, FusionSpec)
+        if objective not in fusion.spec.objectives:
+            raise self.fail(
+                f"{fusion.key}.name", f"fusion {fusion.name!r} provides {sorted(fusion.spec.objectives)} but task {task.name!r} "
+                f"needs the {objective!r} objective. Fusions that can serve it: {', '.join(able) or 'none installed'}."
+            )
 
 
 def _as_entry(raw: Any) -> Any:

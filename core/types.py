@@ -16,12 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-Kind = Literal["vision", "text", "fusion", "task", "dataset"]
-KINDS: tuple[Kind, ...] = ("vision", "text", "fusion", "task", "dataset")
+# A component kind's name: the built-in "vision", "text", "fusion", "task", "dataset", or one a
+# plugin registers (:class:`ComponentKind`, ``vlbench_register_component_kinds``).
+Kind = str
 
-# What a fused model offers a task; a task needs exactly one, a fusion provides some.
-Objective = Literal["embedding", "classification", "generation"]
-OBJECTIVES: tuple[Objective, ...] = ("embedding", "classification", "generation")
+# What a fused model offers a task, by name: the built-in "embedding", "classification" and
+# "generation" (vlbench.objectives), or one a plugin registers. A task needs one (or none: a
+# cost-only task), a fusion provides some.
+Objective = str
 
 # Per-sample fields a dataset can provide and a task can require.
 Field = Literal["image", "captions", "identity", "labels"]
@@ -71,6 +73,9 @@ class VisionEncoder(nn.Module):
     """Base for vision encoders: ``forward(images [B,3,H,W]) -> EncoderOutput``."""
 
     info: VisionInfo
+    # Where loaded pretrained weights came from (package, version, file, sha256), for the
+    # record; None for random init or weights whose source vlbench cannot name.
+    weights_provenance: Mapping[str, Any] | None = None
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -101,6 +106,11 @@ class Split:
     captions: Sequence[tuple[str, ...]] | None = None  # one or more captions per image
     identities: Sequence[int] | None = None  # person/instance id (retrieval matches on it)
     labels: Sequence[tuple[int, ...]] | None = None  # multi-label class indices 0..C-1
+    # A fixed caption set image->text retrieval ranks against instead of the split's own
+    # captions (study 003: one caption per ordered class pair), each with the key it matches:
+    # an image matches the candidates whose key equals its identity.
+    candidates: Sequence[str] | None = None
+    candidate_keys: Sequence[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -121,6 +131,9 @@ class Batch:
     identities: torch.Tensor | None  # [B] int64
     labels: torch.Tensor | None  # [B, C] float multi-hot
     index: torch.Tensor  # [B] position in the split
+    # [B, T] int64 caption ids from the model's own target tokenizer (generation: the decoder's
+    # vocabulary, BOS first, EOS last, PAD after), not the text encoder's; None when unused.
+    targets: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
@@ -130,6 +143,7 @@ class Batch:
             identities=move(self.identities),
             labels=move(self.labels),
             index=self.index,
+            targets=move(self.targets),
         )
 
 
@@ -140,7 +154,11 @@ class Batch:
 class Metrics:
     values: Mapping[str, float]  # metric name -> value (percent where the task says so)
     main: str  # the key of values used for selection and ranking
-    chance: Mapping[str, float] = field(default_factory=dict)  # what a random scorer gets
+    chance: Mapping[str, float] = field(default_factory=dict)  # what a random scorer gets, where that exists
+    # Named reference scores where no chance level exists (BLEU, CIDEr): baseline -> metric -> value,
+    # e.g. {"most frequent train caption": {"CIDEr-D": 4.1}}. A task reports a chance level or a
+    # baseline for its main metric; records, the terminal line and the leaderboard show either.
+    baselines: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     ci95: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # bootstrap intervals
     units: Mapping[str, str] = field(default_factory=dict)  # e.g. {"R1": "%"}
     details: Mapping[str, Any] = field(default_factory=dict)  # sizes, per-class tables, ...
@@ -152,12 +170,16 @@ class Metrics:
 class Task(Protocol):
     """What a task factory returns. ``model`` follows the task's objective protocol."""
 
-    objective: Objective
+    objective: Objective | None  # None: a cost-only task (measures no quality, needs no fusion)
     required_fields: frozenset[Field]
     main_metric: str
 
     def num_classes(self, dataset: Dataset) -> int | None:
         """Output width the fusion must produce (classification), or None."""
+
+    # Optional: ``fusion_inputs(dataset) -> dict``, more keyword arguments for the fusion
+    # factory, taken from the TRAIN split (generation: ``{"captions": [...]}`` to fit the
+    # decoder's vocabulary).
 
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
         """Scalar training loss for one batch."""
@@ -209,6 +231,9 @@ class ComponentSpec:
     factory: Callable[..., Any]  # lazy: called with the resolved options only when a run needs it
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # option -> default; types come from defaults
+    # Optional: check_options(options) raises ValueError (or UserError) saying which option is out of range and
+    # why; suite validation calls it with the resolved options, before anything is built.
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
     # Filled in by the PluginHost, never by the plugin:
     plugin: str = ""  # entry-point name of the registering plugin
     distribution: str = ""  # the installed distribution that ships it
@@ -242,11 +267,11 @@ class FusionSpec(ComponentSpec):
 class TaskSpec(ComponentSpec):
     """factory(**options) -> Task."""
 
-    objective: Objective
+    objective: Objective | None  # None with measures_quality=False: a cost-only task, no fusion
     required_fields: frozenset[Field]
     default_dataset: str = ""
-    # False: a cost-only task (e.g. ``throughput``): no dataset needed when required_fields is
-    # empty, no training, no evaluation; the record carries the cost block and
+    # False: a cost-only task (e.g. ``throughput``, objective None): no fusion, no dataset needed
+    # when required_fields is empty, no training, no evaluation; the record carries the cost block and
     # ``metrics = {"quality": False, "splits": {}, "main": None}``.
     measures_quality: bool = True
     # Direction of the main metric (e.g. False for an error rate): checkpoint selection on val
@@ -260,9 +285,36 @@ class DatasetSpec(ComponentSpec):
 
     provides: frozenset[Field]
     synthetic: bool = False  # generated, not a public dataset
+    # False when mirroring an image can contradict its caption ("left"/"right" in it): the
+    # engine never flips such a dataset's images, and a suite asking for hflip is refused.
+    hflip_safe: bool = True
 
 
 Register = Callable[[ComponentSpec], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentKind:
+    """A kind of component: how suites name it, how plugins register it, how a run builds it.
+
+    The built-in kinds live in :mod:`vlbench.kinds`; a plugin adds one (e.g. a language model)
+    with ``vlbench_register_component_kinds`` and registers its specs through
+    ``vlbench_register_components``, so no field is added across the core.
+    """
+
+    name: Kind
+    spec_type: type[ComponentSpec]
+    order: int  # build and display order: vision 10, text 20, fusion 50, task 80, dataset 90
+    register_hook: str = "vlbench_register_components"  # the hook whose ``register`` takes its specs
+    axis: str | None = None  # the suite's array of tables ([[vision]]); None: not a suite axis
+    axis_required: bool = False  # a suite must have at least one entry
+    common_options: Mapping[str, tuple[Any, str]] = field(default_factory=dict)  # key -> (default, help), for every entry
+    # Built into the VLModel: build(spec, choice, parts, inputs) -> nn.Module, where parts holds
+    # the model kinds built before (None where not built) and inputs the task's fusion inputs.
+    build: Callable[..., nn.Module] | None = None
+    # Written as null into the run's config when the run has none: the kinds of the first record
+    # schema, so the run ids of existing records stay what they were.
+    null_in_config: bool = False
 
 
 # ---------------------------------------------------------------- runs and records
@@ -276,23 +328,26 @@ class ComponentChoice:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One fully resolved run; its id is a hash of everything here."""
+    """One fully resolved run; its id is a hash of everything here but ``suite``."""
 
     suite: str  # suite name: results go under results/<suite>/
-    vision: ComponentChoice  # options include image_size, pretrained, weights, freeze
-    text: ComponentChoice | None  # None when the fusion uses no text
-    fusion: ComponentChoice
-    task: ComponentChoice
-    dataset: ComponentChoice | None  # None only for a cost-only task that needs no data
+    # kind -> choice, in build order: vision (options include image_size, pretrained, weights,
+    # freeze), text, fusion, task, dataset, and any kind a plugin registers. None: a kind the
+    # run declares but does not build (no text encoder; no dataset for a cost-only task).
+    components: Mapping[Kind, ComponentChoice | None]
     train: Mapping[str, Any]  # resolved training options (epochs, lr, batch_size, ...)
     seed: int  # model init, data order, augmentation
     data_seed: int  # dataset generation and splits: equal across runs so they share data
     run_id: str  # sha256 of the canonical config, 16 hex digits
 
+    def choice(self, kind: Kind) -> ComponentChoice | None:
+        return self.components.get(kind)
+
     @property
     def label(self) -> str:
-        text = self.text.name if self.text else "no-text"
-        return f"{self.vision.name}+{text}+{self.fusion.name}/{self.task.name}"
+        """e.g. ``vit_small+no-text+contrastive/person_search``: the model's parts, then the task."""
+        parts = [c.name if c else f"no-{kind}" for kind, c in self.components.items() if kind not in ("task", "dataset")]
+        return f"{'+'.join(parts)}/{self.components['task'].name}"
 
 
 @dataclass(frozen=True)

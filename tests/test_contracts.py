@@ -28,9 +28,9 @@ def test_text_encoder_contract(name):
     check_text_encoder(HOST.get("text", name), **SMALL_TEXT.get(name, {}))
 
 
-@pytest.mark.parametrize("name", sorted(HOST.specs("fusion")))
-def test_fusion_contract(name):
-    check_fusion(HOST.get("fusion", name))
+@pytest.mark.parametrize(("name", "objective"), sorted((n, o) for n, s in HOST.specs("fusion").items() for o in s.objectives))
+def test_fusion_contract_for_every_objective_it_declares(name, objective):
+    check_fusion(HOST.get("fusion", name), objectives=HOST.objectives, only=objective)
 
 
 @pytest.mark.parametrize("name", sorted(HOST.specs("task")))

@@ -103,7 +103,7 @@ class Logits(nn.Module):
 
 def tiny_model(fusion: nn.Module | None = None) -> VLModel:
     torch.manual_seed(0)
-    return VLModel(TinyVision(), TinyText(), fusion or Contrastive()).eval()
+    return VLModel({"vision": TinyVision(), "text": TinyText(), "fusion": fusion or Contrastive()}).eval()
 
 
 # Multiply-adds of the tiny model at 32x32 and 6 tokens, by hand.
@@ -170,17 +170,30 @@ def test_backbone_counts_agree_with_fvcore_and_timm(name):
     with torch.no_grad():
         for tensor in (*classifier.parameters(), *classifier.buffers()):
             tensor.zero_()  # not left uninitialised: denormals would slow the CPU down
-    flops = efficiency.count_flops(VLModel(classifier, None, Logits()), image_size=(224, 224))
+    flops = efficiency.count_flops(VLModel({"vision": classifier, "text": None, "fusion": Logits()}), image_size=(224, 224))
     macs = flops["components"]["vision"]["macs"]
     fvcore = efficiency.fvcore_macs(classifier, torch.randn(1, 3, 224, 224))
     assert abs(macs - fvcore["macs"]) / fvcore["macs"] <= efficiency.FVCORE_TOLERANCE
 
     params, gmacs = TIMM_PUBLISHED[name]
-    assert round(efficiency.parameter_counts(VLModel(classifier, None, Logits()))["total"]["total"] / 1e6, 2) == params
+    assert round(efficiency.parameter_counts(VLModel({"vision": classifier, "text": None, "fusion": Logits()}))["total"]["total"] / 1e6, 2) == params
     if gmacs is not None:
         # timm's GMACs are fvcore's default total, which adds batch/layer norm at one per element:
         # like with like, our MACs plus those terms; bare MACs of the mobile nets sit 3.5-6% lower.
         assert abs((macs + sum(fvcore["excluded"].values())) / 1e9 - gmacs) / gmacs <= 0.03
+
+
+def test_flops_of_an_attention_pool_head_and_requires_grad_kept():
+    """SigLIP's head expands a learned query inside inference_mode; the counter must cope."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                            class_token=False, global_pool="map", num_classes=0).eval()
+    vit.pos_embed.requires_grad_(False)
+    flops = efficiency.count_flops(VLModel(vit, None, Logits()), image_size=(32, 32))
+    assert flops["components"]["vision"]["flops"] > 0
+    assert not vit.pos_embed.requires_grad and vit.attn_pool.latent.requires_grad
 
 
 # ---------------------------------------------------------------- timing
@@ -223,7 +236,7 @@ class VisionOutOfMemoryAbove(TinyVision):
 
 
 def test_memory_figures_halve_a_batch_that_does_not_fit():
-    model = VLModel(VisionOutOfMemoryAbove(), TinyText(), Contrastive()).eval()
+    model = VLModel({"vision": VisionOutOfMemoryAbove(), "text": TinyText(), "fusion": Contrastive()}).eval()
     inference = efficiency.inference_memory(model, CPU, batch=8)
     assert (inference["measured"], inference["batch"], inference["oom_batches"]) == (True, 2, [8, 4])
     training = efficiency.train_step_memory(model, CPU, batch=5)
@@ -310,7 +323,7 @@ def test_measure_assembles_a_consistent_block_and_keeps_the_model():
 def test_measure_through_the_timm_plugin_adapter():
     torch.manual_seed(0)
     encoder = build_timm_encoder("mobilenetv3_small_100", (64, 64))
-    model = VLModel(encoder, TinyText(), Contrastive(image_dim=encoder.info.pooled_dim)).eval()
+    model = VLModel({"vision": encoder, "text": TinyText(), "fusion": Contrastive(image_dim=encoder.info.pooled_dim)}).eval()
     cost = efficiency.measure(model, CPU, batch_sizes=(2,), budget_s=0.01, **FAST)
     assert cost["problems"] == []
     fvcore = cost["checks"]["fvcore_vision"]

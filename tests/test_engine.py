@@ -165,7 +165,7 @@ def test_the_quickstart_recipe_learns_far_above_chance(tmp_path):
     R@1 was 24.9 / 24.4 / 21.9 % for seeds 0 / 1 / 2 against chance 0.5 %."""
     host = PluginHost()
     suite = load_suite(Path(__file__).resolve().parents[1] / "suites" / "quickstart.toml", host)
-    [run] = [r for r in suite.runs if r.vision.name == "timm:resnet10t"]
+    [run] = [r for r in suite.runs if r.choice("vision").name == "timm:resnet10t"]
     outcome = run_suite([run], host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
     record = read_record(outcome.records[0])
     test = record["metrics"]["splits"]["test"]

@@ -334,10 +334,10 @@ def test_csv_dataset_refuses_missing_root_and_images(tmp_path):
 @pytest.mark.parametrize("name", ["multilabel_captions", "quickstart_multilabel"])
 def test_suites_resolve_to_early_and_image_only_runs(name):
     suite = load_suite(ROOT / "suites" / f"{name}.toml", HOST)
-    fusions = {run.fusion.name for run in suite.runs}
+    fusions = {run.choice("fusion").name for run in suite.runs}
     assert fusions == {"early", "image_only"}
-    assert all((run.text is None) == (run.fusion.name == "image_only") for run in suite.runs)
-    assert all(run.task.name == "multilabel" for run in suite.runs)
+    assert all((run.choice("text") is None) == (run.choice("fusion").name == "image_only") for run in suite.runs)
+    assert all(run.choice("task").name == "multilabel" for run in suite.runs)
 
 
 TINY = """

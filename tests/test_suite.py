@@ -60,8 +60,8 @@ def error_of(tmp_path, host, text: str) -> str:
 def test_base_suite_resolves_one_run_with_defaults_filled(tmp_path, host):
     suite = load_suite(write(tmp_path, BASE), host)
     (run,) = suite.runs
-    assert run.vision.options["image_size"] == [64, 32] and run.vision.options["pretrained"] is False
-    assert run.dataset.name == "synthetic_pedestrians"
+    assert run.choice("vision").options["image_size"] == [64, 32] and run.choice("vision").options["pretrained"] is False
+    assert run.choice("dataset").name == "synthetic_pedestrians"
     assert run.train["encoder_lr"] == run.train["lr"]
     assert len(run.run_id) == 16
     assert load_suite(write(tmp_path, BASE), host).runs[0].run_id == run.run_id  # stable
@@ -74,7 +74,7 @@ def test_matrix_expansion_and_bare_names(tmp_path, host):
     assert len(suite.runs) == 1 * 2 * 1 * 1 * 2
     assert len({r.run_id for r in suite.runs}) == 4
     bare = 'vision = ["deit_tiny_patch16_224", "convnext_atto"]\n' + BASE.replace('[[vision]]\nname = "mobilenetv3_small_100"\nimage_size = [64, 32]', "")
-    assert [r.vision.name for r in load_suite(write(tmp_path, bare), host).runs] == ["deit_tiny_patch16_224", "convnext_atto"]
+    assert [r.choice("vision").name for r in load_suite(write(tmp_path, bare), host).runs] == ["deit_tiny_patch16_224", "convnext_atto"]
 
 
 @pytest.mark.parametrize(
@@ -122,9 +122,9 @@ def test_invalid_toml_is_a_suite_error(tmp_path, host):
 
 def test_text_pretrained_defaults_to_the_encoders_own(tmp_path, host):
     packaged = BASE.replace('name = "clip_text"', 'name = "all_minilm_l6_v2"')
-    assert load_suite(write(tmp_path, packaged), host).runs[0].text.options["pretrained"] is True
-    assert load_suite(write(tmp_path, packaged.replace('"all_minilm_l6_v2"', '"all_minilm_l6_v2"\npretrained = false')), host).runs[0].text.options["pretrained"] is False
-    assert load_suite(write(tmp_path, BASE), host).runs[0].text.options["pretrained"] is False
+    assert load_suite(write(tmp_path, packaged), host).runs[0].choice("text").options["pretrained"] is True
+    assert load_suite(write(tmp_path, packaged.replace('"all_minilm_l6_v2"', '"all_minilm_l6_v2"\npretrained = false')), host).runs[0].choice("text").options["pretrained"] is False
+    assert load_suite(write(tmp_path, BASE), host).runs[0].choice("text").options["pretrained"] is False
 
 
 def test_cli_bad_suite_exits_2_without_traceback_and_writes_nothing(tmp_path):

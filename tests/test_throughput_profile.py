@@ -31,9 +31,6 @@ image_size = [64, 64]
 [[tasks]]
 name = "throughput"
 options = { iterations = 3, warmup = 1 }
-
-[[fusions]]
-name = "identity"
 """
 
 QUALITY = """
@@ -93,7 +90,7 @@ def test_throughput_suite_records_cost_and_no_quality(tmp_path, monkeypatch):
     path.write_text(THROUGHPUT)
     host = PluginHost()
     suite = load_suite(path, host)
-    assert len(suite.runs) == 2 and all(run.dataset is None and run.text is None for run in suite.runs)
+    assert len(suite.runs) == 2 and all(run.choice("dataset") is None and run.choice("fusion") is None for run in suite.runs)
     outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
     assert not outcome.failed and len(outcome.ok) == 2
     for file in outcome.records:
@@ -105,7 +102,8 @@ def test_throughput_suite_records_cost_and_no_quality(tmp_path, monkeypatch):
         assert [e["batch"] for e in batches] == [1, 2]
         assert all(e["iterations"] == 3 and e["images_per_s"] > 0 for e in batches)
         assert record["cost"]["latency"]["vision"]["iterations"] == 3
-        assert record["cost"]["params"]["components"]["fusion"]["total"] == 0
+        assert set(record["cost"]["params"]["components"]) == {"vision"}  # no fusion: the encoder alone
+        assert record["config"]["fusion"] is None and set(record["cost"]["flops"]["components"]) == {"vision"}
         assert record["cost"]["memory"]["train_step"]["measured"] is False
         assert record["cost"]["problems"] == []
         tags = scalar_tags(tmp_path / "runs" / "tiny_throughput" / record["run_id"])

@@ -20,7 +20,7 @@ TRAIN = {"epochs": 3, "lr": 0.1, "encoder_lr": 0.01, "weight_decay": 0.1, "encod
 
 
 def tiny_model() -> VLModel:
-    return VLModel(nn.Linear(2, 2), nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)))
+    return VLModel({"vision": nn.Linear(2, 2), "text": nn.Linear(2, 2), "fusion": nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))})
 
 
 def batches(epoch):

@@ -10,7 +10,7 @@ task itself reports.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,37 +89,33 @@ def check_text_encoder(spec: TextEncoderSpec, **options: Any) -> None:
     assert torch.allclose(out.pooled, scrambled.pooled, atol=1e-4), f"{spec.name}: padding changes the pooled output"
 
 
-def check_fusion(spec: FusionSpec, num_classes: int = 5, **options: Any) -> None:
-    """Every declared objective's methods give the right shapes, finite values and gradients."""
+def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[str, Any] | None = None,
+                 only: str | None = None, **options: Any) -> None:
+    """Every declared objective's methods give the right shapes, finite values and gradients.
+
+    Each objective's own check runs (``ObjectiveSpec.check_fusion``); ``objectives`` maps names
+    to specs (``PluginHost.objectives``), the built-ins when not given; ``only`` checks one.
+    """
+    from vlbench import objectives as builtin
+
+    registered = objectives if objectives is not None else builtin.BUILTIN
+    unknown = sorted(set(spec.objectives) - set(registered))
+    assert not unknown, f"{spec.name}: declares unregistered objectives {unknown}"
     vision = VisionInfo(token_dim=48, pooled_dim=64, input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(2, 2))
     text = TextInfo(token_dim=40, pooled_dim=40, max_length=6) if spec.uses_text else None
-    fusion = spec.factory(vision=vision, text=text, num_classes=num_classes, **options)
+    inputs: dict[str, Any] = {}
+    for name in sorted(spec.objectives):
+        inputs |= registered[name].contract_inputs
+    fusion = spec.factory(vision=vision, text=text, num_classes=num_classes, **inputs, **options)
     assert isinstance(fusion, nn.Module), f"{spec.name}: the factory must return an nn.Module"
-    torch.manual_seed(0)
-    image = EncoderOutput(torch.randn(4, 4, 48, requires_grad=True), torch.randn(4, 64, requires_grad=True))
-    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3] * 2)
-    words = EncoderOutput(torch.randn(4, 6, 40), torch.randn(4, 40), mask) if text else None
-    if "embedding" in spec.objectives and words is None:  # image-only embedding (uses_text=False)
-        emb_i = fusion.embed_image(image)
-        assert emb_i.ndim == 2 and emb_i.shape[0] == 4, f"{spec.name}: image embeddings {tuple(emb_i.shape)}"
-        assert torch.allclose(emb_i.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: image embeddings not unit norm"
-        scale = fusion.logit_scale()
-        assert scale.ndim == 0 and scale.item() > 0, f"{spec.name}: logit_scale must be a positive scalar"
-        (emb_i * torch.randn_like(emb_i) * scale).sum().backward()
-    elif "embedding" in spec.objectives:
-        emb_i, emb_t = fusion.embed_image(image), fusion.embed_text(words)
-        assert emb_i.shape[0] == 4 and emb_i.shape == emb_t.shape, f"{spec.name}: embeddings {emb_i.shape} vs {emb_t.shape}"
-        assert torch.allclose(emb_i.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: image embeddings not unit norm"
-        assert torch.allclose(emb_t.norm(dim=-1), torch.ones(4), atol=1e-4), f"{spec.name}: text embeddings not unit norm"
-        scale = fusion.logit_scale()
-        assert scale.ndim == 0 and scale.item() > 0, f"{spec.name}: logit_scale must be a positive scalar"
-        (emb_i @ emb_t.t() * scale).sum().backward()
-    if "classification" in spec.objectives:
-        logits = fusion(image, words)
-        assert tuple(logits.shape) == (4, num_classes), f"{spec.name}: logits {tuple(logits.shape)}"
-        assert torch.isfinite(logits).all(), f"{spec.name}: non-finite logits"
-        logits.sum().backward()
-    assert image.pooled.grad is not None or image.tokens.grad is not None, f"{spec.name}: no gradient reaches the image encoder"
+    assert only is None or only in spec.objectives, f"{spec.name}: does not declare {only!r}"
+    for name in sorted(spec.objectives) if only is None else [only]:
+        torch.manual_seed(0)
+        image = EncoderOutput(torch.randn(4, 4, 48, requires_grad=True), torch.randn(4, 64, requires_grad=True))
+        mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3] * 2)
+        words = EncoderOutput(torch.randn(4, 6, 40), torch.randn(4, 40), mask) if text else None
+        registered[name].check_fusion(fusion, image, words, num_classes, f"{spec.name} ({name})")
+        assert image.pooled.grad is not None or image.tokens.grad is not None, f"{spec.name} ({name}): no gradient reaches the image encoder"
 
 
 # ---------------------------------------------------------------- tasks
@@ -144,6 +140,39 @@ def _coded_tokenize(texts: Sequence[str]) -> TokenizedText:
     return TokenizedText(ids, torch.ones_like(ids, dtype=torch.bool))
 
 
+class WordList:
+    """A minimal tokenizer of the generation protocol (whitespace words): PAD 0, BOS 1, EOS 2,
+    UNK 3, then ``words`` in order. For coded captions: ``WordList(["sample", "0", "1", ...])``."""
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def __init__(self, words: Sequence[str]):
+        self.words = list(words)
+        self.ids = {word: 4 + i for i, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return 4 + len(self.words)
+
+    def encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        out = torch.full((len(texts), max_length), self.pad_id, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [self.bos_id, *(self.ids.get(w, self.unk_id) for w in text.lower().split())][: max_length - 1] + [self.eos_id]
+            out[row, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        texts = []
+        for row in ids.tolist():
+            words = []
+            for i in row:
+                if i == self.eos_id:
+                    break
+                if i >= 4:
+                    words.append(self.words[i - 4])
+            texts.append(" ".join(words))
+        return texts
+
+
 class _CodedModel(nn.Module):
     """Reads sample indices back from coded images/captions; oracle or random outputs."""
 
@@ -156,6 +185,7 @@ class _CodedModel(nn.Module):
             self.labels[i, list(labels)] = 1.0
         self.generator = torch.Generator().manual_seed(seed)
         self.dim = int(self.identity.max()) + 1
+        self.vocab = WordList(["sample", *map(str, range(len(split)))])
 
     def _index(self, images: torch.Tensor) -> torch.Tensor:
         return (images[:, 0, 0, 0] * 255).round().long()
@@ -180,6 +210,25 @@ class _CodedModel(nn.Module):
             return self.labels[index] * 20 - 10
         return torch.randn(len(index), self.labels.shape[1], generator=self.generator)
 
+    # generation: the oracle writes "sample <index>", the random model random words
+    caption_vocab = property(lambda self: self.vocab)
+    caption_max_length = 4
+
+    def caption_logits(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        state = self.prefill(images)
+        return torch.stack([self.decode_step(state, input_ids[:, : t + 1]) for t in range(input_ids.shape[1])], dim=1)
+
+    def prefill(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self._index(images),)
+
+    def decode_step(self, state: tuple[torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
+        (index,) = state
+        if not self.oracle:
+            return torch.log_softmax(torch.randn(len(index), len(self.vocab), generator=self.generator), -1)
+        truth = self.vocab.encode([f"sample {i}" for i in index.tolist()], 4)
+        position = min(input_ids.shape[1], truth.shape[1] - 1)
+        return torch.log(nn.functional.one_hot(truth[:, position], len(self.vocab)).float().clamp_min(1e-9))
+
 
 def evaluate_coded(spec: TaskSpec, oracle: bool, seed: int = 0, **options: Any) -> Metrics:
     task = spec.factory(**options)
@@ -188,6 +237,9 @@ def evaluate_coded(spec: TaskSpec, oracle: bool, seed: int = 0, **options: Any) 
     info = VisionInfo(token_dim=1, pooled_dim=1, input_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
     loader = SplitLoader(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
     model = _CodedModel(split, num_classes, oracle, seed).eval()
+    fusion_inputs = getattr(task, "fusion_inputs", None)
+    if fusion_inputs is not None:  # what the engine calls before building the model (train captions, ...)
+        fusion_inputs(Dataset(name="coded", splits={"train": coded_split(seed=seed + 1), "val": split, "test": split}))
     return task.evaluate(model, split, loader)
 
 
@@ -202,10 +254,19 @@ def check_task(spec: TaskSpec, best: float = 100.0, **options: Any) -> None:
         assert task.objective == spec.objective, f"{spec.name}: task objective {task.objective!r} vs spec {spec.objective!r}"
         return
     oracle = evaluate_coded(spec, oracle=True, **options)
-    assert oracle.main in oracle.values and oracle.main in oracle.chance, f"{spec.name}: main metric or its chance level missing"
-    assert math.isclose(oracle.values[oracle.main], best, abs_tol=1e-6), (
-        f"{spec.name}: oracle scores {oracle.values[oracle.main]} on {oracle.main}, expected {best}")
     randoms = [evaluate_coded(spec, oracle=False, seed=s, **options) for s in range(5)]
+    main = oracle.main
+    assert main in oracle.values, f"{spec.name}: main metric {main!r} has no value"
+    if main not in oracle.chance:  # no chance level (BLEU, CIDEr): the oracle beats every baseline, random beats none
+        baselines = {name: values[main] for name, values in oracle.baselines.items() if main in values}
+        assert baselines, f"{spec.name}: main metric {main!r} has neither a chance level nor a baseline"
+        sign = 1 if spec.higher_is_better else -1
+        assert all(sign * (oracle.values[main] - v) > 0 for v in baselines.values()), (
+            f"{spec.name}: the oracle's {main} {oracle.values[main]:.2f} does not beat the baselines {baselines}")
+        assert all(sign * (m.values[main] - oracle.values[main]) < 0 for m in randoms), f"{spec.name}: a random model ties the oracle"
+        return
+    assert math.isclose(oracle.values[main], best, abs_tol=1e-6), (
+        f"{spec.name}: oracle scores {oracle.values[main]} on {main}, expected {best}")
     mean = sum(m.values[m.main] for m in randoms) / len(randoms)
     chance = randoms[0].chance[randoms[0].main]
     assert abs(mean - chance) <= max(5.0, 0.35 * chance), f"{spec.name}: random scores {mean:.2f} on average, chance is {chance:.2f}"

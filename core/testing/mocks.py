@@ -9,6 +9,8 @@ Register this module as a plugin (``PluginHost(extra_plugins=[(PLUGIN_NAME, mock
 ``mock_fusion``              pooled projections: embedding and classification
 ``mock_retrieval``           caption -> image R@1 matched on identity (embedding)
 ``mock_classification``      top-1 accuracy of multi-label logits (classification)
+``mock_decoder``             image-conditioned word predictor with its own vocabulary (generation)
+``mock_captioning``          greedy captions, exact-match % against a baseline (generation)
 ``mock_dataset``             coded images, captions, identities and labels (60 per split)
 ============================ ======================================================
 
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlbench import hookimpl
-from vlbench.testing.contracts import _CodedModel, coded_split
+from vlbench.testing.contracts import WordList, _CodedModel, coded_split
 from vlbench.types import (
     Batch,
     Dataset,
@@ -152,6 +154,29 @@ class MockFusion(nn.Module):
         return logits if text is None or self.text_head is None else logits + self.text_head(text.pooled)
 
 
+class MockDecoder(nn.Module):
+    """Generation protocol at its smallest: logits[:, t] = f(token t, pooled image); causal by
+    construction. Its vocabulary is fitted on the train captions it is given."""
+
+    def __init__(self, vision: VisionInfo, text: TextInfo | None, num_classes: int | None = None,
+                 captions: Sequence[str] = (), dim: int = 32, max_length: int = 6):
+        super().__init__()
+        self.vocab = WordList(sorted({w for c in captions for w in c.lower().split()}))
+        self.max_length = max_length
+        self.image = nn.Linear(vision.pooled_dim, dim)
+        self.embed = nn.Embedding(len(self.vocab), dim)
+        self.out = nn.Linear(dim, len(self.vocab))
+
+    def prefill(self, image: EncoderOutput) -> tuple[torch.Tensor]:
+        return (self.image(image.pooled),)
+
+    def caption_logits(self, state: tuple[torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.embed(input_ids) + state[0][:, None]))
+
+    def decode_step(self, state: tuple[torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.caption_logits(state, input_ids[:, -1:])[:, -1].float(), dim=-1)
+
+
 # ---------------------------------------------------------------- tasks
 
 
@@ -217,6 +242,47 @@ class MockClassificationTask:
                        chance={"top1": 100.0 * chance}, units={"top1": "%"})
 
 
+class MockCaptioningTask:
+    """Greedy captions; main metric: % of images whose caption equals one of its references.
+    No chance level: the baseline is the most frequent train caption, written for every image."""
+
+    objective = "generation"
+    required_fields = frozenset({"image", "captions"})
+    main_metric = "exact"
+
+    def __init__(self) -> None:
+        self.train_captions: list[str] = []
+
+    def num_classes(self, dataset: Dataset) -> None:
+        return None
+
+    def fusion_inputs(self, dataset: Dataset) -> dict[str, Any]:
+        self.train_captions = [c for caps in dataset.splits["train"].captions for c in caps]
+        return {"captions": self.train_captions}
+
+    def loss(self, model: Any, batch: Batch) -> torch.Tensor:
+        from vlbench.objectives.generation import teacher_forced_loss
+
+        return teacher_forced_loss(model.caption_logits(batch.images, batch.targets), batch.targets, model.caption_vocab.pad_id)
+
+    def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
+        vocab, written = model.caption_vocab, []
+        with torch.inference_mode(), loader.autocast():
+            for _, images in loader.images(split):
+                state = model.prefill(images)
+                ids = torch.full((len(images), 1), vocab.bos_id, dtype=torch.long, device=images.device)
+                for _ in range(5):
+                    ids = torch.cat([ids, model.decode_step(state, ids).argmax(-1, keepdim=True)], dim=1)
+                written += vocab.decode(ids[:, 1:].cpu())
+
+        def exact(captions: Sequence[str]) -> float:
+            return 100.0 * sum(c in refs for c, refs in zip(captions, split.captions)) / len(split)
+
+        frequent = max(sorted(set(self.train_captions)), key=self.train_captions.count) if self.train_captions else ""
+        return Metrics(values={"exact": exact(written)}, main="exact", units={"exact": "%"},
+                       baselines={"most frequent train caption": {"exact": exact([frequent] * len(split))}})
+
+
 # ---------------------------------------------------------------- dataset
 
 
@@ -248,6 +314,8 @@ def vlbench_register_text_encoders(register: Register) -> None:
 def vlbench_register_fusions(register: Register) -> None:
     register(FusionSpec(name="mock_fusion", factory=MockFusion, description="pooled linear maps (testing)",
                         options={"embed_dim": 16}, objectives=frozenset({"embedding", "classification"})))
+    register(FusionSpec(name="mock_decoder", factory=MockDecoder, description="image-conditioned word predictor (testing)",
+                        options={"dim": 32, "max_length": 6}, objectives=frozenset({"generation"}), uses_text=False))
 
 
 @hookimpl
@@ -257,6 +325,8 @@ def vlbench_register_tasks(register: Register) -> None:
     register(TaskSpec(name="mock_classification", factory=MockClassificationTask, description="top-1 label accuracy (testing)",
                       objective="classification", required_fields=MockClassificationTask.required_fields,
                       default_dataset="mock_dataset"))
+    register(TaskSpec(name="mock_captioning", factory=MockCaptioningTask, description="greedy captions, exact match (testing)",
+                      objective="generation", required_fields=MockCaptioningTask.required_fields, default_dataset="mock_dataset"))
 
 
 @hookimpl
@@ -268,21 +338,31 @@ def vlbench_register_datasets(register: Register) -> None:
 
 # ---------------------------------------------------------------- tiny_run
 
-MOCK_TASK = {"embedding": "mock_retrieval", "classification": "mock_classification"}
+def mock_tasks_for_fusion(spec: FusionSpec, objectives: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+    """Each objective the fusion declares -> the mock task that can exercise it, or None
+    (``ObjectiveSpec.mock_task``; a mock task that reads captions needs a fusion with text)."""
+    from vlbench import objectives as builtin
+
+    registered = objectives if objectives is not None else builtin.BUILTIN
+    out: dict[str, str | None] = {}
+    for name in sorted(spec.objectives):
+        objective = registered.get(name)
+        usable = objective is not None and (spec.uses_text or not objective.mock_task_needs_text)
+        out[name] = objective.mock_task if usable else None
+    return out
 
 
-def mock_tasks_for_fusion(spec: FusionSpec) -> dict[str, str | None]:
-    """Each objective the fusion declares -> the mock task that can exercise it, or None.
-    mock_retrieval embeds captions, so an embedding fusion without text has none."""
-    return {objective: None if objective == "embedding" and not spec.uses_text else MOCK_TASK.get(objective)
-            for objective in sorted(spec.objectives)}
+# The mock fusion (and text encoder) that serves each built-in objective, for a task's end-to-end run.
+MOCK_FUSION: dict[str, tuple[str, str | None]] = {
+    "embedding": ("mock_fusion", "mock_text"), "classification": ("mock_fusion", "mock_text"), "generation": ("mock_decoder", None),
+}
 
 
 def mock_task_for(spec: DatasetSpec) -> str | None:
     """The mock task that can run on a dataset providing ``spec.provides``, if any."""
-    for task in (MockRetrievalTask, MockClassificationTask):
+    for name, task in (("mock_retrieval", MockRetrievalTask), ("mock_classification", MockClassificationTask)):
         if task.required_fields <= spec.provides:
-            return MOCK_TASK[task.objective]
+            return name
     return None
 
 
@@ -300,7 +380,7 @@ def tiny_run(
     *,
     vision: str = "mock_vision",
     text: str | None = "mock_text",
-    fusion: str = "mock_fusion",
+    fusion: str | None = "mock_fusion",
     task: str = "mock_retrieval",
     dataset: str = "mock_dataset",
     image_size: Sequence[int] | None = None,
@@ -324,7 +404,7 @@ def tiny_run(
     axes = {
         "vision": vision_entry,
         "text": {"name": text, "options": options.get("text", {})} if text else None,
-        "fusions": {"name": fusion, "options": options.get("fusion", {})},
+        "fusions": {"name": fusion, "options": options.get("fusion", {})} if fusion else None,
         "tasks": {"name": task, "options": options.get("task", {}), "dataset_options": options.get("dataset", {}),
                   "dataset": dataset},
     }

@@ -146,8 +146,13 @@ class TaskContract(ComponentContract):
 
         check_task(vlbench_spec, best=self.best, **self.resolved_options(vlbench_spec))
 
-    def test_end_to_end(self, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
-        assert_ok(vlbench_tiny_run(task=self.spec_name, dataset=self.dataset,
+    def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
+        from vlbench.testing.mocks import MOCK_FUSION
+
+        fusion, text = MOCK_FUSION.get(vlbench_spec.objective, (None, None))
+        if vlbench_spec.objective is not None and fusion is None:
+            pytest.skip(f"no mock fusion serves the {vlbench_spec.objective!r} objective")
+        assert_ok(vlbench_tiny_run(task=self.spec_name, dataset=self.dataset, fusion=fusion, text=text,
                                    options={"task": self.options, "dataset": self.dataset_options}))
 
 

@@ -283,5 +283,8 @@ def vlbench_register_datasets(register: Register) -> None:
                 description=layout.description,
                 options=dict(DEFAULTS),
                 provides=frozenset({"image", "captions", "identity"}),
+                # Real person descriptions name sides ("a bag in her left hand"); IRRA flips anyway,
+                # vlbench does not train on image/caption pairs a flip has made wrong.
+                hflip_safe=False,
             )
         )

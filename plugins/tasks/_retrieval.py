@@ -80,7 +80,8 @@ def retrieval_metrics(
     Give either ``similarity`` [Q, G] or ``query_features`` [Q, E] and ``gallery_features``
     [G, E] (scores are their dot products, computed one chunk of queries at a time, on the
     features' device). Returns ``{"R1": ..., "R5": ..., "R10": ..., "mAP": ..., "mINP": ...,
-    "per_query": {same keys: float64 array [Q] in percent}, "n_relevant": int64 array [Q]}``;
+    "per_query": {same keys: float64 array [Q] in percent}, "n_relevant": int64 array [Q],
+    "first_position": int64 array [Q] (1-based position of the best relevant item)}``;
     each metric is the mean of its per-query array. From features, a score may differ in its
     last bit with the chunk size or device (matmul rounding); pass ``similarity`` when
     bit-exact ties matter.
@@ -168,6 +169,7 @@ def retrieval_metrics(
     result: dict[str, Any] = {name: float(values.mean()) for name, values in per_query.items()}
     result["per_query"] = per_query
     result["n_relevant"] = counts.astype(np.int64)
+    result["first_position"] = first  # 1-based position of each query's best relevant item
     return result
 
 

@@ -1,7 +1,7 @@
 """Encoder-only throughput: a cost-only task (no data, no training, no quality metric).
 
-The run builds the vision encoder (with a fusion that uses no text, e.g. ``identity``), skips
-training and evaluation and records the cost block alone: ``efficiency.measure`` with the
+The task declares no objective and measures no quality: the run builds the vision encoder
+alone (no fusion, no text encoder), skips training and evaluation and records the cost block alone: ``efficiency.measure`` with the
 suite's ``cost_batch_sizes`` and ``cost_budget_s``, under timm's benchmark protocol
 (synthetic images, inference mode, warm-up, device synchronised after every call). The
 record's metrics say ``quality: false`` (results.py accepts that only for such tasks).
@@ -22,7 +22,7 @@ OPTIONS = {"iterations": 0, "warmup": 2}
 
 
 class ThroughputTask:
-    objective = "embedding"
+    objective = None
     required_fields: frozenset = frozenset()
     main_metric = ""
     measures_quality = False
@@ -58,7 +58,7 @@ def vlbench_register_tasks(register: Register) -> None:
             factory=ThroughputTask,
             description="Encoder-only cost benchmark (params, FLOPs, latency, images/s): no data, no training, no quality metric.",
             options=dict(OPTIONS),
-            objective="embedding",
+            objective=None,
             required_fields=frozenset(),
             measures_quality=False,
         )

