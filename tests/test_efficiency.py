@@ -191,7 +191,7 @@ def test_flops_of_an_attention_pool_head_and_requires_grad_kept():
     vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
                             class_token=False, global_pool="map", num_classes=0).eval()
     vit.pos_embed.requires_grad_(False)
-    flops = efficiency.count_flops(VLModel(vit, None, Logits()), image_size=(32, 32))
+    flops = efficiency.count_flops(VLModel({"vision": vit, "text": None, "fusion": Logits()}), image_size=(32, 32))
     assert flops["components"]["vision"]["flops"] > 0
     assert not vit.pos_embed.requires_grad and vit.attn_pool.latent.requires_grad
 

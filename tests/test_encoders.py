@@ -28,12 +28,12 @@ SIZE = (64, 32)  # non-square, a multiple of every registered model's stride
 
 FAMILIES = {
     "mobilenet": {"mobilenetv3_small_100", "mobilenetv3_large_100", "mobilenetv2_100"},
-    "efficientnet": {"efficientnet_b0", "efficientnet_b3", "tf_efficientnetv2_s"},
+    "efficientnet": {"efficientnet_b0", "efficientnet_b3", "tf_efficientnetv2_s", "tf_efficientnet_lite0"},
     "coatnet": {"coatnet_0_rw_224", "coatnet_nano_rw_224"},
     "fastvit": {"fastvit_t8", "fastvit_sa12"},
     "deit": {"deit_tiny_patch16_224", "deit_small_patch16_224"},
     "convnext": {"convnext_atto", "convnext_tiny"},
-    "vit": {"vit_tiny_patch16_224", "vit_small_patch16_224"},
+    "vit": {"vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_siglip_224"},
     "resnet": {"resnet50"},
 }
 

@@ -442,7 +442,7 @@ def test_cli_build_show_and_publish(tmp_path):
     assert code == 0 and "skipped" in text and "bad.json" in text and (tmp_path / "built/index.html").is_file()
     code, text = _cli(["leaderboard", "show", str(results)])
     assert code == 0
-    assert "efficientnet_b0+clip_text" in text and "latency p50 (ms)" in text
+    assert "efficientnet_b0 " in text and "every run: clip_text contrastive" in text and "latency p50 (ms)" in text
     assert "<img src=x" in text and "Failed runs" in text and "Invalid record files" in text
     code, _ = _cli(["leaderboard", "publish", str(results), "--out", str(tmp_path / "public")])
     assert code == 0 and (tmp_path / "public/index.html").is_file()

@@ -106,6 +106,7 @@ def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[
     inputs: dict[str, Any] = {}
     for name in sorted(spec.objectives):
         inputs |= registered[name].contract_inputs
+    options = {**spec.options, **options}  # resolved as a suite resolves them: defaults filled in
     fusion = spec.factory(vision=vision, text=text, num_classes=num_classes, **inputs, **options)
     assert isinstance(fusion, nn.Module), f"{spec.name}: the factory must return an nn.Module"
     assert only is None or only in spec.objectives, f"{spec.name}: does not declare {only!r}"

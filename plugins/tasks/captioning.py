@@ -29,10 +29,9 @@ from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.objectives.generation import teacher_forced_loss
 from vlbench.plugins.fusion._decoding import beam_search, greedy
-from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec
+from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
 
 from ._caption_metrics import TOKENIZER, caption_scores, most_frequent_caption, nearest_train_caption
-from ._retrieval import bootstrap_ci
 
 OPTIONS: dict[str, Any] = {
     "decoding": "beam",  # "beam" or "greedy"
@@ -45,7 +44,6 @@ OPTIONS: dict[str, Any] = {
 }
 MAIN = "CIDEr-D"
 THUMBNAIL = 8  # side of the pixel embedding of the nearest-train-caption baseline
-BOOTSTRAP_SEED = 0
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -141,10 +139,9 @@ class CaptioningTask:
         for name, cands in candidates.items():
             corpus = caption_scores(cands, references).corpus
             baselines[name] = {k: corpus[k] for k in ("BLEU-4", MAIN)}
-        ci95 = {}
-        if self.options["bootstrap"] and len(ids) > 1:
-            per_image = np.array([scores.per_image[MAIN][i] for i in ids])
-            ci95[MAIN] = bootstrap_ci(per_image, self.options["bootstrap"], BOOTSTRAP_SEED)
+        # Corpus CIDEr-D is the mean of the per-image scores: the engine resamples images.
+        per_unit = UnitScores("image", scores={MAIN: (ids, [scores.per_image[MAIN][i] for i in ids])},
+                              n_resamples=self.options["bootstrap"])
         units = {k: "x100" for k in scores.corpus} | {"token_accuracy": "%"}
         shown = range(min(self.options["examples"], len(ids)))
         details = {
@@ -153,14 +150,13 @@ class CaptioningTask:
             "decoding": {k: self.options[k] for k in ("decoding", "beam_size", "length_penalty")} | {
                 "max_length": self.options["max_length"] or model.caption_max_length},
             "secondary": {"token_accuracy": "teacher-forced next-token accuracy on each image's first caption, PAD excluded"},
-            "bootstrap": {"resamples": self.options["bootstrap"], "unit": "images", "seed": BOOTSTRAP_SEED},
             "examples": [{"image": ids[i], "caption": run["captions"][i], "references": references[ids[i]][:3],
                           **{name: cands[ids[i]] for name, cands in candidates.items()}} for i in shown],
         }
         pruning = getattr(getattr(model, "fusion", None), "pruning", None)
         if pruning is not None:
             details["pruning"] = dict(pruning)
-        return Metrics(values=values, main=MAIN, baselines=baselines, ci95=ci95, units=units, details=details)
+        return Metrics(values=values, main=MAIN, baselines=baselines, units=units, details=details, per_unit=per_unit)
 
 
 def _thumbnail(images: torch.Tensor) -> torch.Tensor:
