@@ -1,7 +1,7 @@
 """vlbench's throughput figure against a bare timm inference loop, side by side.
 
 For every backbone, in one process: the vision encoder as its vlbench plugin builds it, timed
-by ``vlbench.efficiency.throughput``, and the same timm model (the plugin's ``.model``, so the
+by ``vlbench.cost.throughput``, and the same timm model (the plugin's ``.model``, so the
 same weights and memory) in the loop of timm's benchmark.py: warm-up, then steps timed one by
 one with the device synchronised after each, under inference mode with the same input size,
 batch, autocast dtype and memory format. The bare loop runs as many warm-up and timed steps
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from vlbench import efficiency
+from vlbench import cost
 from vlbench.data import Precision, resolve_precision
 from vlbench.engine import resolve_device
 from vlbench.manager import PluginHost
@@ -62,7 +62,7 @@ def compare(encoder: nn.Module, precision: Precision, size: tuple[int, int], bat
         images = images.contiguous(memory_format=torch.channels_last)
 
     def vlbench_figure() -> dict:
-        entry = efficiency.throughput(encoder, precision, size, (batch,), budget_s)[0]
+        entry = cost.throughput(encoder, precision, size, (batch,), budget_s)[0]
         if entry["batch"] != batch:
             raise SystemExit(f"batch {batch} does not fit; vlbench backed off to {entry['batch']}")
         return entry
@@ -107,11 +107,11 @@ def main() -> None:
     if cuda:
         torch.backends.cudnn.benchmark = True
     host = PluginHost()
-    hardware = efficiency.fingerprint(precision)
+    hardware = cost.fingerprint(precision)
     print(f"device {hardware['device_name']} ({hardware['torch_threads']} torch threads), torch {hardware['torch']}, "
           f"timm {hardware['timm']}, {precision.name}, channels_last={precision.channels_last}, "
           f"image {size}x{size}, batch {batch}, budget {budget} s, {args.rounds} interleaved rounds")
-    noop = efficiency.time_stage(lambda: None, 0.2, device=device)
+    noop = cost.time_stage(lambda: None, 0.2, device=device)
     print(f"vlbench's timing loop costs {noop['p50_ms'] * 1e3:.2f} us per call (median over {noop['iterations']} calls of a no-op)")
     print(f"{'model':<24} {'vlbench img/s':>14} {'timm img/s':>11} {'ratio':>6} {'ratio p50':>10} {'iters':>6}")
     below = []

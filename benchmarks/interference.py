@@ -1,7 +1,7 @@
 """The interference detector on a quiet and an artificially loaded cost measurement, side by side.
 
 One model (a random-init timm backbone through its vlbench plugin, with the quickstart's small CLIP-style
-text tower and contrastive fusion), measured by ``vlbench.efficiency.measure`` twice in
+text tower and contrastive fusion), measured by ``vlbench.cost.measure`` twice in
 one process: once as the machine is, once while ``--busy`` processes (default: twice the host's
 cores) spin in pure-Python loops. For each it prints the raw conditions (load, other runnable
 threads, steal, spread, calibration probe) and the named problems, then whether the detector
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from vlbench import efficiency
+from vlbench import cost as vlcost
 from vlbench.data import resolve_precision
 from vlbench.manager import PluginHost
 from vlbench.objectives import VLModel
@@ -45,7 +45,7 @@ def build(model_name: str, image_size: int) -> VLModel:
 
 def measure(model: VLModel, budget_s: float) -> dict[str, Any]:
     precision = resolve_precision(torch.device("cpu"), "none", False)
-    cost = efficiency.measure(model, precision, batch_sizes=(1, 8), budget_s=budget_s, cross_check=False, train_memory=False)
+    cost = vlcost.measure(model, precision, batch_sizes=(1, 8), budget_s=budget_s, cross_check=False, train_memory=False)
     return cost
 
 

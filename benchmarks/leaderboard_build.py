@@ -2,7 +2,7 @@
 
 Writes N records (default 1,000) into a temporary results folder: 2 suites, 3 tasks,
 3 hardware classes, 40 vision encoders, several seeds, 5% failed runs, full cost blocks
-shaped as efficiency.measure() writes them. Then builds the leaderboard (validation,
+shaped as vlbench.cost.measure() writes them. Then builds the leaderboard (validation,
 tables, markdown, csv, plots, site) once and prints the wall and CPU time.
 
     python benchmarks/leaderboard_build.py

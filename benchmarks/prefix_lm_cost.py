@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vlbench.efficiency import fingerprint
+from vlbench.cost import fingerprint
 from vlbench.data import Precision
 from vlbench.plugins.fusion._prefix_lm import PrefixLM
 from vlbench.plugins.language_models import _loader

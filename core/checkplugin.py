@@ -141,9 +141,9 @@ def check_distribution(
                     given = {k: v for k, v in options.get(None, {}).items() if k in spec.options} | dict(options.get(name, {}))
                     results += _component_checks(host, spec, kind, workdir / kind / name, image_size, given)
     for hook in ("vlbench_resolve_vision_encoder", "vlbench_run_finished"):
-        for impl in getattr(host.pm.hook, hook).get_hookimpls():
-            if impl.plugin_name in plugins:
-                results.append(CheckResult("hook", impl.plugin_name, hook, "skip", _NO_CONTRACT[hook]))
+        for plugin_name in host.implementers(hook):
+            if plugin_name in plugins:
+                results.append(CheckResult("hook", plugin_name, hook, "skip", _NO_CONTRACT[hook]))
     return results
 
 
@@ -155,11 +155,11 @@ def _hook_name_checks(host: PluginHost, plugins: list[str]) -> list[CheckResult]
     known = host.hook_names()
     results = []
     for name in plugins:
-        plugin = host.pm.get_plugin(name)
-        callers = host.pm.get_hookcallers(plugin) or []
-        if not any(caller.spec for caller in callers):
+        plugin = host.plugin_object(name)
+        declared = host.implemented_hooks(name)
+        if not any(declared.values()):
             results.append(CheckResult("plugin", name, "hooks", "fail", "implements no vlbench hook, so it adds nothing (see docs/hooks.md)"))
-        implemented = {caller.name for caller in callers}
+        implemented = set(declared)
         for attr in sorted(implemented - set(known)):
             results.append(CheckResult("hook", name, attr, "fail", f"no hook is named {attr!r}, so it is never called.{did_you_mean(attr, known)}"))
         for attr in sorted((set(known) & set(dir(plugin))) - implemented):

@@ -1,5 +1,8 @@
 """The vlbench command: train, test and measure the cost of encoder combinations; tabulate them.
 
+Every command imports torch (and the engine) only when it runs: ``vlbench --help`` and the
+leaderboard start without it (benchmarks/cli_startup.py).
+
 Exit status: 0 all runs succeeded, 1 some runs failed (their error records are written) or a
 result could not be saved (the suite stopped), 2 bad input (nothing was run or written),
 130 interrupted (finished runs are kept).
@@ -14,7 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,12 +25,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from vlbench import checkplugin, embedding_cache, executors, folders, pretrained, scaffold
+from vlbench import checkplugin, executors, folders, pretrained, scaffold
 from vlbench.errors import StorageError, UserError
 from vlbench.leaderboard import add_leaderboard_parser
 from vlbench.results import reference
 from vlbench.sanitize import terminal_text
-from vlbench.types import RunSpec
+
+if TYPE_CHECKING:
+    from vlbench.types import RunSpec
 
 DEFAULT_RESULTS = folders.RESULTS
 DEFAULT_RUNS = folders.RUNS
@@ -130,6 +135,7 @@ def _warn_plugin_problems(host, console: Console) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from vlbench import embedding_cache
     from vlbench.claims import ClaimBoard
     from vlbench.engine import resolve_device
     from vlbench.fingerprint import resume_plan
@@ -175,8 +181,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(Text(terminal_text(f"results: {folder}/ ({held} record file{'' if held == 1 else 's'} there before)")), soft_wrap=True)
     console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(done)} finished before, {len(stale)} stale, "
                   f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
-    saved = os.environ.get(RUNS_ENV)
-    os.environ[RUNS_ENV] = args.runs_dir  # read by the TensorBoard observer; "" turns it off
     try:
         with RichReporter(console, len(todo)) as reporter:
             outcome = executor.run(todo, job, host, reporter,
@@ -192,11 +196,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if saved is None:
-            os.environ.pop(RUNS_ENV, None)
-        else:
-            os.environ[RUNS_ENV] = saved
     elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
     shown = "" if args.results_dir == DEFAULT_RESULTS else f" {args.results_dir}"
     console.print(Text(terminal_text(
@@ -276,6 +275,12 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from vlbench.embedding_cache import report_store
+
+    return report_store(args.cache_dir, args.action, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="{run,plugins,leaderboard,check-plugin,new-plugin}", required=True)
@@ -301,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")
     plugins.set_defaults(func=cmd_plugins)
-    embedding_cache.add_parser(sub, default_cache_dir())
+    cache = sub.add_parser("cache", help="the embedding cache of frozen towers: info | clear")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="default: $VLBENCH_CACHE or ~/.cache/vlbench")
+    cache.set_defaults(func=cmd_cache)
     pretrained.add_parser(sub)
     add_leaderboard_parser(sub)
     checkplugin.add_parser(sub)

@@ -4,7 +4,7 @@ whose cost block was taken on a busy machine (``cost.conditions.noisy``), up to 
 The first quiet measurement replaces the record's cost block; when every attempt is noisy the
 original block stays. Either way ``cost.retries`` lists each attempt's conditions (noisy or
 not, the names of its problems), so a record says how its cost figures were obtained. The
-components are built again from the run's config (:func:`vlbench.engine.remeasure_cost`):
+components are built again from the run's config (:func:`vlbench.pipeline.remeasure_cost`):
 params, FLOPs, memory and dense models' timings do not depend on the trained weights.
 """
 
@@ -41,7 +41,7 @@ def remeasure_noisy(
     """{run id: quiet now} for every run of ``runs`` whose successful record has a noisy cost
     block; the records are rewritten in place. ``measure`` defaults to the engine's."""
     if measure is None:
-        from vlbench.engine import remeasure_cost as measure
+        from vlbench.pipeline import remeasure_cost as measure
     outcome: dict[str, bool] = {}
     for run in runs:
         path = record_path(results_dir, run.suite, run.run_id)

@@ -74,8 +74,9 @@ def _collate(items):
     return torch.stack(images), list(texts), torch.tensor(indices)
 
 
-class SplitLoader:
-    """Batches splits for training and evaluation (implements types.SplitLoader)."""
+class SplitBatcher:
+    """Batches splits for training and evaluation: the engine's implementation of the
+    :class:`vlbench.types.SplitLoader` protocol that tasks receive."""
 
     def __init__(
         self,

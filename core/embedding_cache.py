@@ -204,21 +204,15 @@ def preflight(runs: Any, cache_dir: Path) -> None:
 # ---------------------------------------------------------------- vlbench cache info|clear
 
 
-def add_parser(sub: Any, default_cache_dir: Path) -> None:
-    cache = sub.add_parser("cache", help="the embedding cache of frozen towers: info | clear")
-    cache.add_argument("action", choices=("info", "clear"))
-    cache.add_argument("--cache-dir", type=Path, default=default_cache_dir, help="default: $VLBENCH_CACHE or ~/.cache/vlbench")
-    cache.set_defaults(func=cmd_cache)
-
-
-def cmd_cache(args: Any, console: Any) -> int:
-    where = folder(args.cache_dir)
+def report_store(cache_dir: Path, action: str, console: Any) -> int:
+    """``vlbench cache info | clear``: what the store under ``cache_dir`` holds, or empty it."""
+    where = folder(cache_dir)
     if not (where / "cache.db").is_file():
         console.print(f"no embedding cache at {where}", markup=False, soft_wrap=True)
         return 0
-    store = open_store(args.cache_dir)
+    store = open_store(cache_dir)
     with store:
-        if args.action == "clear":
+        if action == "clear":
             removed = store.clear()
             console.print(f"removed {removed} entries from {where}", markup=False, soft_wrap=True)
             return 0

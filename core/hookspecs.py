@@ -22,9 +22,10 @@ import pluggy
 
 if TYPE_CHECKING:  # importing the types pulls in torch; `import vlbench` should stay cheap
     from collections.abc import Callable
+    from pathlib import Path
 
     from vlbench.objectives import ObjectiveSpec
-    from vlbench.types import ComponentKind, Register, ResultRecordDict, VisionEncoderSpec
+    from vlbench.types import ComponentKind, Register, ResultRecordDict, RunContext, VisionEncoderSpec
 
 hookspec = pluggy.HookspecMarker("vlbench")
 hookimpl = pluggy.HookimplMarker("vlbench")
@@ -131,9 +132,14 @@ def vlbench_resolve_vision_encoder(name: str) -> VisionEncoderSpec | None:
 
 
 @hookspec
-def vlbench_run_finished(record: ResultRecordDict) -> None:
+def vlbench_run_finished(record: ResultRecordDict, runs_dir: Path | None, context: RunContext) -> None:
     """Observe a finished run (successful or failed): log it to TensorBoard, W&B, MLflow, ...
 
-    Called after the record is written, with its JSON-ready dict. Every implementation is
-    called; an exception in one is reported and does not fail the run. Return nothing.
+    Called after the record is written, with its JSON-ready dict; ``runs_dir`` is the runs
+    folder (``vlbench run --runs-dir``, default ``./runs``) or None when there is none (``--runs-dir ""``,
+    the Python API's default); ``context`` says where this run's files are
+    (``context.run_dir`` = ``<runs_dir>/<suite>/<run_id>``, ``context.record_path``) and whether
+    the record is replayed from an earlier process. An implementation may take any subset of
+    these arguments. Every implementation is called; an exception in one is reported and does
+    not fail the run. Return nothing.
     """

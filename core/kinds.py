@@ -25,25 +25,25 @@ from vlbench.types import (
 )
 
 # Options every encoder entry takes, handled by the engine rather than the factory's own options.
-ENCODER_COMMON = ("pretrained", "weights", "freeze")
+ENGINE_ENCODER_OPTIONS = ("pretrained", "weights", "freeze")
 
 
-def encoder_kwargs(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(common options, the component's own options) of an encoder choice."""
-    common = {k: choice.options[k] for k in ENCODER_COMMON}
-    own = {k: v for k, v in choice.options.items() if k not in common and k != "image_size"}
-    return common, own
+def split_encoder_options(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the options every encoder takes, the options of this encoder's factory) of an encoder choice."""
+    shared = {k: choice.options[k] for k in ENGINE_ENCODER_OPTIONS}
+    factory_options = {k: v for k, v in choice.options.items() if k not in shared and k != "image_size"}
+    return shared, factory_options
 
 
 def _build_vision(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
-    common, own = encoder_kwargs(choice)
-    return spec.factory(image_size=tuple(choice.options["image_size"]), pretrained=common["pretrained"],
-                        weights=common["weights"] or None, **own)
+    shared, factory_options = split_encoder_options(choice)
+    return spec.factory(image_size=tuple(choice.options["image_size"]), pretrained=shared["pretrained"],
+                        weights=shared["weights"] or None, **factory_options)
 
 
 def _build_text(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
-    common, own = encoder_kwargs(choice)
-    return spec.factory(pretrained=common["pretrained"], weights=common["weights"] or None, **own)
+    shared, factory_options = split_encoder_options(choice)
+    return spec.factory(pretrained=shared["pretrained"], weights=shared["weights"] or None, **factory_options)
 
 
 def _build_fusion(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:

@@ -16,6 +16,7 @@ import os
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -24,7 +25,7 @@ from vlbench import hookspecs, kinds, objectives
 from vlbench.errors import UserError
 from vlbench.objectives import ObjectiveSpec
 from vlbench.registry import Conflict, Registry
-from vlbench.types import ComponentKind, ComponentSpec, Kind, ResultRecordDict
+from vlbench.types import ComponentKind, ComponentSpec, Kind, ResultRecordDict, RunContext
 
 ENTRY_POINT_GROUP = "vlbench"
 
@@ -205,13 +206,27 @@ class PluginHost:
                     return self._stamp(resolved, self.plugins[impl.plugin_name])
         return self.registry.get(kind, name, where=where)
 
-    def run_finished(self, record: ResultRecordDict, report: Callable[[str], Any] = print) -> None:
+    def run_finished(self, record: ResultRecordDict, context: RunContext, runs_dir: Path | None = None,
+                     report: Callable[[str], Any] = print) -> None:
         """Notify observers; an observer that raises is reported, never fatal."""
+        arguments = {"record": record, "runs_dir": runs_dir, "context": context}
         for impl in self.pm.hook.vlbench_run_finished.get_hookimpls():
-            try:
-                impl.function(record=record)
+            try:  # each implementation takes the subset of the hook's arguments it names
+                impl.function(**{name: arguments[name] for name in impl.argnames})
             except Exception as exc:  # noqa: BLE001
                 report(f"observer plugin {impl.plugin_name!r} failed on run {record.get('run_id')}: {type(exc).__name__}: {exc}")
+
+    def implementers(self, hook_name: str) -> list[str]:
+        """Names of the loaded plugins that implement ``hook_name``."""
+        return [impl.plugin_name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()]
+
+    def plugin_object(self, name: str) -> object:
+        """The module (or object) registered as plugin ``name``."""
+        return self.pm.get_plugin(name)
+
+    def implemented_hooks(self, name: str) -> dict[str, bool]:
+        """Hook name -> whether vlbench declares it, for every hook plugin ``name`` implements."""
+        return {caller.name: caller.spec is not None for caller in self.pm.get_hookcallers(self.pm.get_plugin(name)) or []}
 
     def hook_names(self) -> list[str]:
         return sorted(name for name in dir(hookspecs) if name.startswith("vlbench_"))

@@ -16,11 +16,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from vlbench.errors import UserError
-from vlbench.types import ComponentChoice, ComponentSpec
+
+if TYPE_CHECKING:  # the types pull in torch; `vlbench weights` and --help need none of it
+    from vlbench.types import ComponentChoice, ComponentSpec
 
 
 @dataclass(frozen=True)

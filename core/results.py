@@ -10,10 +10,12 @@ import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlbench.errors import VlbenchError
-from vlbench.types import ResultRecord
+
+if TYPE_CHECKING:  # the types pull in torch; reading records (the leaderboard) needs none of it
+    from vlbench.types import ResultRecord
 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 16 * 2**20  # records are 15-60 KB; anything this big is not one

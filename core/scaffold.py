@@ -23,7 +23,8 @@ from vlbench.errors import UserError
 if TYPE_CHECKING:
     from rich.console import Console
 
-KINDS = ("encoder", "task", "fusion")
+# What `vlbench new-plugin --kind` can start a package with (not component kinds: "encoder" is a vision encoder).
+STARTER_TEMPLATES = ("encoder", "task", "fusion")
 # PEP 508 distribution names
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
@@ -274,7 +275,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1].replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", help="distribution name, e.g. vlbench-acme (package vlbench_acme, component acme)")
-    parser.add_argument("--kind", choices=KINDS, default="encoder", help="the component to start with (default: encoder)")
+    parser.add_argument("--kind", choices=STARTER_TEMPLATES, default="encoder", help="the component to start with (default: encoder)")
     parser.add_argument("--dir", type=Path, default=Path("."), help="where to create the NAME/ folder (default: .)")
     parser.set_defaults(func=cmd_new_plugin)
 

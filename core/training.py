@@ -8,6 +8,7 @@ is restored at the end. The test split is never seen here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -64,6 +65,22 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Weights, buffers and train/eval modes as they were on entry, gradients cleared, when the
+    block ends (raised or not): for measurements that train (memory of a training step,
+    profiler traces) on the model a run has just trained and scored."""
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    modes = {module: module.training for module in model.modules()}
+    try:
+        yield
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(state)
+        for module, training in modes.items():
+            module.training = training
 
 
 def set_train_mode(model: VLModel, frozen: set[str]) -> None:

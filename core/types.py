@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -189,7 +190,12 @@ class Metrics:
 
 
 class Task(Protocol):
-    """What a task factory returns. ``model`` follows the task's objective protocol."""
+    """What a task factory returns. ``model`` follows the task's objective protocol.
+
+    ``fusion_inputs``, ``cost_stages`` and ``timing`` are optional: a task may leave them out,
+    and the engine then uses the default each docstring names (through :func:`fusion_inputs`,
+    :func:`cost_stages` and :func:`cost_timing`, the one place that looks them up).
+    """
 
     objective: Objective | None  # None: a cost-only task (measures no quality, needs no fusion)
     required_fields: frozenset[Field]
@@ -198,18 +204,43 @@ class Task(Protocol):
     def num_classes(self, dataset: Dataset) -> int | None:
         """Output width the fusion must produce (classification), or None."""
 
-    # Optional: ``fusion_inputs(dataset) -> dict``, more keyword arguments for the fusion
-    # factory, taken from the TRAIN split (generation: ``{"captions": [...]}`` to fit the
-    # decoder's vocabulary).
-
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
         """Scalar training loss for one batch."""
 
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
         """Score ``model`` on ``split``; ``loader`` turns images/captions into tensors."""
 
-    # Optional: ``cost_stages(model, split, loader) -> dict[str, CostStage]``, extra timed
-    # stages (set-up untimed, e.g. a cached gallery), measured after the test evaluation.
+    def fusion_inputs(self, dataset: Dataset) -> dict[str, Any]:
+        """Optional. More keyword arguments for the fusion factory, taken from the TRAIN split
+        (generation: ``{"captions": [...]}`` to fit the decoder's vocabulary); called at build,
+        before the model exists. Default: ``{}``."""
+
+    def cost_stages(self, model: Any, split: Split, loader: SplitLoader) -> dict[str, CostStage]:
+        """Optional. Extra timed stages (set-up untimed, e.g. a cached gallery), measured on the
+        test split after its evaluation. Default: none."""
+
+    def timing(self) -> dict[str, Any]:
+        """Optional. Keyword arguments for every timed figure of the cost block
+        (:func:`vlbench.cost.time_stage`'s ``warmup``, ``min_iters``, ``max_iters``).
+        Default: ``{}`` (the protocol's own)."""
+
+
+def fusion_inputs(task: Task, dataset: Dataset) -> dict[str, Any]:
+    """The task's :meth:`Task.fusion_inputs`, or ``{}`` when it has none."""
+    method = getattr(task, "fusion_inputs", None)
+    return dict(method(dataset)) if method is not None else {}
+
+
+def cost_stages(task: Task, model: Any, split: Split, loader: SplitLoader) -> dict[str, CostStage] | None:
+    """The task's :meth:`Task.cost_stages`, or None when it declares none."""
+    method = getattr(task, "cost_stages", None)
+    return method(model, split, loader) if method is not None else None
+
+
+def cost_timing(task: Task) -> dict[str, Any]:
+    """The task's :meth:`Task.timing`, or ``{}`` when it has none."""
+    method = getattr(task, "timing", None)
+    return dict(method()) if method is not None else {}
 
 
 @dataclass(frozen=True)
@@ -390,7 +421,7 @@ class ResultRecord:
     config: Mapping[str, Any]  # the resolved RunSpec as JSON
     metrics: Mapping[str, Any]  # {"main", "higher_is_better", "splits": {split: Metrics as dict}}
     selection: Mapping[str, Any]  # {"split": "val", "metric", "best_epoch", "best_value"}
-    cost: Mapping[str, Any]  # params per component now; FLOPs/latency/memory from efficiency.py
+    cost: Mapping[str, Any]  # params per component now; FLOPs/latency/memory from vlbench.cost
     training: Mapping[str, Any]  # {"epochs", "steps", "wall_s", "curve": [...]}
     dataset: Mapping[str, Any]  # name, split sizes, n_queries/n_gallery, provenance
     environment: Mapping[str, Any]  # hardware/software fingerprint, git commit
@@ -400,3 +431,14 @@ class ResultRecord:
 
 
 ResultRecordDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a finished run's files are, handed to observers beside its record."""
+
+    suite: str
+    run_id: str
+    record_path: Path  # the record file, already written
+    run_dir: Path | None  # <runs-dir>/<suite>/<run_id>/ for TensorBoard and traces; None: no runs folder
+    replayed: bool = False  # True: written by an earlier process that stopped before its observers ran

@@ -99,7 +99,7 @@ def test_a_captioning_run_records_scores_baselines_examples_pruning_and_generati
 
 
 def test_pruning_shrinks_the_decode_step(tmp_path):
-    from vlbench.engine import build
+    from vlbench.build import build
     from vlbench.objectives.generation import GENERATION
 
     macs = {}

@@ -13,6 +13,7 @@ import torch
 
 from vlbench import hookspecs
 from vlbench.manager import PluginHost
+from vlbench.types import RunContext
 from vlbench.testing.contracts import check_dataset, check_fusion, check_task, check_vision_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,8 @@ def test_hooks_md_examples_run_and_pass_the_contracts(tmp_path, monkeypatch):
         check_dataset(spec, tmp_path, **spec.options)
     monkeypatch.chdir(tmp_path)
     failed: list[str] = []
-    host.run_finished({"run_id": "r1", "label": "tiny_cnn+...", "status": "ok"}, report=failed.append)
+    context = RunContext("tiny", "r1", tmp_path / "results" / "tiny" / "r1.json", None)
+    host.run_finished({"run_id": "r1", "label": "tiny_cnn+...", "status": "ok"}, context, report=failed.append)
     assert not failed and (tmp_path / "runs.jsonl").read_text().count("\n") == 1
 
 

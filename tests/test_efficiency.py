@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlbench import efficiency
+from vlbench import cost as vlcost
 from vlbench.data import Precision
 from vlbench.objectives import VLModel
 from vlbench.plugins.vision._timm import build_timm_encoder
@@ -118,7 +118,7 @@ FUSION_MACS = 2 * 64 * 32
 def test_params_per_component_trainable_and_frozen():
     model = tiny_model()
     model.text.requires_grad_(False)
-    params = efficiency.parameter_counts(model)
+    params = vlcost.parameter_counts(model)
     assert params["components"]["text"]["trainable"] == 0
     assert params["components"]["text"]["frozen"] == sum(p.numel() for p in model.text.parameters())
     assert params["total"]["total"] == sum(p.numel() for p in model.parameters())
@@ -127,7 +127,7 @@ def test_params_per_component_trainable_and_frozen():
 def test_flops_and_macs_per_component_match_hand_counts():
     model = tiny_model()
     before = torch.backends.mha.get_fastpath_enabled()
-    flops = efficiency.count_flops(model)
+    flops = vlcost.count_flops(model)
     assert torch.backends.mha.get_fastpath_enabled() == before
     parts = flops["components"]
     assert (parts["vision"]["macs"], parts["text"]["macs"], parts["fusion"]["macs"]) == (VISION_MACS, TEXT_MACS, FUSION_MACS)
@@ -143,13 +143,13 @@ def test_flops_and_macs_per_component_match_hand_counts():
 
 def test_flops_follow_input_shape_and_objective():
     model = tiny_model(LateConcat())
-    flops = efficiency.count_flops(model, image_size=(64, 64), text_length=4, batch=2)
+    flops = vlcost.count_flops(model, image_size=(64, 64), text_length=4, batch=2)
     assert flops["objective"] == "classification"
     assert flops["components"]["vision"]["macs"] == 2 * 4 * VISION_MACS
     assert flops["components"]["text"]["macs"] == 2 * (4 * 64 * 192 + 4 * 64 * 64 + 2 * 4 * 4 * 64 + 2 * 4 * 64 * 128)
     assert flops["components"]["fusion"]["macs"] == 2 * 128 * 5
     with pytest.raises(ValueError, match="max_length"):
-        efficiency.count_flops(model, text_length=7)
+        vlcost.count_flops(model, text_length=7)
 
 
 # Published by timm (results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv): params (M), GMACs at 224.
@@ -170,13 +170,13 @@ def test_backbone_counts_agree_with_fvcore_and_timm(name):
     with torch.no_grad():
         for tensor in (*classifier.parameters(), *classifier.buffers()):
             tensor.zero_()  # not left uninitialised: denormals would slow the CPU down
-    flops = efficiency.count_flops(VLModel({"vision": classifier, "text": None, "fusion": Logits()}), image_size=(224, 224))
+    flops = vlcost.count_flops(VLModel({"vision": classifier, "text": None, "fusion": Logits()}), image_size=(224, 224))
     macs = flops["components"]["vision"]["macs"]
-    fvcore = efficiency.fvcore_macs(classifier, torch.randn(1, 3, 224, 224))
-    assert abs(macs - fvcore["macs"]) / fvcore["macs"] <= efficiency.FVCORE_TOLERANCE
+    fvcore = vlcost.fvcore_macs(classifier, torch.randn(1, 3, 224, 224))
+    assert abs(macs - fvcore["macs"]) / fvcore["macs"] <= vlcost.FVCORE_TOLERANCE
 
     params, gmacs = TIMM_PUBLISHED[name]
-    assert round(efficiency.parameter_counts(VLModel({"vision": classifier, "text": None, "fusion": Logits()}))["total"]["total"] / 1e6, 2) == params
+    assert round(vlcost.parameter_counts(VLModel({"vision": classifier, "text": None, "fusion": Logits()}))["total"]["total"] / 1e6, 2) == params
     if gmacs is not None:
         # timm's GMACs are fvcore's default total, which adds batch/layer norm at one per element:
         # like with like, our MACs plus those terms; bare MACs of the mobile nets sit 3.5-6% lower.
@@ -191,7 +191,7 @@ def test_flops_of_an_attention_pool_head_and_requires_grad_kept():
     vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
                             class_token=False, global_pool="map", num_classes=0).eval()
     vit.pos_embed.requires_grad_(False)
-    flops = efficiency.count_flops(VLModel({"vision": vit, "text": None, "fusion": Logits()}), image_size=(32, 32))
+    flops = vlcost.count_flops(VLModel({"vision": vit, "text": None, "fusion": Logits()}), image_size=(32, 32))
     assert flops["components"]["vision"]["flops"] > 0
     assert not vit.pos_embed.requires_grad and vit.attn_pool.latent.requires_grad
 
@@ -200,12 +200,12 @@ def test_flops_of_an_attention_pool_head_and_requires_grad_kept():
 
 
 def test_time_stage_spends_the_budget_but_never_fewer_than_the_minimums():
-    fast = efficiency.time_stage(lambda: time.sleep(0.001), budget_s=0.1, warmup=2, min_iters=3)
+    fast = vlcost.time_stage(lambda: time.sleep(0.001), budget_s=0.1, warmup=2, min_iters=3)
     assert fast["warmup_iterations"] >= 2 and fast["iterations"] > 10
     assert 0 < fast["min_ms"] <= fast["p50_ms"] <= fast["p90_ms"] <= fast["p99_ms"]
-    slow = efficiency.time_stage(lambda: time.sleep(0.01), budget_s=0.0, warmup=2, min_iters=3)
+    slow = vlcost.time_stage(lambda: time.sleep(0.01), budget_s=0.0, warmup=2, min_iters=3)
     assert (slow["warmup_iterations"], slow["iterations"]) == (2, 3) and slow["p50_ms"] >= 10
-    capped = efficiency.time_stage(lambda: None, budget_s=1.0, warmup=1, min_iters=1, max_iters=50)
+    capped = vlcost.time_stage(lambda: None, budget_s=1.0, warmup=1, min_iters=1, max_iters=50)
     assert capped["iterations"] == 50
 
 
@@ -221,10 +221,10 @@ class OutOfMemoryAbove(nn.Module):
 
 
 def test_throughput_halves_a_batch_that_does_not_fit():
-    entries = efficiency.throughput(OutOfMemoryAbove(4), CPU, (8, 8), batch_sizes=(1, 16), budget_s=0.01, **FAST)
+    entries = vlcost.throughput(OutOfMemoryAbove(4), CPU, (8, 8), batch_sizes=(1, 16), budget_s=0.01, **FAST)
     assert [(e["requested_batch"], e["batch"], e["oom_batches"]) for e in entries] == [(1, 1, []), (16, 4, [16, 8])]
     assert entries[1]["images_per_s"] == pytest.approx(4e3 / entries[1]["mean_ms"])
-    nothing = efficiency.throughput(OutOfMemoryAbove(0), CPU, (8, 8), batch_sizes=(2,), budget_s=0.01, **FAST)
+    nothing = vlcost.throughput(OutOfMemoryAbove(0), CPU, (8, 8), batch_sizes=(2,), budget_s=0.01, **FAST)
     assert nothing == [{"requested_batch": 2, "batch": None, "oom_batches": [2, 1]}]
 
 
@@ -237,19 +237,19 @@ class VisionOutOfMemoryAbove(TinyVision):
 
 def test_memory_figures_halve_a_batch_that_does_not_fit():
     model = VLModel({"vision": VisionOutOfMemoryAbove(), "text": TinyText(), "fusion": Contrastive()}).eval()
-    inference = efficiency.inference_memory(model, CPU, batch=8)
+    inference = vlcost.inference_memory(model, CPU, batch=8)
     assert (inference["measured"], inference["batch"], inference["oom_batches"]) == (True, 2, [8, 4])
-    training = efficiency.train_step_memory(model, CPU, batch=5)
+    training = vlcost.train_step_memory(model, CPU, batch=5)
     assert (training["measured"], training["batch"], training["oom_batches"]) == (True, 2, [5])
 
 
 def test_stages_time_each_call_and_relate_batched_to_single():
     stages = {
-        "query@1": efficiency.CostStage(lambda: time.sleep(0.004), items=1, unit="queries", group="query"),
-        "query@4": efficiency.CostStage(lambda: time.sleep(0.008), items=4, unit="queries", group="query"),
-        "gallery": efficiency.CostStage(lambda: time.sleep(0.002), items=8, unit="images"),
+        "query@1": vlcost.CostStage(lambda: time.sleep(0.004), items=1, unit="queries", group="query"),
+        "query@4": vlcost.CostStage(lambda: time.sleep(0.008), items=4, unit="queries", group="query"),
+        "gallery": vlcost.CostStage(lambda: time.sleep(0.002), items=8, unit="images"),
     }
-    out = efficiency.run_stages(stages, CPU, budget_s=0.05, **FAST)
+    out = vlcost.run_stages(stages, CPU, budget_s=0.05, **FAST)
     assert out["query@4"]["single_stage"] == "query@1"
     assert 0.3 < out["query@4"]["batched_over_n_single"] < 0.7  # 8 ms / (4 x 4 ms), loosely: shared CPU
     assert "batched_over_n_single" not in out["gallery"] and out["gallery"]["items_per_s"] < 4000
@@ -263,7 +263,7 @@ def test_cpu_peak_memory_sees_tensors_allocated_inside():
         big = torch.ones(1_000_000)  # 4 MB, freed before returning
         (big * 2).sum()
 
-    peak = efficiency.peak_memory(work, torch.device("cpu"))
+    peak = vlcost.peak_memory(work, torch.device("cpu"))
     assert peak["measured"] and 8_000_000 <= peak["peak_bytes"] < 20_000_000
 
 
@@ -272,7 +272,7 @@ def test_train_step_memory_leaves_the_model_as_it_was():
     model.vision.requires_grad_(False)
     model.vision.eval()
     before = copy.deepcopy(model.state_dict())
-    memory = efficiency.train_step_memory(model, CPU, batch=4)
+    memory = vlcost.train_step_memory(model, CPU, batch=4)
     assert memory["measured"] and memory["batch"] == 4
     weights = 4 * sum(p.numel() for p in model.parameters())
     assert weights <= memory["baseline_bytes"] < weights + 1_000  # + BN buffers
@@ -287,19 +287,19 @@ def test_train_step_memory_leaves_the_model_as_it_was():
         return m.encode_image(batch.images).sum()
 
     batch = Batch(images=torch.randn(3, 3, 32, 32), text=None, identities=None, labels=None, index=torch.arange(3))
-    task_step = efficiency.train_step_memory(model, CPU, loss_fn=loss, train_batch=batch)
+    task_step = vlcost.train_step_memory(model, CPU, loss_fn=loss, train_batch=batch)
     assert task_step["measured"] and task_step["batch"] == 3 and task_step["loss"] == "task loss on a training batch"
 
 
 def test_fp16_size_is_two_bytes_per_parameter_and_counts_tied_weights_once():
     model = tiny_model()
-    size = efficiency.fp16_size(model)
-    assert abs(size["bytes"] - 2 * size["params"]) / size["bytes"] < efficiency.FP16_TOLERANCE
+    size = vlcost.fp16_size(model)
+    assert abs(size["bytes"] - 2 * size["params"]) / size["bytes"] < vlcost.FP16_TOLERANCE
     assert size["mb"] == size["bytes"] / 1e6
 
     tied = nn.Sequential(nn.Embedding(4000, 64), nn.Linear(64, 4000, bias=False))
     tied[1].weight = tied[0].weight
-    assert efficiency.fp16_size(tied)["bytes"] < 1.02 * 2 * 4000 * 64
+    assert vlcost.fp16_size(tied)["bytes"] < 1.02 * 2 * 4000 * 64
 
 
 # ---------------------------------------------------------------- the cost block
@@ -308,8 +308,8 @@ def test_fp16_size_is_two_bytes_per_parameter_and_counts_tied_weights_once():
 def test_measure_assembles_a_consistent_block_and_keeps_the_model():
     model = tiny_model()
     before = copy.deepcopy(model.state_dict())
-    stages = {"image@1": efficiency.CostStage(lambda: model.encode_image(torch.randn(1, 3, 32, 32)), unit="images")}
-    cost = efficiency.measure(model, CPU, batch_sizes=(1, 4), budget_s=0.01, stages=stages, **FAST)
+    stages = {"image@1": vlcost.CostStage(lambda: model.encode_image(torch.randn(1, 3, 32, 32)), unit="images")}
+    cost = vlcost.measure(model, CPU, batch_sizes=(1, 4), budget_s=0.01, stages=stages, **FAST)
     assert cost["problems"] == []
     assert set(cost) == {"params", "flops", "latency", "throughput", "memory", "fp16_size", "stages", "checks", "hardware", "problems", "conditions"}
     assert {"vision", "text", "model"} <= set(cost["latency"]) and cost["latency"]["batch"] == 1
@@ -324,7 +324,7 @@ def test_measure_through_the_timm_plugin_adapter():
     torch.manual_seed(0)
     encoder = build_timm_encoder("mobilenetv3_small_100", (64, 64))
     model = VLModel({"vision": encoder, "text": TinyText(), "fusion": Contrastive(image_dim=encoder.info.pooled_dim)}).eval()
-    cost = efficiency.measure(model, CPU, batch_sizes=(2,), budget_s=0.01, **FAST)
+    cost = vlcost.measure(model, CPU, batch_sizes=(2,), budget_s=0.01, **FAST)
     assert cost["problems"] == []
     fvcore = cost["checks"]["fvcore_vision"]
     assert fvcore["measured"] and fvcore["macs"] == cost["flops"]["components"]["vision"]["macs"]
@@ -334,16 +334,16 @@ def test_measure_through_the_timm_plugin_adapter():
 
 def test_invariants_catch_inconsistent_blocks():
     model = tiny_model()
-    good = {"params": efficiency.parameter_counts(model), "flops": efficiency.count_flops(model),
-            "fp16_size": efficiency.fp16_size(model),
+    good = {"params": vlcost.parameter_counts(model), "flops": vlcost.count_flops(model),
+            "fp16_size": vlcost.fp16_size(model),
             "latency": {"unit": "ms", "vision": {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0}},
             "checks": {"fvcore_vision": {"measured": True, "macs": VISION_MACS}}}
-    assert efficiency.check_cost_invariants(good) == []
+    assert vlcost.check_cost_invariants(good) == []
 
     def broken(change) -> list[str]:
         cost = copy.deepcopy(good)
         change(cost)
-        return efficiency.check_cost_invariants(cost)
+        return vlcost.check_cost_invariants(cost)
 
     assert any("params" in p for p in broken(lambda c: c["params"]["total"].update(total=1)))
     assert any("2 x MACs" in p for p in broken(lambda c: c["flops"]["components"]["text"].update(macs=1)))
@@ -355,7 +355,7 @@ def test_invariants_catch_inconsistent_blocks():
 
 
 def test_fingerprint_names_hardware_software_and_settings():
-    found = efficiency.fingerprint(Precision(torch.device("cpu"), torch.bfloat16, True), compile_mode="max-autotune")
+    found = vlcost.fingerprint(Precision(torch.device("cpu"), torch.bfloat16, True), compile_mode="max-autotune")
     assert found["device"] == "cpu" and found["cpu_model"] and found["cpu_cores"] >= 1
     assert (found["precision"], found["channels_last"], found["compile"]) == ("bf16", True, "max-autotune")
     assert found["torch"] == torch.__version__ and found["timm"] == timm.__version__

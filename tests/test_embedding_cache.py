@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vlbench import cli, efficiency, embedding_cache
+from vlbench import cli, cost, embedding_cache
 from vlbench.engine import run_suite
 from vlbench.manager import PluginHost
 from vlbench.plugins.text.clip_text import ClipTextEncoder
@@ -75,7 +75,7 @@ def _run_counting(suite_file, host, results, cache, monkeypatch) -> tuple[list[i
     """Text-tower forward passes per run outside the cost measurement (which times the real tower)."""
     calls = {"n": 0, "measuring": False}
     forward = ClipTextEncoder.forward
-    measure = efficiency.measure
+    measure = cost.measure
 
     def counting(self, text):
         if not calls["measuring"]:
@@ -90,7 +90,7 @@ def _run_counting(suite_file, host, results, cache, monkeypatch) -> tuple[list[i
             calls["measuring"] = False
 
     monkeypatch.setattr(ClipTextEncoder, "forward", counting)
-    monkeypatch.setattr(efficiency, "measure", measuring)
+    monkeypatch.setattr(cost, "measure", measuring)
     counts, records = [], []
     for run in load_suite(suite_file, host).runs:
         before = calls["n"]

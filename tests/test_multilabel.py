@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score
 
-from vlbench.data import Precision, SplitLoader
+from vlbench.data import Precision, SplitBatcher
 from vlbench import leaderboard
 from vlbench.engine import run_suite
 from vlbench.errors import UserError
@@ -152,7 +152,7 @@ def test_task_tunes_thresholds_on_val_only_and_applies_them_to_test():
     rng = np.random.default_rng(0)
     labels = [tuple(np.flatnonzero(rng.random(3) < 0.4).tolist()) for _ in range(80)]
     logits = rng.normal(size=(80, 3)) + 2 * np.array([[c in row for c in range(3)] for row in labels]) - 1.5
-    loader = SplitLoader(VisionInfo(1, 1, (4, 4), (0.0,) * 3, (1.0,) * 3), None, Precision(torch.device("cpu"), None, False), 16, num_classes=3)
+    loader = SplitBatcher(VisionInfo(1, 1, (4, 4), (0.0,) * 3, (1.0,) * 3), None, Precision(torch.device("cpu"), None, False), 16, num_classes=3)
     task = MultilabelTask(threshold=0.5, tune_thresholds=True, zero_division=0.0)
     model = _ScoreModel(logits)
 

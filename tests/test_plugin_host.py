@@ -14,7 +14,7 @@ from vlbench.manager import PluginHost
 
 ENCODER_PLUGIN = """
 from vlbench import hookimpl
-from vlbench.types import VisionEncoderSpec
+from vlbench.types import RunContext, VisionEncoderSpec
 
 @hookimpl
 def vlbench_register_vision_encoders(register):
@@ -118,8 +118,30 @@ def test_failing_observer_is_reported_not_raised():
             raise RuntimeError("disk full")
 
     seen = []
-    PluginHost([("observer", Observer())], load_entry_points=False).run_finished({"run_id": "x"}, report=seen.append)
+    context = RunContext("s", "x", Path("results/s/x.json"), None)
+    PluginHost([("observer", Observer())], load_entry_points=False).run_finished({"run_id": "x"}, context, report=seen.append)
     assert seen and "disk full" in seen[0]
+
+
+def test_observers_get_the_runs_folder_and_run_context_they_name():
+    got: dict[str, object] = {}
+
+    class RecordOnly:  # an observer written before the hook had more arguments
+        @hookimpl
+        def vlbench_run_finished(self, record):
+            got["record_only"] = record["run_id"]
+
+    class Everything:
+        @hookimpl
+        def vlbench_run_finished(self, record, runs_dir, context):
+            got["runs_dir"], got["run_dir"], got["replayed"] = runs_dir, context.run_dir, context.replayed
+
+    host = PluginHost([("old", RecordOnly()), ("new", Everything())], load_entry_points=False)
+    context = RunContext("s", "x", Path("results/s/x.json"), Path("runs/s/x"), replayed=True)
+    failed: list[str] = []
+    host.run_finished({"run_id": "x"}, context, runs_dir=Path("runs"), report=failed.append)
+    assert not failed
+    assert got == {"record_only": "x", "runs_dir": Path("runs"), "run_dir": Path("runs/s/x"), "replayed": True}
 
 
 def test_misspelt_hook_is_a_load_failure_not_a_silent_no_op(site):

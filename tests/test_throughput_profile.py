@@ -84,14 +84,13 @@ def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_throughput_suite_records_cost_and_no_quality(tmp_path, monkeypatch):
-    monkeypatch.setenv("VLBENCH_RUNS_DIR", str(tmp_path / "runs"))
+def test_throughput_suite_records_cost_and_no_quality(tmp_path):
     path = tmp_path / "tp.toml"
     path.write_text(THROUGHPUT)
     host = PluginHost()
     suite = load_suite(path, host)
     assert len(suite.runs) == 2 and all(run.choice("dataset") is None and run.choice("fusion") is None for run in suite.runs)
-    outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
+    outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), runs_dir=tmp_path / "runs")
     assert not outcome.failed and len(outcome.ok) == 2
     for file in outcome.records:
         record = read_record(file)  # validates
@@ -111,8 +110,7 @@ def test_throughput_suite_records_cost_and_no_quality(tmp_path, monkeypatch):
         assert not any(tag.startswith(("train/", "final/")) for tag in tags)
 
 
-def test_cost_only_records_validate_only_without_training_or_metrics(tmp_path, monkeypatch):
-    monkeypatch.delenv("VLBENCH_RUNS_DIR", raising=False)
+def test_cost_only_records_validate_only_without_training_or_metrics(tmp_path):
     path = tmp_path / "tp.toml"
     path.write_text(THROUGHPUT.replace('"mobilenetv3_small_100", ', ""))
     host = PluginHost()
@@ -137,8 +135,7 @@ def test_a_quality_task_still_needs_a_dataset(tmp_path):
         load_suite(path, PluginHost())
 
 
-def test_profile_writes_traces_and_tensorboard_gets_curves_and_final_metrics(tmp_path, monkeypatch):
-    monkeypatch.setenv("VLBENCH_RUNS_DIR", "")  # restored after main() sets it
+def test_profile_writes_traces_and_tensorboard_gets_curves_and_final_metrics(tmp_path):
     path = tmp_path / "q.toml"
     path.write_text(QUALITY)
     runs = tmp_path / "runs"

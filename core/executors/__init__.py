@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from vlbench.engine import Reporter, SuiteOutcome
 from vlbench.errors import UserError
 from vlbench.executors._common import Job
-from vlbench.types import RunSpec
+
+if TYPE_CHECKING:  # the engine pulls in torch; `vlbench --help` reads this module's flags without it
+    from vlbench.engine import Reporter, SuiteOutcome
+    from vlbench.types import RunSpec
 
 EXECUTORS = ("local", "devices", "slurm")
 

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vlbench.engine import Reporter, SilentReporter, SuiteOutcome, run_suite
 from vlbench.results import read_record
-from vlbench.types import RunSpec
+
+if TYPE_CHECKING:  # the engine pulls in torch, which the CLI imports only to run
+    from vlbench.engine import Reporter, SuiteOutcome
+    from vlbench.types import RunSpec
 
 
 class WorkerDied(RuntimeError):
@@ -43,16 +45,14 @@ def run_all(runs: Sequence[RunSpec], job: Job, host: Any, reporter: Reporter | N
     """Run ``runs`` one after another through the engine, which claims each (vlbench.claims)
     and skips it when it finished before or another live process holds it; a failure inside a
     run is its error record."""
-    import os
+    from vlbench.engine import SilentReporter, resolve_device, run_suite
 
-    from vlbench.engine import resolve_device
-
-    os.environ["VLBENCH_RUNS_DIR"] = job.runs_dir  # read by the TensorBoard observer
     return run_suite(
         runs, host, job.results_dir, job.cache_dir, resolve_device(job.device), reporter or SilentReporter(),
         warn=warn or functools.partial(print, file=sys.stderr),
         profile_dir=Path(job.runs_dir or "runs") if job.profile else None,
         environment={"executor": job.executor},
+        runs_dir=Path(job.runs_dir) if job.runs_dir else None,
     )
 
 

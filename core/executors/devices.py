@@ -22,7 +22,8 @@ from multiprocessing import get_context
 from typing import Any
 
 from vlbench.data import usable_cpu_count
-from vlbench.engine import Reporter, SuiteOutcome, error_record
+from vlbench.engine import Reporter, SuiteOutcome
+from vlbench.run_record import error_record
 from vlbench.errors import UserError
 from vlbench.executors._common import Done, Job, WorkerDied, merge, run_claimed, tally, worker_host
 from vlbench.results import to_dict, write_record

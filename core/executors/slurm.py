@@ -19,13 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vlbench.engine import Reporter, SuiteOutcome, error_record
 from vlbench.errors import UserError
 from vlbench.executors._common import Job, WorkerDied, run_claimed, tally, worker_host
 from vlbench.results import read_record, record_path, to_dict, write_record
-from vlbench.types import RunSpec
+
+if TYPE_CHECKING:  # the engine pulls in torch; `vlbench run --help` reads this module's flags without it
+    from vlbench.engine import Reporter, SuiteOutcome
+    from vlbench.types import RunSpec
 
 # [executor.slurm] key: (default, help). Generic resources go through submitit's own names
 # (timeout_min, gpus_per_node, cpus_per_task, mem_gb), so its local and debug clusters take them too.
@@ -136,6 +138,8 @@ class SlurmExecutor:
         )
 
     def run(self, runs: Sequence[RunSpec], job: Job, host: Any, reporter: Reporter, warn: Callable[[str], Any]) -> SuiteOutcome:
+        from vlbench.engine import SuiteOutcome
+
         outcome = SuiteOutcome()
         if not runs:
             return outcome
@@ -170,6 +174,8 @@ class SlurmExecutor:
             return None
         last = str(failure).strip().splitlines()[-1] if str(failure).strip() else type(failure).__name__
         error = WorkerDied(f"Slurm task {task.job_id} ended without this run's record ({last}); see {task.paths.stderr}")
+        from vlbench.run_record import error_record
+
         record = error_record(run, submitted, error, host, {"executor": {"name": self.name, "job_id": str(task.job_id)}})
         write_record(record, job.results_dir)
         return to_dict(record)

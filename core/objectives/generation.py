@@ -111,20 +111,20 @@ def _forced_decode(model: VLModel, state: tuple, batch: int, steps: int, device:
 def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_sizes: Sequence[int], budget_s: float,
                *, loss_fn: Any = None, train_batch: Any = None, **timing: Any) -> dict[str, Any]:
     """Generation's own figures: decode-step MACs, prefill/decode latency, tokens/s, memory, largest batch."""
-    from vlbench import efficiency as eff
+    from vlbench import cost
 
     device = precision.device
     steps = model.fusion.max_length - 1
-    out: dict[str, Any] = {"unit_time": "ms", "unit_macs": "MACs", "protocol": eff.TIMING_PROTOCOL,
+    out: dict[str, Any] = {"unit_time": "ms", "unit_macs": "MACs", "protocol": cost.TIMING_PROTOCOL,
                            "decode_steps": steps, "note": "decoding runs max_length - 1 steps without stopping at EOS"}
-    images = eff._images(1, tuple(image_size), device)
+    images = cost.synthetic_images(1, tuple(image_size), device)
     with torch.inference_mode():
         image_out = model.vision(images)
-        counted, state = eff._count("fusion", model.fusion, model.fusion.prefill, image_out, depth=1)
+        counted, state = cost.count_component("fusion", model.fusion, model.fusion.prefill, image_out, depth=1)
         out["prefill_macs"] = counted["macs"]
-        first, _ = eff._count("fusion", model.fusion, model.fusion.decode_step, state, _bos(model.fusion, 1, device), depth=1)
+        first, _ = cost.count_component("fusion", model.fusion, model.fusion.decode_step, state, _bos(model.fusion, 1, device), depth=1)
         ids = _forced_decode(model, state, 1, steps, device)
-        last, _ = eff._count("fusion", model.fusion, model.fusion.decode_step, state, ids[:, :-1], depth=1)
+        last, _ = cost.count_component("fusion", model.fusion, model.fusion.decode_step, state, ids[:, :-1], depth=1)
     out["decode_step_macs"] = {"first": first["macs"], "last": last["macs"], "batch": 1,
                                "of": "one decode_step at batch 1: from BOS alone (first) and with the longest prefix (last)"}
     memory = getattr(model.fusion, "memory_tokens", None)
@@ -132,33 +132,33 @@ def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_
         out["memory_tokens"] = memory
     out["batches"] = []
     for batch in sorted({1, max(batch_sizes)}):
-        pics = eff._images(batch, tuple(image_size), device, precision.channels_last)
-        with eff._inference(precision):
-            prefill = eff.time_stage(lambda: model.prefill(pics), budget_s, device=device, **timing)
+        pics = cost.synthetic_images(batch, tuple(image_size), device, precision.channels_last)
+        with cost.inference(precision):
+            prefill = cost.time_stage(lambda: model.prefill(pics), budget_s, device=device, **timing)
             state = model.prefill(pics)
-            decode = eff.time_stage(lambda: _forced_decode(model, state, batch, steps, device), budget_s, device=device, **timing)
+            decode = cost.time_stage(lambda: _forced_decode(model, state, batch, steps, device), budget_s, device=device, **timing)
         out["batches"].append({
             "batch": batch, "prefill": prefill, "decode": decode,
             "per_token_ms_p50": decode["p50_ms"] / steps, "tokens_per_s": batch * steps * 1e3 / decode["mean_ms"],
         })
 
     def decode_all() -> None:
-        with eff._inference(precision):
+        with cost.inference(precision):
             _forced_decode(model, model.prefill(pics), len(pics), steps, device)
 
-    out["decode_memory"] = {**eff.peak_memory(decode_all, device, (model,)), "batch": len(pics)}
+    out["decode_memory"] = {**cost.peak_memory(decode_all, device, (model,)), "batch": len(pics)}
     out["largest_train_batch"] = _largest_train_batch(model, precision, image_size)
     return out
 
 
 def _largest_train_batch(model: VLModel, precision: Any, image_size: Sequence[int]) -> dict[str, Any]:
-    from vlbench import efficiency as eff
+    from vlbench import cost
 
     device = precision.device
     if device.type != "cuda":
         return {"measured": False, "reason": "only on CUDA: a CPU run swaps instead of running out of memory"}
 
-    result = eff.train_step_memory(model, precision, LARGEST_BATCH_START, objective=GENERATION, image_size=image_size)
+    result = cost.train_step_memory(model, precision, LARGEST_BATCH_START, objective=GENERATION, image_size=image_size)
     if not result.get("measured"):
         return result
     return {"measured": True, "batch": result["batch"], "oom_batches": result["oom_batches"], "start": LARGEST_BATCH_START,

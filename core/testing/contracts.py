@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlbench.data import Precision, SplitLoader
+from vlbench.data import Precision, SplitBatcher
 from vlbench.types import (
     Dataset,
     DatasetSpec,
@@ -32,6 +32,7 @@ from vlbench.types import (
     TokenizedText,
     VisionEncoderSpec,
     VisionInfo,
+    fusion_inputs,
 )
 
 CPU = Precision(torch.device("cpu"), None, False)
@@ -254,11 +255,10 @@ def evaluate_coded(
     split = coded_split(n_images=n_images, seed=seed)
     num_classes = max(CODED_CLASSES, max(max(l) for l in split.labels) + 1)
     info = VisionInfo(token_dim=1, pooled_dim=1, input_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
-    loader = SplitLoader(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
+    loader = SplitBatcher(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
     model = _CodedModel(split, num_classes, oracle, seed, match_key or task_match_key(task)).eval()
-    fusion_inputs = getattr(task, "fusion_inputs", None)
-    if fusion_inputs is not None:  # what the engine calls before building the model (train captions, ...)
-        fusion_inputs(Dataset(name="coded", splits={"train": coded_split(seed=seed + 1), "val": split, "test": split}))
+    # What the engine calls before building the model (train captions, ...).
+    fusion_inputs(task, Dataset(name="coded", splits={"train": coded_split(seed=seed + 1), "val": split, "test": split}))
     return task.evaluate(model, split, loader)
 
 

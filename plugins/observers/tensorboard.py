@@ -6,26 +6,20 @@ Writes ``<runs-dir>/<suite>/<run_id>/events.out.tfevents.*`` with
 * ``final/val/<metric>`` and ``final/test/<metric>``: the selected checkpoint's metrics;
 * ``cost/images_per_s/batch<n>``, ``cost/latency_ms/<part>``, ``cost/params``, ``cost/gmacs``.
 
-The runs folder comes from the environment variable ``VLBENCH_RUNS_DIR``, which
-``vlbench run --runs-dir`` sets (default ``./runs``); when it is unset or empty (the Python
-API, tests) nothing is written. It is never stored in records. Needs the ``tensorboard``
-package (a vlbench dependency); open with ``tensorboard --logdir runs``.
+The run's folder comes with the hook's ``context`` (``context.run_dir``, under
+``vlbench run --runs-dir``, default ``./runs``); without a runs folder (``--runs-dir ""``,
+``run_suite`` without ``runs_dir``) nothing is written. It is never stored in records. Needs the
+``tensorboard`` package (a vlbench dependency); open with ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlbench import hookimpl
 
-ENV = "VLBENCH_RUNS_DIR"
-
-
-def runs_dir() -> Path | None:
-    value = os.environ.get(ENV, "")
-    return Path(value) if value else None
+if TYPE_CHECKING:
+    from vlbench.types import RunContext
 
 
 def scalars(record: dict[str, Any]) -> list[tuple[str, float, int]]:
@@ -61,13 +55,12 @@ def scalars(record: dict[str, Any]) -> list[tuple[str, float, int]]:
 
 
 @hookimpl
-def vlbench_run_finished(record: dict[str, Any]) -> None:
-    root = runs_dir()
-    if root is None or record.get("status") != "ok":
+def vlbench_run_finished(record: dict[str, Any], context: RunContext) -> None:
+    if context.run_dir is None or record.get("status") != "ok":
         return
     from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
-    writer = SummaryWriter(log_dir=str(root / record["suite"] / record["run_id"]))
+    writer = SummaryWriter(log_dir=str(context.run_dir))
     try:
         for tag, value, step in scalars(record):
             writer.add_scalar(tag, value, step)

@@ -1,7 +1,7 @@
 """Encoder-only throughput: a cost-only task (no data, no training, no quality metric).
 
 The task declares no objective and measures no quality: the run builds the vision encoder
-alone (no fusion, no text encoder), skips training and evaluation and records the cost block alone: ``efficiency.measure`` with the
+alone (no fusion, no text encoder), skips training and evaluation and records the cost block alone: ``vlbench.cost.measure`` with the
 suite's ``cost_batch_sizes`` and ``cost_budget_s``, under timm's benchmark protocol
 (synthetic images, inference mode, warm-up, device synchronised after every call). The
 record's metrics say ``quality: false`` (results.py accepts that only for such tasks).
@@ -34,7 +34,7 @@ class ThroughputTask:
         self.warmup = warmup
 
     def timing(self) -> dict[str, Any]:
-        """Keyword arguments for efficiency.time_stage (through measure's ``**timing``)."""
+        """Keyword arguments for vlbench.cost.time_stage (through measure's ``**timing``)."""
         timing: dict[str, Any] = {"warmup": self.warmup}
         if self.iterations:
             timing |= {"min_iters": self.iterations, "max_iters": self.iterations}
