@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.manager import PluginHost
+from vlbench.types import RunContext
 
 ENCODER_PLUGIN = """
 from vlbench import hookimpl
-from vlbench.types import RunContext, VisionEncoderSpec
+from vlbench.types import VisionEncoderSpec
 
 @hookimpl
 def vlbench_register_vision_encoders(register):
