@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlbench import bootstrap
 from vlbench.errors import UserError
 from vlbench.plugins.tasks import image_text_retrieval as itr
 from vlbench.types import Batch, Split, TokenizedText
@@ -164,13 +165,36 @@ def test_grouped_loss_treats_captions_of_the_same_image_as_positives() -> None:
     assert loss.item() != pytest.approx(plain.item())  # the same-image caption is not a negative
 
 
-def test_bootstrap_ci_resamples_images_with_their_captions() -> None:
-    i2t = np.array([100.0, 0.0, 100.0, 0.0])
-    lo, hi = itr.image_bootstrap_ci(i2t, np.zeros(4), np.ones(4), n=500)
-    assert 0.0 <= lo < 50.0 < hi <= 100.0
-    t2i_sum, counts = np.array([200.0, 0.0, 0.0, 0.0]), np.array([2.0, 2.0, 2.0, 2.0])
-    assert itr.image_bootstrap_ci(np.zeros(4), t2i_sum, counts, n=200, seed=1) == itr.image_bootstrap_ci(
-        np.zeros(4), t2i_sum, counts, n=200, seed=1)
+@pytest.mark.parametrize("shared", [False, True])
+def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bool) -> None:
+    """The task hands the engine per-query scores labelled by image (or key); the rsum/r_mean
+    statistic on any draw of units equals the recall sums recomputed by hand on those units."""
+    rng = np.random.default_rng(5)
+    n_images = 12
+    keys = tuple(int(k) for k in rng.integers(0, 4, n_images)) if shared else None
+    captions = tuple(tuple(f"img{i}-cap{c}" for c in range(1 + i % 3)) for i in range(n_images))
+    text_vectors = {c: VECTORS[rng.integers(0, len(VECTORS))] for caps in captions for c in caps}
+    split = Split(name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions, identities=keys)
+    task = itr.build(ks=[1, 3], bootstrap=300)
+    model, loader = FakeModel(text_vectors), FakeLoader(VECTORS[rng.integers(0, len(VECTORS), n_images)])
+    metrics = task.evaluate(model, split, loader)
+    ci95, block = bootstrap.intervals(metrics, seed=3)
+    assert block["unit"] == ("key" if shared else "image") and block["n_units"] == len(set(keys or range(n_images)))
+    assert set(ci95) == set(metrics.values)
+    for name, (low, high) in ci95.items():
+        assert low <= metrics.values[name] <= high, name
+    assert bootstrap.intervals(metrics, seed=3)[0] == ci95
+
+    _, results = task.unit_scores(model, split, loader)
+    image_unit = np.array(keys if shared else range(n_images))
+    caption_unit = np.array([image_unit[i] for i, caps in enumerate(captions) for _ in caps])
+    drawn = rng.choice(np.unique(image_unit), size=7)
+    by_hand = 0.0
+    for direction, unit in (("i2t", image_unit), ("t2i", caption_unit)):
+        rows = np.concatenate([np.flatnonzero(unit == u) for u in drawn])  # repeats bring their queries again
+        by_hand += sum(results[direction]["per_query"][f"R{k}"][rows].mean() for k in (1, 3))
+    assert metrics.per_unit.statistic(drawn)["rsum"] == pytest.approx(by_hand)
+    assert metrics.per_unit.statistic(np.unique(image_unit))["r_mean"] == pytest.approx(metrics.values["r_mean"])
 
 
 @pytest.mark.parametrize(
