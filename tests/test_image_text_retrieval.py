@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from vlbench import bootstrap
 from vlbench.errors import UserError
 from vlbench.plugins.tasks import image_text_retrieval as itr
+from vlbench.plugins.tasks._retrieval import chance_levels, retrieval_metrics
 from vlbench.types import Batch, Split, TokenizedText
 
 AXES = torch.eye(3)
@@ -222,3 +223,21 @@ def test_every_k_combination_is_cumulative() -> None:
         for d in ("i2t", "t2i"):
             recalls = [values[f"{d}_R{k}"] for k in ks]
             assert recalls == sorted(recalls)
+
+
+def test_random_scorers_land_on_the_reported_chance_levels() -> None:
+    """4000 random-scorer queries per direction, with shared keys and a fixed candidate set as in
+    study 003 (so relevant counts differ between queries): |z| < 3 for every R@K and mean rank."""
+    rng = np.random.default_rng(21)
+    image_keys = rng.integers(0, 30, 4000)  # i2t: 4000 images against 1-3 candidate captions per key
+    candidate_keys = np.repeat(np.arange(30), rng.integers(1, 4, 30))
+    gallery_keys = np.concatenate([np.arange(30), rng.integers(0, 30, 170)])  # t2i: 4000 captions against 200 images
+    ks = (1, 5, 50)
+    for qids, gids in ((image_keys, candidate_keys), (rng.choice(gallery_keys, 4000), gallery_keys)):
+        scores = rng.random((len(qids), len(gids)))
+        got = retrieval_metrics(qids, gids, similarity=scores, ks=ks)
+        expected = chance_levels(qids, gids, ks=ks) | {"mean_rank": itr.mean_rank_chance(qids, gids)}
+        per_query = {f"R{k}": got["per_query"][f"R{k}"] for k in ks} | {"mean_rank": got["first_position"].astype(float)}
+        for name, values in per_query.items():
+            z = (values.mean() - expected[name]) / (values.std(ddof=1) / np.sqrt(len(values)))
+            assert abs(z) < 3, (name, values.mean(), expected[name], z)
