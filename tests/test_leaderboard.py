@@ -154,8 +154,8 @@ def test_bad_files_are_reported_by_name_and_skipped(tmp_path):
     board = leaderboard.load(results)
     assert list(board.runs["run id"]) == ["good"]
     invalid = dict(board.invalid)
-    assert "missing field 'seed'" in invalid["quick/noseed.json"]
-    assert "field 'seed' should be an integer" in invalid["quick/typed.json"]
+    assert "at the top level: 'seed' is a required property" in invalid["quick/noseed.json"]
+    assert "at seed: '0' is not of type 'integer'" in invalid["quick/typed.json"]
     assert "unreadable" in invalid["quick/broken.json"]
 
 
