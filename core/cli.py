@@ -24,7 +24,7 @@ from rich.text import Text
 
 from vlbench import checkplugin, embedding_cache, executors, folders, pretrained, scaffold
 from vlbench.errors import StorageError, UserError
-from vlbench.leaderboard import add_leaderboard_parser
+from vlbench.leaderboard.cli import add_leaderboard_parser
 from vlbench.results import reference
 from vlbench.sanitize import terminal_text
 from vlbench.types import RunSpec

@@ -118,7 +118,7 @@ def sample_results(root: Path) -> Path:
     """Two tasks, two hardware classes, a failed run, random-init runs and a model named like an XSS attack."""
     results = root / "results"
     write(results, make_record("a1", vision="mobilenetv3_small_100", value=30.0, cost=FULL_COST, weights="pretrained"))
-    cheap = copy.deepcopy(FULL_COST) | {"params": {"total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}}
+    cheap = copy.deepcopy(FULL_COST) | {"params": {"unit": "parameters", "total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}}
     write(results, make_record("a2", vision="efficientnet_b0", value=45.0, cost=cheap | {"latency": {"unit": "ms", "model": timed(9.0)}}))
     write(results, make_record("a3", vision=XSS, value=20.0, device_name="NVIDIA H100", precision="bf16", cost=FULL_COST))
     write(results, make_record("b1", task="multilabel", dataset="scenes", vision="resnet18", value=70.0))

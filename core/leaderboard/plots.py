@@ -4,7 +4,7 @@ each run's training curve.
 Quality plots: the main test metric with its 95% CI against params, GMACs and batch-1
 latency, one panel each (two to a row, the legend in a panel of its own), the chance level
 dashed, the Pareto front (as the table computes it) in red. Every point is named by what
-tells it apart within its table (:func:`vlbench.leaderboard.distinguishing_names`); runs not
+tells it apart within its table (:func:`vlbench.leaderboard.columns.distinguishing_names`); runs not
 above chance and runs with noisy cost are drawn apart and said so in the legend.
 
 Fixed ids and no date: identical records give identical files. Text stays text (matplotlib
@@ -23,7 +23,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullLocator
 
-from vlbench.leaderboard import COST_AXES, Leaderboard, Partition, distinguishing_names, page_path, slug
+from vlbench.leaderboard.columns import distinguishing_names
+from vlbench.leaderboard.tables import COST_AXES, Leaderboard, Partition, page_path, slug
 
 STYLE = {"svg.fonttype": "none", "svg.hashsalt": "vlbench", "font.size": 10}
 PANEL = (6.4, 4.6)  # inches per panel

@@ -19,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vlbench.errors import UserError
-from vlbench.leaderboard import Column, Leaderboard, Partition, distinguishing_names, error_line, summary, table_columns
+from vlbench.leaderboard.columns import Column, distinguishing_names, error_line, summary, table_columns
+from vlbench.leaderboard.tables import Leaderboard, Partition
 
 # Most important first; columns not named here come after them, in table order.
 PRIORITY = ("model", "main test", "chance", "flags", "params (M)", "latency p50 (ms)", "CI95", "#", "Pareto-optimal on",
