@@ -77,8 +77,9 @@ def _partitions(board: Leaderboard, suite: str, root: str, detailed: bool, plots
         parts.append({
             "heading": f"{part.task} (cost only, unranked: fastest first)" if part.cost_only else f"{part.task} on {part.dataset}",
             "hardware": part.hardware, "count": plural(len(part.rows), "run"), "table": _runs_table(part, root, detailed),
-            "plot": None if plot is None else root + plot,
-            "alt": f"{part.rows.iloc[0]['main metric']} test against params, GMACs and latency, Pareto front marked: {part.title}",
+            "plot": None if plot is None else root + plot,  # cost-only tables have none (and no main metric)
+            "alt": "" if plot is None else
+            f"{part.rows.iloc[0]['main metric']} test against params, GMACs and latency, Pareto front marked: {part.title}",
         })
     return parts
 
