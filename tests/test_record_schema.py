@@ -3,6 +3,7 @@ record the engine writes follows it; what breaks it is refused by name and path.
 
 from __future__ import annotations
 
+import copy
 import json
 from importlib import resources
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_the_committed_folder_holds_records_of_every_shape():
 
 
 def test_an_invalid_record_is_refused_naming_the_file_and_the_path(tmp_path):
-    record = make_record("bad", cost=FULL_COST)
+    record = make_record("bad", cost=copy.deepcopy(FULL_COST))
     record["metrics"]["splits"]["test"]["values"]["R5"] = "high"
     record["cost"]["flops"]["unit_macs"] = "GFLOPs"  # a FLOP count labelled as MACs
     path = write(tmp_path / "results", record)
@@ -71,7 +72,7 @@ def test_error_records_follow_the_schema_and_need_their_error(validator):
 
 
 def test_plugins_may_add_fields_where_the_schema_is_open(validator):
-    record = make_record("open", cost=FULL_COST)
+    record = make_record("open", cost=copy.deepcopy(FULL_COST))
     record["components"]["language_model"] = {"name": "smollm2_135m", "plugin": "p.lm", "options": {}, "tokenizer": "gpt2"}
     record["cost"]["prefix_lm"] = {"unit": "ms", "anything": [1, 2]}
     record["metrics"]["splits"]["test"]["details"]["per_class"] = {"a": 1}
@@ -95,7 +96,7 @@ def test_validate_command(tmp_path, capsys):
 def test_records_the_engine_writes_follow_the_schema(tmp_path, monkeypatch, validator):
     """A tiny suite in process: one run that succeeds, one that fails inside (an error record)."""
     suite_path = tmp_path / "tiny.toml"
-    suite_path.write_text(TINY.replace("{second}", "resnet18").replace("epochs = 2", "epochs = 1"))
+    suite_path.write_text(TINY.replace("{second}", "convnext_atto").replace("epochs = 2", "epochs = 1"))
     host = PluginHost()
     suite = load_suite(suite_path, host)
     real_execute = engine.execute
