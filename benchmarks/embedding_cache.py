@@ -82,6 +82,8 @@ def run_counting(suite: Path, host, results: Path, cache: Path) -> tuple[list[in
             outcome = run_suite([run], host, results, cache, torch.device("cpu"))
             counts.append(calls["n"] - before)
             records.append(read_record(outcome.records[0]))
+            print(f"  {'cached  ' if os.environ.get('VLBENCH_EMBEDDING_CACHE') != 'off' else 'uncached'} {run.label}: "
+                  f"{counts[-1]} text-tower forward passes ({records[-1]['status']})", flush=True)
     finally:
         BertTextEncoder.forward, efficiency.measure = forward, measure
     return counts, records, time.perf_counter() - start
