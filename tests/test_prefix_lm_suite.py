@@ -141,3 +141,18 @@ def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_quickstart_prefix_lm_beats_twice_the_best_baseline(tmp_path):
+    """The shipped CPU quickstart's bar: test CIDEr-D at least 2x the best baseline the task reports."""
+    from vlbench.engine import run_suite
+    from vlbench.results import read_record
+
+    suite = load_suite(ROOT / "suites" / "quickstart_prefix_lm.toml", HOST)
+    outcome = run_suite(suite.runs, HOST, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
+    record = read_record(outcome.records[0])
+    assert record["status"] == "ok", record["error"]
+    test = record["metrics"]["splits"]["test"]
+    best = max(values["CIDEr-D"] for values in test["baselines"].values())
+    assert test["values"]["CIDEr-D"] >= 2 * best, (test["values"]["CIDEr-D"], test["baselines"])

@@ -4,7 +4,7 @@
 AssertionError with the reason: it is frozen by default; its tokenizer round-trips text with
 explicit BOS/EOS/PAD ids (PAD distinct from both, right padding, truncation keeping BOS and
 EOS); a forward on ``inputs_embeds`` respects the attention mask (a row's real positions do
-not see its PAD tail) and conditions on a prefix; generation after a prefix through the KV
+not see its PAD tail, a masked position is invisible to later ones) and conditions on a prefix; generation after a prefix through the KV
 cache gives the argmax of a full forward recomputed at every step. The kind's ``check`` is
 this function, so ``vlbench check-plugin`` and the kit's ``ComponentKindContract`` run it.
 """
@@ -65,6 +65,13 @@ def check_forward_on_embeddings(lm: CausalLM, name: str) -> None:
     n = 3 + int(mask[0].sum())
     alone = lm(embeds[:1, :n], full_mask[:1, :n]).logits
     assert torch.allclose(logits[0, :n], alone[0], atol=1e-3, rtol=1e-3), f"{name}: padded positions change the real positions' logits"
+    # A masked position is invisible to the later ones, whatever it holds (causality alone does not show this).
+    holed = full_mask.clone()
+    holed[:, 1] = False
+    changed = embeds.clone()
+    changed[:, 1] += 3 * torch.randn(2, lm.embed_dim, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(lm(embeds, holed).logits[:, 2:], lm(changed, holed).logits[:, 2:], atol=1e-3, rtol=1e-3), (
+        f"{name}: the attention mask is ignored (a masked position changes the later logits)")
     other = lm(torch.cat([prefix.flip(0), lm.embed(ids)], dim=1), full_mask).logits
     assert not torch.allclose(logits, other), f"{name}: the logits ignore the input embeddings of the prefix"
 
