@@ -32,7 +32,7 @@ from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.plugins.language_models import _loader
 from vlbench.plugins.language_models._causal_lm import CausalLM
-from vlbench.plugins.language_models.contract import check_language_model
+from vlbench.plugins.language_models._contract import check_language_model
 from vlbench.types import ComponentChoice, ComponentKind, ComponentSpec, Register
 
 SMOLLM2_CONTEXT = 8192  # max_position_embeddings of SmolLM2-135M's config (checked by the slow test)
