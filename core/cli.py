@@ -199,9 +199,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         else:
             os.environ[RUNS_ENV] = saved
     elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
+    skipped = len(done) + len(outcome.skipped)  # done never reached the executor; outcome.skipped finished meanwhile
     shown = "" if args.results_dir == DEFAULT_RESULTS else f" {args.results_dir}"
     console.print(Text(terminal_text(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped (finished before){elsewhere}, "
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {skipped} skipped (finished before){elsewhere}, "
         f"{len(outcome.stale)} re-run as stale (old records in stale/); "
         f"records in {folder}/ (`vlbench leaderboard show{shown}` tables them)"
     )), soft_wrap=True)
