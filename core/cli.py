@@ -150,7 +150,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     done = {run_id for run_id, entry in plan.items() if entry["status"] == "done"}
     stale = {run_id: entry["reason"] for run_id, entry in plan.items() if entry["status"] == "stale"}
     device = args.device or suite.device
-    resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
+    if not args.dry_run:  # a dry run lists a GPU suite's runs on any machine (a login node)
+        resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
     job = executors.Job(args.results_dir, args.cache_dir, args.runs_dir, args.profile, device, {"name": executor.name})
     todo = [r for r in runs if r.run_id not in done]
     if args.dry_run:
