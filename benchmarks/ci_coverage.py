@@ -10,9 +10,15 @@ batch of test sets of the same size. Target 0.93-0.97 for a nominal 95%.
   The caption-level bootstrap the task used before is shown beside it for comparison.
 * multilabel: images with long-tailed labels; scores = signal x label + noise; macro mAP and F1
   through the task's own metric code, resampling images.
+* image_text_retrieval: images with 1-3 captions and their own difficulty, own-image matching;
+  both directions through the task's Problem and per-unit scores, resampling images.
+* captioning: images with 5 reference captions around a hidden sentence and a model caption
+  that garbles it at the image's own rate; per-image CIDEr-D (pycocoevalcap, IDF of the test
+  set) as the task computes it, resampling images.
 
-Chance: each task's exact chance level against the mean of random scorers (person_search: one
-random similarity matrix per trial; multilabel: random scores), with the z score.
+Chance: each task's exact chance level against the mean of random scorers (person_search and
+image_text_retrieval: one random similarity matrix per trial; multilabel: random scores), with
+the z score. Captioning has no chance level (its records carry named baselines instead).
 
     python benchmarks/ci_coverage.py                  # 200 test sets per task
     python benchmarks/ci_coverage.py --sets 400 --resamples 1000
@@ -28,12 +34,17 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from vlbench.bootstrap import intervals
+from vlbench.plugins.tasks import image_text_retrieval as itr
+from vlbench.plugins.tasks._caption_metrics import caption_scores
 from vlbench.plugins.tasks._retrieval import chance_levels, retrieval_metrics
 from vlbench.plugins.tasks.multilabel import MultilabelTask, multilabel_metrics
-from vlbench.types import Metrics, UnitScores
+from vlbench.types import Metrics, Split, UnitScores
 
 PS_METRICS = ("R1", "R5", "mAP", "mINP")
 ML_METRICS = ("mAP", "F1_samples", "F1_micro", "F1_macro")
+ITR_METRICS = ("i2t_R1", "t2i_R1", "t2i_R5", "i2t_mean_rank", "r_mean")
+ITR_KS = (1, 5)
+WORDS = [f"w{i}" for i in range(40)]
 
 
 def person_search_set(rng: np.random.Generator, n_ids: int = 40, dim: int = 32) -> dict:
@@ -73,7 +84,7 @@ def coverage_person_search(sets: int, truth_sets: int, resamples: int, rng: np.r
             for m in PS_METRICS:
                 hits[unit, m] += ci[m][0] <= truth[m] <= ci[m][1]
                 widths[unit, m].append(ci[m][1] - ci[m][0])
-    return [f"person_search  {m:<10} {unit:<9} {truth[m]:7.2f} {hits[unit, m] / sets:9.3f} {np.mean(widths[unit, m]):8.2f}"
+    return [f"person_search  {m:<13} {unit:<9} {truth[m]:7.2f} {hits[unit, m] / sets:9.3f} {np.mean(widths[unit, m]):8.2f}"
             for unit in ("identity", "caption") for m in PS_METRICS]
 
 
@@ -92,7 +103,64 @@ def coverage_multilabel(sets: int, truth_sets: int, resamples: int, rng: np.rand
         for m in ML_METRICS:
             hits[m] += ci[m][0] <= truth[m] <= ci[m][1]
             widths[m].append(ci[m][1] - ci[m][0])
-    return [f"multilabel     {m:<10} {'image':<9} {truth[m]:7.2f} {hits[m] / sets:9.3f} {np.mean(widths[m]):8.2f}" for m in ML_METRICS]
+    return [f"multilabel     {m:<13} {'image':<9} {truth[m]:7.2f} {hits[m] / sets:9.3f} {np.mean(widths[m]):8.2f}" for m in ML_METRICS]
+
+
+def retrieval_set(rng: np.random.Generator, n_images: int = 60, dim: int = 32) -> dict:
+    """One test split for image_text_retrieval: 1-3 captions per image around its centre,
+    per-image difficulty; metrics and per-unit scores exactly as the task builds them."""
+    per_image = rng.integers(1, 4, size=n_images)
+    captions = tuple(tuple(f"{i}-{c}" for c in range(n)) for i, n in enumerate(per_image))
+    split = Split(name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions)
+    problem = itr.Problem.from_split(split)
+    centres = rng.standard_normal((n_images, dim))
+    hardness = rng.uniform(0.5, 2.0, size=n_images)
+    images = centres + rng.standard_normal((n_images, dim)) * hardness[:, None]
+    texts = centres[problem.caption_image] + rng.standard_normal((len(problem.captions), dim)) * hardness[problem.caption_image, None]
+    images, texts = torch.from_numpy(images), torch.from_numpy(texts)
+    results = {
+        "i2t": retrieval_metrics(problem.image_keys, problem.gallery_keys, query_features=images, gallery_features=texts, ks=ITR_KS),
+        "t2i": retrieval_metrics(problem.caption_keys, problem.image_keys, query_features=texts, gallery_features=images, ks=ITR_KS),
+    }
+    per_unit = itr.per_unit_scores(problem, results, ITR_KS, None)
+    values = {name: float(scores.mean()) for name, (_, scores) in per_unit.scores.items()}
+    values |= per_unit.statistic(per_unit.units)
+    return {"values": values, "per_unit": per_unit}
+
+
+def captioning_set(rng: np.random.Generator, n_images: int = 40, length: int = 8) -> dict:
+    """Hidden sentences of random words; 5 references each swap 20 % of the words; the model's
+    caption swaps the image's own share (10-70 %). Per-image CIDEr-D as the task computes it."""
+    def garble(sentence: np.ndarray, rate: float) -> str:
+        swap = rng.random(len(sentence)) < rate
+        return " ".join(np.where(swap, rng.choice(WORDS, len(sentence)), sentence))
+
+    hidden = [rng.choice(WORDS, length) for _ in range(n_images)]
+    rates = rng.uniform(0.1, 0.7, size=n_images)
+    references = {i: [garble(h, 0.2) for _ in range(5)] for i, h in enumerate(hidden)}
+    candidates = {i: garble(h, r) for i, (h, r) in enumerate(zip(hidden, rates))}
+    per_image = caption_scores(candidates, references).per_image["CIDEr-D"]
+    ids = np.arange(n_images)
+    scores = np.array([per_image[i] for i in ids])
+    return {"values": {"CIDEr-D": float(scores.mean())}, "per_unit": UnitScores(unit="image", scores={"CIDEr-D": (ids, scores)})}
+
+
+def coverage_of(task: str, make_set, metrics: tuple[str, ...], sets: int, truth_sets: int, resamples: int,
+                rng: np.random.Generator) -> list[str]:
+    """Coverage of the engine's interval for a task whose simulated sets carry their UnitScores."""
+    truth = {m: np.mean([make_set(rng)["values"][m] for _ in range(truth_sets)]) for m in metrics}
+    hits = dict.fromkeys(metrics, 0)
+    widths = {m: [] for m in metrics}
+    unit = ""
+    for s in range(sets):
+        data = make_set(rng)
+        per_unit = UnitScores(**{**data["per_unit"].__dict__, "n_resamples": resamples})
+        ci, block = intervals(Metrics(values=data["values"], main=metrics[0], per_unit=per_unit), seed=s)
+        unit = block["unit"]
+        for m in metrics:
+            hits[m] += ci[m][0] <= truth[m] <= ci[m][1]
+            widths[m].append(ci[m][1] - ci[m][0])
+    return [f"{task:<14} {m:<13} {unit:<9} {truth[m]:7.2f} {hits[m] / sets:9.3f} {np.mean(widths[m]):8.2f}" for m in metrics]
 
 
 def chance_tables(trials: int, rng: np.random.Generator) -> list[str]:
@@ -115,6 +183,20 @@ def chance_tables(trials: int, rng: np.random.Generator) -> list[str]:
     values = 100 * np.array([average_precision_score(y, rng.random(y.shape), average="macro") for _ in range(trials)])
     z = (values.mean() - chance["mAP"]) / (values.std(ddof=1) / np.sqrt(trials))
     rows.append(f"multilabel     {'mAP':<6} {chance['mAP']:8.3f} {values.mean():10.3f} {z:6.2f}   (mean prevalence {100 * y.mean(0).mean():.3f})")
+    # image_text_retrieval: 60 images with 1-3 captions, own-image matching; a random scorer per trial.
+    per_image = rng.integers(1, 4, size=60)
+    caption_image = np.repeat(np.arange(60), per_image)
+    images = np.arange(60)
+    sides = {"i2t": (images, caption_image), "t2i": (caption_image, images)}
+    for direction, (qids, gids) in sides.items():
+        exact = chance_levels(qids, gids, ks=ITR_KS) | {"mean_rank": itr.mean_rank_chance(qids, gids)}
+        runs = [retrieval_metrics(qids, gids, similarity=torch.from_numpy(rng.random((len(qids), len(gids)))), ks=ITR_KS)
+                for _ in range(trials)]
+        simulated = {f"R{k}": np.array([r[f"R{k}"] for r in runs]) for k in ITR_KS}
+        simulated["mean_rank"] = np.array([r["first_position"].mean() for r in runs])
+        for name, values in simulated.items():
+            z = (values.mean() - exact[name]) / (values.std(ddof=1) / np.sqrt(trials))
+            rows.append(f"retrieval      {direction}_{name:<9} {exact[name]:8.3f} {values.mean():10.3f} {z:6.2f}")
     return rows
 
 
@@ -126,19 +208,23 @@ def main() -> None:
     parser.add_argument("--ml-resamples", type=int, default=400,
                         help="multilabel recomputes sklearn's metrics per resample: fewer keep the run short")
     parser.add_argument("--trials", type=int, default=4000, help="random scorers per chance level")
-    parser.add_argument("--tasks", nargs="+", default=["person_search", "multilabel", "chance"])
+    parser.add_argument("--tasks", nargs="+", default=["person_search", "multilabel", "retrieval", "captioning", "chance"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    if "person_search" in args.tasks or "multilabel" in args.tasks:
+    if {"person_search", "multilabel", "retrieval", "captioning"} & set(args.tasks):
         print(f"coverage of the 95% interval over {args.sets} test sets ({args.resamples} resamples, multilabel "
               f"{args.ml_resamples}; target 0.93-0.97)")
-        print(f"{'task':<14} {'metric':<10} {'unit':<9} {'truth':>7} {'coverage':>9} {'width':>8}")
+        print(f"{'task':<14} {'metric':<13} {'unit':<9} {'truth':>7} {'coverage':>9} {'width':>8}")
         if "person_search" in args.tasks:
             print("\n".join(coverage_person_search(args.sets, args.truth_sets, args.resamples, rng)), flush=True)
         if "multilabel" in args.tasks:
             print("\n".join(coverage_multilabel(args.sets, args.truth_sets, args.ml_resamples, rng)), flush=True)
+        if "retrieval" in args.tasks:
+            print("\n".join(coverage_of("retrieval", retrieval_set, ITR_METRICS, args.sets, args.truth_sets, args.resamples, rng)), flush=True)
+        if "captioning" in args.tasks:
+            print("\n".join(coverage_of("captioning", captioning_set, ("CIDEr-D",), args.sets, args.truth_sets, args.resamples, rng)), flush=True)
     if "chance" in args.tasks:
         print(f"\nchance level vs {args.trials} random scorers (|z| < 3)")
         print(f"{'task':<14} {'metric':<6} {'exact':>8} {'simulated':>10} {'z':>6}")

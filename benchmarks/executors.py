@@ -10,6 +10,7 @@ suites/person_search.toml gives the multi-GPU speed-up (target >= 0.8 N).
 
     python benchmarks/executors.py                 # 1 round on the CPUs
     python benchmarks/executors.py --rounds 3
+    python benchmarks/executors.py --no-local       # only the two devices legs the ratio needs
     python benchmarks/executors.py --suite suites/person_search.toml --one cuda:0 --many cuda:0,cuda:1
 """
 
@@ -61,7 +62,8 @@ options = { embed_dim = 128 }
 """
 
 
-def timed_run(suite: Path, work: Path, name: str, flags: list[str]) -> float:
+def timed_run(suite: Path, work: Path, name: str, flags: list[str], loads: list[float] | None = None) -> float:
+    """One ``vlbench run`` process's wall time; ``loads`` gets the 1-minute load average after it."""
     results = work / f"results-{name}-{time.monotonic_ns()}"
     command = [sys.executable, "-m", "vlbench.cli", "run", str(suite), "--results-dir", str(results), "--runs-dir", "", *flags]
     start = time.perf_counter()
@@ -69,6 +71,8 @@ def timed_run(suite: Path, work: Path, name: str, flags: list[str]) -> float:
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{name} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    if loads is not None:
+        loads.append(os.getloadavg()[0])
     return wall
 
 
@@ -78,6 +82,7 @@ def main() -> None:
     parser.add_argument("--one", default="cpu", help="the single worker's device (default cpu)")
     parser.add_argument("--many", default="cpu,cpu", help="the workers' devices (default cpu,cpu)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-local", action="store_true", help="skip the --executor local reference (the ratio is two workers / one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -87,18 +92,26 @@ def main() -> None:
         # Generate the dataset and warm the file cache once, outside the timings.
         timed_run(suite, work, "warm-up", ["--shard", "1/4"])
         walls: dict[str, list[float]] = {"local": [], "one": [], "many": []}
+        loads = {name: [] for name in walls}  # the 1-minute load average after each: other users' work shows here
+        before = os.getloadavg()
         for _ in range(args.rounds):
-            walls["local"].append(timed_run(suite, work, "local", []))
-            walls["one"].append(timed_run(suite, work, "one", ["--executor", "devices", "--devices", args.one]))
-            walls["many"].append(timed_run(suite, work, "many", ["--executor", "devices", "--devices", args.many]))
+            if not args.no_local:
+                walls["local"].append(timed_run(suite, work, "local", [], loads["local"]))
+            walls["one"].append(timed_run(suite, work, "one", ["--executor", "devices", "--devices", args.one], loads["one"]))
+            walls["many"].append(timed_run(suite, work, "many", ["--executor", "devices", "--devices", args.many], loads["many"]))
     workers = len(args.many.split(","))
-    median = {k: statistics.median(v) for k, v in walls.items()}
-    print(f"cores usable: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.1f} (a shared machine inflates walls)")
-    print(f"local (1 process)                   : {median['local']:7.1f} s")
-    print(f"devices --devices {args.one:<17}: {median['one']:7.1f} s")
-    print(f"devices --devices {args.many:<17}: {median['many']:7.1f} s")
+    median = {k: statistics.median(v) for k, v in walls.items() if v}
+    print(f"cores usable: {len(os.sched_getaffinity(0))}; load average (1/5/15 min) before: "
+          f"{' / '.join(f'{x:.1f}' for x in before)}, after: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+          f"above {len(os.sched_getaffinity(0))} means other work shared the cores and inflated the walls")
+    for name, label in (("local", "local (1 process)"), ("one", f"devices --devices {args.one}"), ("many", f"devices --devices {args.many}")):
+        if name not in median:
+            continue
+        print(f"{label:<36}: {median[name]:7.1f} s  (walls {', '.join(f'{w:.1f}' for w in walls[name])}; "
+              f"load after {', '.join(f'{x:.1f}' for x in loads[name])})")
     ratio = median["many"] / median["one"]
-    print(f"ratio {workers} workers / 1 worker: {ratio:.2f} (target <= {TARGET}); vs local: {median['many'] / median['local']:.2f}")
+    vs_local = f"; vs local: {median['many'] / median['local']:.2f}" if "local" in median else ""
+    print(f"ratio {workers} workers / 1 worker: {ratio:.2f} (target <= {TARGET}){vs_local}")
 
 
 if __name__ == "__main__":

@@ -96,11 +96,15 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
         if choice is None:
             parts[kind.name] = None
             continue
-        parts[kind.name] = kind.build(specs[kind.name], choice, parts, inputs)
+        parts[kind.name] = kind.build(specs[kind.name], choice, parts, inputs, cache_dir)
         if "pretrained" in choice.options:
             weights[kind.name] = _weights_label(choice, choice.options["pretrained"])
         if choice.options.get("freeze"):
             frozen.add(kind.name)
+    # A part whose weights another part fixed (a fusion that keeps its language model frozen) is
+    # frozen too: eval mode while training, no optimizer group, listed in the record.
+    frozen |= {name for name, part in parts.items() if part is not None and any(True for _ in part.parameters())
+               and not any(p.requires_grad for p in part.parameters())}
     model = VLModel(parts)
     for part in frozen:
         model.components()[part].requires_grad_(False)

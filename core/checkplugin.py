@@ -201,7 +201,7 @@ def _component_checks(
     elif kind == "text":
         checks = {"contract": lambda: contracts.check_text_encoder(spec, **options), "end-to-end": lambda: run(text=spec.name)}
     elif kind == "fusion":
-        checks = {"contract": lambda: contracts.check_fusion(spec, objectives=host.objectives, **options)}
+        checks = {"contract": lambda: contracts.check_fusion(spec, objectives=host.objectives, kinds=host.kinds, **options)}
         text = "mock_text" if spec.uses_text else None
         for objective, task in mocks.mock_tasks_for_fusion(spec, host.objectives).items():
             if task is None:
@@ -218,8 +218,12 @@ def _component_checks(
             checks["end-to-end"] = lambda: run(task=spec.name, fusion=fusion, text=text)
         else:
             checks["end-to-end"] = lambda: _skip(f"no mock fusion serves the {spec.objective!r} objective")
-    else:
+    elif kind == "dataset":
         return _dataset_checks(spec, workdir, run, options)
+    else:  # a kind a plugin registered: its own contract check, when it has one
+        check = host.kinds[kind].check
+        checks = {"contract": (lambda: check(spec, workdir / "contract", **options)) if check is not None
+                  else (lambda: _skip(f"the {kind} kind declares no contract check"))}
     return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]
 
 

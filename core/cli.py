@@ -27,7 +27,7 @@ from rich.text import Text
 
 from vlbench import checkplugin, executors, folders, pretrained, scaffold
 from vlbench.errors import StorageError, UserError
-from vlbench.leaderboard import add_leaderboard_parser
+from vlbench.leaderboard.cli import add_leaderboard_parser
 from vlbench.results import reference
 from vlbench.sanitize import terminal_text
 
@@ -156,7 +156,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     done = {run_id for run_id, entry in plan.items() if entry["status"] == "done"}
     stale = {run_id: entry["reason"] for run_id, entry in plan.items() if entry["status"] == "stale"}
     device = args.device or suite.device
-    resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
+    if not args.dry_run:  # a dry run lists a GPU suite's runs on any machine (a login node)
+        resolve_device(device)  # a suite asking for CUDA on a machine without it fails here, not in every run
     job = executors.Job(args.results_dir, args.cache_dir, args.runs_dir, args.profile, device, {"name": executor.name})
     todo = [r for r in runs if r.run_id not in done]
     if args.dry_run:
@@ -173,6 +174,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.no_embedding_cache:
         os.environ["VLBENCH_EMBEDDING_CACHE"] = "off"  # read by the engine, here and in spawned workers
     embedding_cache.preflight(todo, args.cache_dir)
+    pretrained.ensure_available(todo, host, args.suite, say=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True))
     checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
     for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
         console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
@@ -300,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cost-retries", type=int, default=0, metavar="N",
                      help="at the end of the suite, measure again (up to N times) the cost of runs measured on a busy machine "
                           "(docs/cost.md, cost.conditions); default: 0")
-    run.add_argument("--offline", action="store_true", help="never reach a model hub (sets HF_HUB_OFFLINE=1); pretrained weights come from the caches")
+    run.add_argument("--offline", action="store_true", help="never reach a model hub (sets HF_HUB_OFFLINE=1): missing pretrained weights stop the suite with the fetch command instead of downloading")
     run.add_argument("--no-embedding-cache", action="store_true",
                      help="compute frozen towers in every run instead of reading <cache-dir>/embeddings")
     executors.add_arguments(run)

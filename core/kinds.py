@@ -9,6 +9,7 @@ is a registration plus a spec class.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -35,20 +36,25 @@ def split_encoder_options(choice: ComponentChoice) -> tuple[dict[str, Any], dict
     return shared, factory_options
 
 
-def _build_vision(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
+def _build_vision(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
+                  cache_dir: Path) -> nn.Module:
     shared, factory_options = split_encoder_options(choice)
     return spec.factory(image_size=tuple(choice.options["image_size"]), pretrained=shared["pretrained"],
                         weights=shared["weights"] or None, **factory_options)
 
 
-def _build_text(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
+def _build_text(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
+                cache_dir: Path) -> nn.Module:
     shared, factory_options = split_encoder_options(choice)
     return spec.factory(pretrained=shared["pretrained"], weights=shared["weights"] or None, **factory_options)
 
 
-def _build_fusion(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any]) -> nn.Module:
+def _build_fusion(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
+                  cache_dir: Path) -> nn.Module:
     text = parts.get("text")
-    return spec.factory(vision=parts["vision"].info, text=text.info if text is not None else None, **inputs, **choice.options)
+    needed = {kind: parts[kind] for kind in getattr(spec, "needs", ())}  # built components of the kinds it needs
+    return spec.factory(vision=parts["vision"].info, text=text.info if text is not None else None, **needed, **inputs,
+                        **choice.options)
 
 
 VISION = ComponentKind(

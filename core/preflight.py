@@ -82,7 +82,7 @@ def preflight(runs: Sequence[RunSpec], host: Any, results_dir: Path, cache_dir: 
                             f"built: {type(exc).__name__}: {exc}. Check its options in the suite, or report it to the plugin's authors.") from None
         task = host.get("task", run.choice("task").name)
         report.datasets.append(validate(dataset, run.choice("dataset").name, task.required_fields, report.notes))
-    check_weights(runs, host)
+    check_weights(runs, host, Path(cache_dir))
     return report
 
 
@@ -240,17 +240,24 @@ def _image_problem(path: Path) -> str | None:
 # ---------------------------------------------------------------- weights
 
 
-def check_weights(runs: Sequence[RunSpec], host: Any) -> None:
+def check_weights(runs: Sequence[RunSpec], host: Any, cache_dir: Path) -> None:
     """Build each distinct encoder that loads weights (a file, or pretrained): the file must
-    be readable and fit, the cached download must be there. The model is dropped at once."""
+    be readable and fit, the cached download must be there. The model is dropped at once. A
+    kind with its own ``preflight`` (a language model: extra installed, weights converted)
+    runs that for every entry instead."""
     seen: set[str] = set()
     for run in runs:
         for kind, choice in run.components.items():  # every kind whose entries load weights (the encoders)
-            if choice is None or not (choice.options.get("weights") or choice.options.get("pretrained")):
+            check = getattr(host.kinds.get(kind), "preflight", None)
+            if choice is None or (check is None and not (choice.options.get("weights") or choice.options.get("pretrained"))):
                 continue
             key = json.dumps([kind, choice.name, choice.options], sort_keys=True, default=str)
-            if key not in seen:
-                seen.add(key)
+            if key in seen:
+                continue
+            seen.add(key)
+            if check is not None:
+                check(host.get(kind, choice.name), choice, cache_dir)
+            else:
                 _build_encoder(kind, choice, host)
 
 

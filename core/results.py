@@ -1,16 +1,20 @@
-"""Result records: schema, validation on write and on read, atomic files, resume."""
+"""Result records: validated against the JSON Schema on write and on read, atomic files, resume."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import jsonschema
 
 from vlbench.errors import VlbenchError
 
@@ -20,72 +24,56 @@ if TYPE_CHECKING:  # the types pull in torch; reading records (the leaderboard) 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 16 * 2**20  # records are 15-60 KB; anything this big is not one
 MAX_DEPTH = 32  # records nest about 8 deep; json's C parser would hit RecursionError near 1000
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "schema_version": int, "run_id": str, "suite": str, "label": str, "status": str,
-    "error": (dict, type(None)), "components": dict, "config": dict, "metrics": dict,
-    "selection": dict, "cost": dict, "training": dict, "dataset": dict, "environment": dict,
-    "seed": int, "started_at": str, "finished_at": str,
-}
+MAX_REPORTED = 8  # schema problems listed per record; the rest are counted
 
 
 class RecordError(VlbenchError):
     """A record that does not follow the schema."""
 
 
+def schema_text() -> str:
+    """The record schema (JSON Schema draft 2020-12), as shipped in the package."""
+    return resources.files("vlbench").joinpath("schemas/record.schema.json").read_text(encoding="utf-8")
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_text()))
+
+
 def problems(data: Any) -> list[str]:
-    """Everything wrong with a record dict; empty when it is valid."""
+    """Everything wrong with a record dict; empty when it is valid. The schema states the
+    shape (schemas/record.schema.json); two rules it cannot state are checked here: no NaN
+    or infinity anywhere, and each split's main metric has a value and a chance level or a
+    named baseline."""
     if not isinstance(data, dict):
         return [f"expected a JSON object, got {type(data).__name__}"]
-    found = [f"missing field {name!r}" for name in _FIELD_TYPES if name not in data]
-    found += [
-        f"field {name!r} should be {_type_name(kind)}, got {type(data[name]).__name__}"
-        for name, kind in _FIELD_TYPES.items()
-        if name in data and (not isinstance(data[name], kind) or isinstance(data[name], bool) and kind is int)
-    ]
-    found += [f"unknown field {name!r}" for name in data if name not in _FIELD_TYPES]
-    found += [f"{path} = {value} is not a finite number (JSON cannot hold it)" for path, value in non_finite(data)]
-    if found:
+    found = [f"{path} = {value} is not a finite number (JSON cannot hold it)" for path, value in non_finite(data)]
+    errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    found += [_describe(error) for error in errors[:MAX_REPORTED]]
+    if len(errors) > MAX_REPORTED:
+        found.append(f"and {len(errors) - MAX_REPORTED} more schema problems")
+    if found or data["status"] == "error" or data["metrics"].get("quality") is False:
         return found
-    if data["schema_version"] != SCHEMA_VERSION:
-        return [f"schema_version {data['schema_version']} is not {SCHEMA_VERSION}"]
-    if data["status"] not in ("ok", "error"):
-        return [f"status must be 'ok' or 'error', got {data['status']!r}"]
-    if data["status"] == "error":
-        return [] if data["error"] and {"type", "message"} <= set(data["error"]) else ["an error record needs error.type and error.message"]
-    if data["metrics"].get("quality") is False:
-        return _cost_only_problems(data)
     return _metric_problems(data["metrics"])
 
 
-def _cost_only_problems(data: Mapping[str, Any]) -> list[str]:
-    """A cost-only record (a task with measures_quality=False, e.g. throughput): no metric,
-    no training, and the cost block with its throughput."""
-    found = []
-    if data["metrics"].get("splits") or data["metrics"].get("main") is not None:
-        found.append("a record with metrics.quality = false must have no metrics.splits and no metrics.main")
-    if data["training"]:
-        found.append("a record with metrics.quality = false must have an empty training block (it trained nothing)")
-    if not isinstance(data["cost"].get("throughput"), dict):
-        found.append("a record with metrics.quality = false must carry cost.throughput")
-    return found
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One schema violation as "at <path>: <what>", the path in the record's own terms."""
+    if error.context:  # oneOf/anyOf: the alternative that came closest says more than "not valid under any"
+        error = jsonschema.exceptions.best_match(error.context)
+    where = error.json_path.removeprefix("$.").removeprefix("$") or "the top level"
+    message = error.message if len(error.message) <= 300 else error.message[:299] + "…"
+    return f"at {where}: {message}"
 
 
 def _metric_problems(metrics: Mapping[str, Any]) -> list[str]:
-    splits = metrics.get("splits")
-    if not isinstance(splits, dict) or "test" not in splits:
-        return ["metrics.splits.test is missing"]
     found = []
-    for split, block in splits.items():
-        values = block.get("values", {}) if isinstance(block, dict) else {}
-        if block.get("main") not in values:
-            found.append(f"metrics.splits.{split}: main metric {block.get('main')!r} has no value")
-        found += [
-            f"metrics.splits.{split}.values.{k} = {v!r} is not a finite number"
-            for k, v in values.items()
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
-        ]
-        found += [f"metrics.splits.{split}: no chance level and no baseline for {k!r}" for k in [block.get("main")]
-                  if reference(block, k) is None]
+    for split, block in metrics["splits"].items():
+        if block["main"] not in block["values"]:
+            found.append(f"metrics.splits.{split}: main metric {block['main']!r} has no value")
+        elif reference(block, block["main"]) is None:
+            found.append(f"metrics.splits.{split}: no chance level and no baseline for {block['main']!r}")
     return found
 
 
@@ -111,11 +99,6 @@ def non_finite(value: Any, path: str = "") -> list[tuple[str, float]]:
     if isinstance(value, list):
         return [found for i, v in enumerate(value) for found in non_finite(v, f"{path}[{i}]")]
     return []
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({dict: "an object", type(None): "null", int: "an integer", str: "a string"}[k] for k in kinds)
 
 
 def to_dict(record: ResultRecord) -> dict[str, Any]:

@@ -314,6 +314,7 @@ class _Validator:
                                 "captions (they name left and right), so hflip = true would train on mislabelled pairs. Remove "
                                 "hflip from [train] (it defaults to off for this dataset) or set hflip = false.")
             train["hflip"] = False
+        entries = self.fusion_inputs(fusion, entries)
         choices: dict[Kind, ComponentChoice | None] = {
             kind: None if entry is None else ComponentChoice(entry.name, entry.options) for kind, entry in entries.items()
         }
@@ -321,10 +322,41 @@ class _Validator:
             choices["text"] = None  # the fusion reads no text: the run builds no text encoder
         choices["task"] = ComponentChoice(task.name, task_opts)
         choices["dataset"] = dataset
-        choices = {kind: choices[kind] for kind in self.host.kinds if kind in choices}  # build order
+        self.check_run(entries, choices)
+        # Build order; a kind the run has none of stays out unless the first record schema had it (null_in_config),
+        # so a kind a plugin adds leaves the labels and ids of runs without it as they were.
+        choices = {kind: choices[kind] for kind, spec in self.host.kinds.items()
+                   if kind in choices and (choices[kind] is not None or spec.null_in_config)}
         draft = RunSpec(suite=suite, components=choices, train=dict(train), seed=seed, data_seed=data_seed, run_id="")
         return RunSpec(suite=suite, components=choices, train=dict(train), seed=seed, data_seed=data_seed,
                        run_id=run_id(run_config(draft, self.host.kinds)))
+
+    def fusion_inputs(self, fusion: _Entry | None, entries: dict[Kind, _Entry | None]) -> dict[Kind, _Entry | None]:
+        """Kinds built for the fusion only (``fusion_input``): required by a fusion that needs them, dropped otherwise."""
+        needs = getattr(fusion.spec, "needs", frozenset()) if fusion is not None else frozenset()
+        entries = dict(entries)
+        for name, kind in self.host.kinds.items():
+            if name in needs and entries.get(name) is None:
+                axis = f"[[{kind.axis}]]" if kind.axis else f"a {name} component"
+                raise self.fail(f"{fusion.key}.name", f"fusion {fusion.name!r} needs a {name} component: add a {axis} entry "
+                                f"(`vlbench plugins` lists the {name} components).")
+            if kind.fusion_input and name not in needs:
+                entries[name] = None  # the fusion does not read it: the run builds none
+        return entries
+
+    def check_run(self, entries: dict[Kind, _Entry | None], choices: dict[Kind, ComponentChoice | None]) -> None:
+        """Each chosen component's ``check_run`` against the run's others, before anything is built."""
+        specs = {kind: entry.spec for kind, entry in entries.items() if entry is not None}
+        specs |= {kind: self.host.get(kind, choices[kind].name) for kind in ("task", "dataset") if choices.get(kind) is not None}
+        components = {kind: (spec, choices[kind].options) for kind, spec in specs.items() if choices.get(kind) is not None}
+        for kind, (spec, _) in components.items():
+            if spec.check_run is None:
+                continue
+            try:
+                spec.check_run(components)
+            except (ValueError, UserError) as exc:
+                entry = entries.get(kind)
+                raise self.fail(entry.key if entry is not None else kind, f"{spec.name!r}: {exc}") from None
 
     def check_objective(self, fusion: _Entry | None, task: _Entry) -> None:
         """The fusion serves the task's objective; a cost-only task (no objective) takes no fusion."""

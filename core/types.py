@@ -286,6 +286,10 @@ class ComponentSpec:
     # Optional: check_options(options) raises ValueError (or UserError) saying which option is out of range and
     # why; suite validation calls it with the resolved options, before anything is built.
     check_options: Callable[[Mapping[str, Any]], None] | None = None
+    # Optional: check_run(components) raises ValueError (or UserError) when this component cannot work with the
+    # run's other components (a prefix longer than a language model's context); ``components`` maps each chosen
+    # kind to (spec, resolved options). Suite validation calls it once per run, before anything is built.
+    check_run: Callable[[Mapping[str, tuple[ComponentSpec, Mapping[str, Any]]]], None] | None = None
     # Filled in by the PluginHost, never by the plugin:
     plugin: str = ""  # entry-point name of the registering plugin
     distribution: str = ""  # the installed distribution that ships it
@@ -313,6 +317,9 @@ class FusionSpec(ComponentSpec):
 
     objectives: frozenset[Objective]  # what the fused model can serve
     uses_text: bool = True  # False: the run builds no text encoder (image-only ablation)
+    # Kinds a plugin registered with ``fusion_input=True`` (e.g. "language_model") whose built component the
+    # factory receives as a keyword of the kind's name; a run of this fusion must choose one.
+    needs: frozenset[Kind] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -366,9 +373,21 @@ class ComponentKind:
     axis: str | None = None  # the suite's array of tables ([[vision]]); None: not a suite axis
     axis_required: bool = False  # a suite must have at least one entry
     common_options: Mapping[str, tuple[Any, str]] = field(default_factory=dict)  # key -> (default, help), for every entry
-    # Built into the VLModel: build(spec, choice, parts, inputs) -> nn.Module, where parts holds
-    # the model kinds built before (None where not built) and inputs the task's fusion inputs.
+    # Built into the VLModel: build(spec, choice, parts, inputs, cache_dir) -> nn.Module, where parts holds
+    # the model kinds built before (None where not built), inputs the task's fusion inputs and
+    # cache_dir the run's cache folder (converted or downloaded weights).
     build: Callable[..., nn.Module] | None = None
+    # True: built only for fusions that list the kind in ``FusionSpec.needs`` (they receive the built component);
+    # runs of other fusions drop the axis, and a fusion that needs it without an entry is refused at suite load.
+    fusion_input: bool = False
+    # Before any run (``vlbench run``'s preflight): preflight(spec, choice, cache_dir) raises a UserError when the
+    # entry cannot be built (missing extra, unreadable weights). None: entries with ``pretrained`` or ``weights``
+    # are built once and dropped, as encoders are.
+    preflight: Callable[..., None] | None = None
+    # The conformance kit: check(spec, cache_dir, **options) raises AssertionError when a component breaks the
+    # kind's contract; contract_component() is a small built component for the fusion checks of ``needs``.
+    check: Callable[..., None] | None = None
+    contract_component: Callable[[], nn.Module] | None = None
     # Written as null into the run's config when the run has none: the kinds of the first record
     # schema, so the run ids of existing records stay what they were.
     null_in_config: bool = False

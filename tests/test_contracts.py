@@ -30,7 +30,7 @@ def test_text_encoder_contract(name):
 
 @pytest.mark.parametrize(("name", "objective"), sorted((n, o) for n, s in HOST.specs("fusion").items() for o in s.objectives))
 def test_fusion_contract_for_every_objective_it_declares(name, objective):
-    check_fusion(HOST.get("fusion", name), objectives=HOST.objectives, only=objective)
+    check_fusion(HOST.get("fusion", name), objectives=HOST.objectives, only=objective, kinds=HOST.kinds)
 
 
 @pytest.mark.parametrize("name", sorted(HOST.specs("task")))

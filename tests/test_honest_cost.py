@@ -14,7 +14,8 @@ from rich.console import Console
 from test_leaderboard import FULL_COST, _cli, make_record, write
 
 from vlbench import cli, cost_retry, folders, interference, leaderboard
-from vlbench.leaderboard_terminal import fit, show
+from vlbench.leaderboard.records import _reference
+from vlbench.leaderboard.terminal import fit, show
 from vlbench.results import read_record
 
 QUIET = {
@@ -111,7 +112,7 @@ def test_above_reference_uses_the_ci_and_the_best_baseline_where_there_is_no_cha
     assert not leaderboard.above_reference(1.0, 0.5, 1.5, 1.2, higher=False)  # lower is better: CI reaches the reference
     assert leaderboard.above_reference(1.0, None, None, 1.2, higher=False)
     test = {"chance": {}, "baselines": {"majority": {"acc": 30.0}, "prior": {"acc": 35.0}}}
-    assert leaderboard._reference(test, "acc", True) == (35.0, "the best baseline")
+    assert _reference(test, "acc", True) == (35.0, "the best baseline")
 
 
 def test_show_fits_80_columns_keeping_model_and_main_metric_whole(tmp_path):
@@ -167,7 +168,7 @@ def test_help_has_no_rest_markup_and_a_missing_subcommand_names_the_choices(caps
     assert "``" not in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["leaderboard"])
-    assert "{build,publish,show}" in capsys.readouterr().err
+    assert "{build,publish,show,validate}" in capsys.readouterr().err
 
 
 def test_cost_retries_replace_a_noisy_block_with_the_first_quiet_one(tmp_path):

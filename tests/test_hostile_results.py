@@ -23,7 +23,8 @@ def record(run_id: str, label: str = "net+text+fusion/task", status: str = "ok")
     return {
         "schema_version": 1, "run_id": run_id, "suite": "tiny", "label": label, "status": status,
         "error": None if status == "ok" else {"type": "RuntimeError", "message": f"boom {ESC}[2J{ESC}]0;pwned\x07"},
-        "components": {"vision": {"name": label.split("+")[0]}, "task": {"name": "person_search"}},
+        "components": {"vision": {"name": label.split("+")[0], "plugin": "p.vision", "options": {}},
+                       "task": {"name": "person_search", "plugin": "p.task", "options": {}}},
         "config": {}, "metrics": {"main": "acc", "higher_is_better": True, "splits": {"test": test, "val": test}} if status == "ok" else {},
         "selection": {}, "cost": {}, "training": {}, "dataset": {"name": "synthetic_pedestrians"}, "environment": {"device": "cpu"},
         "seed": 0, "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:01:00+00:00",

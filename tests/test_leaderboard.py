@@ -118,7 +118,7 @@ def sample_results(root: Path) -> Path:
     """Two tasks, two hardware classes, a failed run, random-init runs and a model named like an XSS attack."""
     results = root / "results"
     write(results, make_record("a1", vision="mobilenetv3_small_100", value=30.0, cost=FULL_COST, weights="pretrained"))
-    cheap = copy.deepcopy(FULL_COST) | {"params": {"total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}}
+    cheap = copy.deepcopy(FULL_COST) | {"params": {"unit": "parameters", "total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}}
     write(results, make_record("a2", vision="efficientnet_b0", value=45.0, cost=cheap | {"latency": {"unit": "ms", "model": timed(9.0)}}))
     write(results, make_record("a3", vision=XSS, value=20.0, device_name="NVIDIA H100", precision="bf16", cost=FULL_COST))
     write(results, make_record("b1", task="multilabel", dataset="scenes", vision="resnet18", value=70.0))
@@ -154,8 +154,8 @@ def test_bad_files_are_reported_by_name_and_skipped(tmp_path):
     board = leaderboard.load(results)
     assert list(board.runs["run id"]) == ["good"]
     invalid = dict(board.invalid)
-    assert "missing field 'seed'" in invalid["quick/noseed.json"]
-    assert "field 'seed' should be an integer" in invalid["quick/typed.json"]
+    assert "at the top level: 'seed' is a required property" in invalid["quick/noseed.json"]
+    assert "at seed: '0' is not of type 'integer'" in invalid["quick/typed.json"]
     assert "unreadable" in invalid["quick/broken.json"]
 
 
@@ -203,11 +203,11 @@ def test_cost_fields_are_optional_and_read_with_their_units(tmp_path):
     giga = copy.deepcopy(FULL_COST)
     giga["flops"] |= {"unit_macs": "GMACs", "total": {"flops": 3_000_000_000, "macs": 1.5}}
     write(results, make_record("giga", cost=giga))
-    mislabelled = copy.deepcopy(FULL_COST)
-    mislabelled["flops"]["unit_macs"] = "FLOPs"
-    mislabelled["problems"] = ["flops: total has 3 FLOPs but 1 MACs"]
-    write(results, make_record("mislabelled", cost=mislabelled))
-    runs = leaderboard.load(results).runs.set_index("run id")
+    mislabelled = make_record("mislabelled", cost=copy.deepcopy(FULL_COST))
+    mislabelled["cost"]["flops"]["unit_macs"] = "FLOPs"
+    write(results, mislabelled)
+    board = leaderboard.load(results)
+    runs = board.runs.set_index("run id")
     full = runs.loc["full"]
     assert (full["params (M)"], full["trainable params (M)"], full["vision params (M)"], full["text params (M)"]) == (3.0, 2.0, 2.0, 1.0)
     assert (full["GMACs"], full["vision GMACs"], full["GFLOPs"]) == pytest.approx((1.5, 1.2, 3.0))
@@ -217,8 +217,12 @@ def test_cost_fields_are_optional_and_read_with_their_units(tmp_path):
     assert full["cost problems"] == ""
     assert runs.loc["bare", ["params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "fp16 size (MB)"]].isna().all()
     assert runs.loc["giga", "GMACs"] == pytest.approx(1.5)
-    assert runs.loc["mislabelled", "GMACs"] != runs.loc["mislabelled", "GMACs"]  # FLOPs filed as MACs: refused, not relabelled
-    assert "3 FLOPs but 1 MACs" in runs.loc["mislabelled", "cost problems"]
+    # FLOPs filed as MACs: the record schema refuses the file, nothing is relabelled
+    assert "mislabelled" not in runs.index
+    assert "at cost.flops.unit_macs: 'FLOPs' does not match" in dict(board.invalid)["quick/mislabelled.json"]
+    problem = copy.deepcopy(FULL_COST) | {"problems": ["flops: total has 3 FLOPs but 1 MACs"]}
+    write(results, make_record("problem", cost=problem))
+    assert "3 FLOPs but 1 MACs" in leaderboard.load(results).runs.set_index("run id").loc["problem", "cost problems"]
 
 
 def cost_only_record(run_id: str, images_per_s: float, finished_at: str = "2026-01-01T00:10:00+00:00", **kw: Any) -> dict[str, Any]:
@@ -390,6 +394,32 @@ def test_strings_from_records_are_escaped_everywhere(tmp_path):
     assert "innerHTML" not in js.replace("never passes through innerHTML", "")
 
 
+def test_a_script_in_a_component_name_or_option_is_escaped_on_every_page(tmp_path):
+    script = "<script>alert('x')</script>"
+    results = tmp_path / "results"
+    record = make_record("s1", vision=f"net{script}", cost=FULL_COST)
+    record["components"]["text"]["options"] = {"note": script, script: 1}
+    record["components"]["fusion"]["name"] = script
+    record["config"]["train"]["note"] = script
+    record["dataset"]["note"] = script
+    write(results, record)
+    failed = make_record("s2", status="error", vision=script)
+    failed["error"]["traceback"] = script
+    write(results, failed)
+    out = leaderboard.build(results, tmp_path / "site").out
+    pages = [*out.rglob("*.html"), out / "LEADERBOARD.md"]
+    assert {"index.html", "suites/quick.html", "runs/quick/s1.html", "runs/quick/s2.error.html"} <= {
+        p.relative_to(out).as_posix() for p in pages}
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "<script>alert" not in text, page
+        parser = _Links()
+        parser.feed(text)
+        assert [attrs.get("src") for tag, attrs in parser.tags if tag == "script"] in ([], ["../" * page.relative_to(out).as_posix().count("/") + "assets/leaderboard.js"]), page
+    run = (out / "runs/quick/s1.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in run  # the option, shown as text
+
+
 def test_rebuild_removes_stale_pages_and_keeps_the_results(tmp_path):
     results = sample_results(tmp_path)
     out = tmp_path / "leaderboard"
@@ -462,7 +492,7 @@ def test_rich_markup_in_names_is_printed_as_text(tmp_path):
 
 
 def test_rows_whose_interval_overlaps_the_leaders_are_flagged():
-    from vlbench.leaderboard import _versus_leader
+    from vlbench.leaderboard.tables import _versus_leader
 
     runs = pd.DataFrame({"suite": "s", "task": "t", "dataset": "d", "hardware": "h", "model": list("abcd"),
                          "#": [1, 2, 3, 4], "CI95 low": [50.0, 45.0, 20.0, None], "CI95 high": [60.0, 52.0, 30.0, None]})

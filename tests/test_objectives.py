@@ -137,7 +137,7 @@ class Adapter(nn.Module):
 adapters = types.ModuleType("adapters_plugin")
 adapters.vlbench_register_component_kinds = hookimpl(lambda register: register(ComponentKind(
     name="adapter", spec_type=AdapterSpec, order=30, axis="adapters",
-    build=lambda spec, choice, parts, inputs: spec.factory(width=parts["vision"].info.pooled_dim, **choice.options))))
+    build=lambda spec, choice, parts, inputs, cache_dir: spec.factory(width=parts["vision"].info.pooled_dim, **choice.options))))
 adapters.vlbench_register_components = hookimpl(lambda register: register(
     AdapterSpec(name="tiny_adapter", factory=Adapter, options={"scale": 1.0})))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_caption_loaders import write_karpathy
 
 from vlbench import engine, hookimpl
 from vlbench.errors import SuiteError, UserError
@@ -272,3 +273,39 @@ def test_the_conformance_kit_accepts_paired_composites(tmp_path: Path) -> None:
     from vlbench.testing.contracts import check_dataset
 
     check_dataset(PluginHost().get("dataset", "paired_composites"), tmp_path, pairs=[20, 10, 10])
+
+
+@pytest.mark.parametrize("damage", ["truncated_cifar", "cifar10_pickle", "idx_counts", "short_class_names", "missing_image"])
+def test_bad_data_files_exit_2_from_the_cli_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    """Each damaged input stops `vlbench run` with exit 2, a message naming the file (or option),
+    no traceback and no results folder: the dataset is built before any run starts."""
+    from vlbench.cli import main
+
+    options, expected = "", ""
+    if damage in ("truncated_cifar", "cifar10_pickle"):
+        folder = write_cifar100(tmp_path)
+        train = folder / "train"
+        if damage == "truncated_cifar":
+            train.write_bytes(train.read_bytes()[:1000])
+        else:
+            train.write_bytes(pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 3]}, protocol=2))
+        options, expected = f'source = "cifar100", root = "{tmp_path}", pairs = [8, 4, 4]', str(train)
+    elif damage == "idx_counts":
+        folder = write_idx(tmp_path / "fm", label_count=25)
+        options, expected = f'source = "fashion_mnist", root = "{folder}", pairs = [8, 4, 4]', "30 images but"
+    elif damage == "short_class_names":
+        options, expected = 'pairs = [8, 4, 4], class_names = ["a", "b"]', "class_names lists 2 names"
+    suite_text = SUITE.format(dataset_options=options, train="")
+    if damage == "missing_image":
+        file = write_karpathy(tmp_path)
+        (tmp_path / "flickr30k-images" / "1001.jpg").unlink()
+        suite_text = suite_text.replace('dataset = "paired_composites"', 'dataset = "karpathy_json"').replace(
+            "dataset_options = {  }", f'dataset_options = {{ root = "{tmp_path}" }}')
+        expected = str(file)
+    suite = tmp_path / "s.toml"
+    suite.write_text(suite_text)
+    status = main(["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--runs-dir", ""])
+    out = capsys.readouterr()
+    assert status == 2, out
+    assert expected in out.out + out.err and "Traceback" not in out.out + out.err
+    assert not (tmp_path / "r").exists()

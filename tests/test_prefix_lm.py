@@ -124,7 +124,8 @@ def test_a_few_steps_fit_two_captions(lm):
                       tokens="single", lm_training="full", max_length=8)
     ids = fusion.vocab.encode(["a red car", "two small dogs"], 8)
     out = features(CNN)
-    optimizer = torch.optim.AdamW([p for p in fusion.parameters() if p.requires_grad], lr=1e-2)
+    # The LM is no submodule of the fusion (the run's model holds it as its own part): train both.
+    optimizer = torch.optim.AdamW([p for p in (*fusion.parameters(), *fusion.lm.parameters()) if p.requires_grad], lr=1e-2)
     first = caption_loss(fusion, out, ids).item()
     for _ in range(40):
         optimizer.zero_grad()

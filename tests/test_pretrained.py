@@ -11,7 +11,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from vlbench import cli
+from vlbench import cli, pretrained
 from vlbench.engine import run_suite
 from vlbench.manager import PluginHost
 from vlbench.results import read_record
@@ -95,3 +95,84 @@ def test_a_run_records_the_weights_source_revision_and_checksum(hub, tmp_path):
     assert source == {"source": "hf:timm/resnet10t.c3_in1k", "hub": "huggingface", "revision": COMMIT, "file": "model.safetensors",
                       "sha256": hashlib.sha256(hub.read_bytes()).hexdigest()}
     assert "weights_source" not in record["components"]["text"]  # random init: no source to state
+
+
+@pytest.fixture
+def online_hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, downloads allowed, and huggingface_hub's download function
+    (the one timm, open_clip and transformers call) replaced by one that lays the file out in
+    the cache as the real one does, and counts its calls. No network."""
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    root = tmp_path / "hub"
+    root.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored afterwards even when --offline sets it to 1
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls: list[tuple[str, str, str | None]] = []
+
+    def hf_hub_download(repo_id, filename, revision=None, **_):
+        calls.append((repo_id, filename, revision))
+        assert repo_id == "timm/resnet10t.c3_in1k", f"only resnet10t is on this fake hub, asked for {repo_id}"
+        repo = root / f"models--{repo_id.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(COMMIT)
+        (repo / "snapshots" / COMMIT).mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = timm.create_model("resnet10t", pretrained=False)
+        path = repo / "snapshots" / COMMIT / filename
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    return calls
+
+
+def _run(suite: Path, tmp_path: Path, *flags: str) -> int:
+    return cli.main(["run", str(suite), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
+                     "--runs-dir", "", *flags])
+
+
+def test_an_online_run_downloads_missing_weights_through_the_hub_once_and_records_them(online_hub, tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.replace("{more}", ""))
+    assert _run(suite, tmp_path) == 0, capsys.readouterr().err
+    assert online_hub == [("timm/resnet10t.c3_in1k", "model.safetensors", None)]
+    assert "downloading vision timm:resnet10t: hf:timm/resnet10t.c3_in1k" in capsys.readouterr().out
+    (record,) = [read_record(p) for p in (tmp_path / "results" / "pre").glob("*.json")]
+    cached = tmp_path / "hub" / "models--timm--resnet10t.c3_in1k" / "snapshots" / COMMIT / "model.safetensors"
+    assert record["components"]["vision"]["weights_source"]["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
+    assert record["components"]["vision"]["weights_source"]["revision"] == COMMIT
+    host = PluginHost()
+    said: list[str] = []
+    pretrained.ensure_available(load_suite(suite, host).runs, host, suite, said.append)  # what the next `vlbench run` does first
+    assert len(online_hub) == 1 and said == []  # read from the cache the first run filled
+
+
+@pytest.mark.parametrize("how", ["--offline", "HF_HUB_OFFLINE"])
+def test_offline_and_missing_exits_2_with_the_fetch_command_before_anything_runs(online_hub, tmp_path, capsys, monkeypatch, how):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.replace("{more}", ""))
+    if how == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _run(suite, tmp_path, *(["--offline"] if how == "--offline" else [])) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"`vlbench weights fetch {suite}`" in err and "vision timm:resnet10t (hf:timm/resnet10t.c3_in1k)" in err
+    assert "Traceback" not in err and online_hub == [] and not (tmp_path / "results").exists()
+
+
+def test_a_failed_download_exits_2_with_the_commands_that_fetch_it(online_hub, tmp_path, capsys, monkeypatch):
+    import huggingface_hub
+
+    def unreachable(*_, **__):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.replace("{more}", ""))
+    assert _run(suite, tmp_path) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "ConnectionError: Name or service not known" in err and f"`vlbench weights fetch {suite}`" in err
+    assert "`hf download timm/resnet10t.c3_in1k model.safetensors`" in err and not (tmp_path / "results").exists()

@@ -35,10 +35,11 @@ def test_round_trip_and_resume(tmp_path):
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"seed": "0"}, "field 'seed' should be an integer"),
-        ({"metrics": {"splits": {"test": {"values": {"R1": float("nan")}, "main": "R1", "chance": {"R1": 1}}}}}, "not a finite number"),
-        ({"metrics": {"splits": {"test": {"values": {"R1": 3.0}, "main": "R1", "chance": {}}}}}, "no chance level"),
-        ({"metrics": {"splits": {}}}, "metrics.splits.test is missing"),
+        ({"seed": "0"}, "at seed: '0' is not of type 'integer'"),
+        ({"metrics": {"main": "R1", "splits": {"test": {"values": {"R1": float("nan")}, "main": "R1", "chance": {"R1": 1}}}}}, "not a finite number"),
+        ({"metrics": {"main": "R1", "splits": {"test": {"values": {"R1": 3.0}, "main": "R1", "chance": {}}}}}, "no chance level"),
+        ({"metrics": {"splits": {}}}, "at metrics: 'main' is a required property"),
+        ({"metrics": {"main": "R1", "splits": {}}}, "at metrics.splits: 'test' is a required property"),
         ({"training": {"curve": [{"train_loss": float("inf")}]}}, r"training.curve\[0\].train_loss = inf is not a finite number"),
     ],
 )
@@ -53,7 +54,7 @@ def test_invalid_files_are_reported_on_read(tmp_path):
     del good["seed"]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(good))
-    with pytest.raises(RecordError, match="bad.json: missing field 'seed'"):
+    with pytest.raises(RecordError, match="bad.json: at the top level: 'seed' is a required property"):
         read_record(path)
     path.write_text("{not json")
     with pytest.raises(RecordError, match="unreadable"):

@@ -59,7 +59,7 @@ def test_matches_brute_force_with_ties_and_any_chunk_size():
 
 
 def test_matches_brute_force_without_ties_and_with_duplicate_images():
-    """Continuous scores take the bucket path; a duplicated gallery column ties exactly and
+    """Continuous scores rarely tie; a duplicated gallery column ties exactly and
     takes the counting path; an identity larger than the chunk's others pads its rows."""
     rng = np.random.default_rng(9)
     for _ in range(20):

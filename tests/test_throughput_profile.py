@@ -122,7 +122,7 @@ def test_cost_only_records_validate_only_without_training_or_metrics(tmp_path):
     assert problems({**record, "metrics": {**record["metrics"], "splits": {"test": {}}}})
     assert problems({**record, "cost": {}})
     # Without the quality flag it is a quality record again, which needs test metrics.
-    assert "metrics.splits.test is missing" in problems({**record, "metrics": {"splits": {}}})
+    assert "at metrics.splits: 'test' is a required property" in problems({**record, "metrics": {"splits": {}}})
 
 
 def test_a_quality_task_still_needs_a_dataset(tmp_path):

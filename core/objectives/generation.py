@@ -24,7 +24,9 @@ vocabulary's ids, BOS first, EOS last, PAD after, never the text encoder's token
 Cost: the fusion's share of a forward is the prefill and one decode step from BOS; the extra
 figures (:func:`extra_cost`) are the MACs of one decode step, prefill latency, per-token
 decode latency and tokens/s at batch 1 and at the suite's largest batch, decoding's peak
-memory, and the largest training batch that fits on the device, found by halving.
+memory, and the largest training batch that fits on the device, found by halving. A fusion
+may declare its own timed stages, ``cost_stages(model, images) -> {name: CostStage}``
+(a prefix LM: encoder, projection, LM prefill, one cached decode step), stored under ``stages``.
 """
 
 from __future__ import annotations
@@ -130,6 +132,11 @@ def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_
     memory = getattr(model.fusion, "memory_tokens", None)
     if memory is not None:
         out["memory_tokens"] = memory
+    stages = getattr(model.fusion, "cost_stages", None)  # optional: the fusion's own breakdown of the path
+    if stages is not None:
+        with torch.inference_mode():
+            declared = stages(model, eff._images(1, tuple(image_size), device, precision.channels_last))
+        out["stages"] = {"batch": 1, "protocol": eff.TIMING_PROTOCOL, **eff.run_stages(declared, precision, budget_s, **timing)}
     out["batches"] = []
     for batch in sorted({1, max(batch_sizes)}):
         pics = cost.synthetic_images(batch, tuple(image_size), device, precision.channels_last)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_CONTRACTS = ("ComponentContract", "VisionEncoderContract", "TextEncoderContract", "FusionContract", "TaskContract", "DatasetContract")
+_CONTRACTS = ("ComponentContract", "VisionEncoderContract", "TextEncoderContract", "FusionContract", "TaskContract", "DatasetContract",
+              "ComponentKindContract")
 
 
 def __getattr__(name: str) -> Any:

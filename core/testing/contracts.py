@@ -91,14 +91,21 @@ def check_text_encoder(spec: TextEncoderSpec, **options: Any) -> None:
 
 
 def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[str, Any] | None = None,
-                 only: str | None = None, **options: Any) -> None:
+                 only: str | None = None, kinds: Mapping[str, Any] | None = None, **options: Any) -> None:
     """Every declared objective's methods give the right shapes, finite values and gradients.
 
     Each objective's own check runs (``ObjectiveSpec.check_fusion``); ``objectives`` maps names
     to specs (``PluginHost.objectives``), the built-ins when not given; ``only`` checks one.
+    ``kinds`` (``PluginHost.kinds``) gives the small components of the kinds the fusion needs
+    (``FusionSpec.needs``: each kind's ``contract_component``).
     """
     from vlbench import objectives as builtin
 
+    needed = {}
+    for kind in sorted(getattr(spec, "needs", ())):
+        maker = getattr((kinds or {}).get(kind), "contract_component", None)
+        assert maker is not None, f"{spec.name}: needs a {kind!r} component; pass kinds=PluginHost.kinds (its kind's contract_component)"
+        needed[kind] = maker()
     registered = objectives if objectives is not None else builtin.BUILTIN
     unknown = sorted(set(spec.objectives) - set(registered))
     assert not unknown, f"{spec.name}: declares unregistered objectives {unknown}"
@@ -108,7 +115,7 @@ def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[
     for name in sorted(spec.objectives):
         inputs |= registered[name].contract_inputs
     options = {**spec.options, **options}  # resolved as a suite resolves them: defaults filled in
-    fusion = spec.factory(vision=vision, text=text, num_classes=num_classes, **inputs, **options)
+    fusion = spec.factory(vision=vision, text=text, num_classes=num_classes, **needed, **inputs, **options)
     assert isinstance(fusion, nn.Module), f"{spec.name}: the factory must return an nn.Module"
     assert only is None or only in spec.objectives, f"{spec.name}: does not declare {only!r}"
     for name in sorted(spec.objectives) if only is None else [only]:

@@ -119,10 +119,11 @@ class FusionContract(ComponentContract):
     kind = "fusion"
     num_classes: ClassVar[int] = 5
 
-    def test_contract(self, vlbench_spec: ComponentSpec) -> None:
+    def test_contract(self, vlbench_host: PluginHost, vlbench_spec: ComponentSpec) -> None:
         from vlbench.testing.contracts import check_fusion
 
-        check_fusion(vlbench_spec, num_classes=self.num_classes, **self.resolved_options(vlbench_spec))
+        check_fusion(vlbench_spec, num_classes=self.num_classes, objectives=vlbench_host.objectives, kinds=vlbench_host.kinds,
+                     **self.resolved_options(vlbench_spec))
 
     def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
         from vlbench.testing.mocks import mock_tasks_for_fusion
@@ -154,6 +155,17 @@ class TaskContract(ComponentContract):
             pytest.skip(f"no mock fusion serves the {vlbench_spec.objective!r} objective")
         assert_ok(vlbench_tiny_run(task=self.spec_name, dataset=self.dataset, fusion=fusion, text=text,
                                    options={"task": self.options, "dataset": self.dataset_options}))
+
+
+class ComponentKindContract(ComponentContract):
+    """A component of a kind a plugin registered (e.g. ``kind = "language_model"``): the kind's own
+    contract check (``ComponentKind.check``)."""
+
+    def test_contract(self, vlbench_host: PluginHost, vlbench_spec: ComponentSpec, tmp_path: Path) -> None:
+        check = vlbench_host.kinds[self.kind].check
+        if check is None:
+            pytest.skip(f"the {self.kind} kind declares no contract check")
+        check(vlbench_spec, tmp_path, **self.resolved_options(vlbench_spec))
 
 
 class DatasetContract(ComponentContract):

@@ -18,7 +18,7 @@ or trained in its input embeddings only (``lm_training``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from torch import nn
 
 from vlbench.errors import UserError
 from vlbench.plugins.language_models._causal_lm import CausalLM, LMVocabulary
-from vlbench.types import EncoderOutput, VisionInfo
+from vlbench.types import CostStage, EncoderOutput, VisionInfo
 
 TOKENS = ("single", "multi")
 PROJECTIONS = ("linear", "mlp")
@@ -66,7 +66,11 @@ class PrefixLM(nn.Module):
             if projection == "linear"
             else nn.Sequential(nn.Linear(width_in, lm.embed_dim), nn.GELU(), nn.Linear(lm.embed_dim, lm.embed_dim))
         )
-        self.lm = lm
+        # The run's model holds the language model as its own component (model.language_model), so
+        # the fusion keeps a reference that is no submodule: its parameters are counted, moved and
+        # saved once, under their own key.
+        self._lm = (lm,)
+        self.memory_tokens = self.prefix_length  # what the generation objective's cost block reports
         self._stepper: tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]] | None = None
         lm.requires_grad_(lm_training == "full")
         if lm_training == "embeddings":
@@ -91,11 +95,39 @@ class PrefixLM(nn.Module):
             )
         return grid * grid
 
+    @property
+    def lm(self) -> CausalLM:
+        return self._lm[0]
+
     def train(self, mode: bool = True) -> PrefixLM:
         super().train(mode)
-        if self.lm_training == "frozen":
-            self.lm.eval()  # a frozen LM keeps inference behaviour (dropout off) while the projection trains
+        # A frozen LM keeps inference behaviour (dropout off) while the projection trains.
+        self.lm.train(mode and self.lm_training != "frozen")
         return self
+
+    def cost_stages(self, model: Any, images: torch.Tensor) -> dict[str, CostStage]:
+        """The whole model's decoding path at ``images``' batch, stage by stage (the generation
+        objective times them): encoder, projection, LM prefill over the visual prefix + BOS, and
+        one decode step through the KV cache (the same position every call)."""
+        features = model.vision(images)
+        prefix = self.visual_prefix(features)
+        bos = torch.full((images.shape[0], 1), self.lm.special.bos, dtype=torch.long, device=images.device)
+        embeds = torch.cat([prefix, self.lm.embed(bos).to(prefix.dtype)], dim=1)
+        mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=images.device)
+        cache = self.lm(embeds, mask, use_cache=True).cache
+        step_mask = torch.ones(embeds.shape[0], embeds.shape[1] + 1, dtype=torch.bool, device=images.device)
+
+        def decode_token() -> None:
+            self.lm(self.lm.embed(bos), step_mask, cache=cache, use_cache=True)
+            cache.crop(-1)  # drop the token again
+
+        n = images.shape[0]
+        return {
+            "vision_encoder": CostStage(lambda: model.vision(images), items=n, unit="images"),
+            "projection": CostStage(lambda: self.visual_prefix(features), items=n, unit="images"),
+            "lm_prefill": CostStage(lambda: self.lm(embeds, mask, use_cache=True), items=n, unit="images"),
+            "decode_token": CostStage(decode_token, items=n, unit="tokens"),
+        }
 
     # ------------------------------------------------------------ prefix
 

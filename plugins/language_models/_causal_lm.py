@@ -92,6 +92,11 @@ class CausalLM(nn.Module):
         return int(self.model.get_input_embeddings().num_embeddings)
 
     @property
+    def weights_provenance(self) -> dict[str, Any]:
+        """Where the weights came from, for the record (engine: ``components.<kind>.weights_provenance``)."""
+        return self.provenance
+
+    @property
     def vocab(self) -> LMVocabulary:
         return LMVocabulary(self)
 

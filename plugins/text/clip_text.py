@@ -150,7 +150,7 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
             return text_cfg, quick_gelu, found
     raise UserError(
         f"text encoder {NAME!r}: pretrained = true needs open_clip's {model_name!r}/{tag!r} weights "
-        f"in a local cache, and vlbench never downloads. Looked for {repo} ({' or '.join(candidates)}) "
+        f"in a local cache, and the encoder itself never downloads (an online `vlbench run` or `vlbench weights fetch SUITE` puts it there). Looked for {repo} ({' or '.join(candidates)}) "
         f"in the Hugging Face cache {constants.HF_HUB_CACHE}. Fix: on a machine with internet run "
         f"`python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{tag}')\"` "
         f"and copy its Hugging Face cache here (or point HF_HOME at it), or set "

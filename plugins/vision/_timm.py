@@ -4,7 +4,8 @@ One class turns any timm model into a :class:`~vlbench.types.VisionEncoder`, so 
 module only states names and defaults. timm is imported lazily, inside the functions that
 build models: registering specs must stay cheap, and importing timm costs seconds.
 
-Pretrained weights come from a local cache only; vlbench never downloads. The cache is
+Pretrained weights come from a local cache only: this adapter never downloads (``vlbench run``
+fetches missing weights before the runs, see vlbench.pretrained). The cache is
 checked *before* timm is asked to load anything, because huggingface_hub reads
 ``HF_HUB_OFFLINE`` once at import, so setting it around the call would not stop a download
 attempt (and its timeouts) on a machine without internet.
@@ -260,7 +261,7 @@ def _cached_pretrained_file(model_name: str) -> str:
     fix = f"on a machine with internet run {' or '.join(fetch)}, or set" if fetch else "set"
     raise UserError(
         f"vision encoder {model_name!r}: pretrained = true needs timm's weights in a local cache, "
-        f"and vlbench never downloads. Looked for {'; '.join(looked)}. Fix: {fix} "
+        f"and the encoder itself never downloads (an online `vlbench run` or `vlbench weights fetch SUITE` puts it there). Looked for {'; '.join(looked)}. Fix: {fix} "
         f"`weights = \"/path/to/{model_name}.safetensors\"` for this encoder, or use pretrained = false."
     )
 
