@@ -135,8 +135,8 @@ def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_
     stages = getattr(model.fusion, "cost_stages", None)  # optional: the fusion's own breakdown of the path
     if stages is not None:
         with torch.inference_mode():
-            declared = stages(model, eff._images(1, tuple(image_size), device, precision.channels_last))
-        out["stages"] = {"batch": 1, "protocol": eff.TIMING_PROTOCOL, **eff.run_stages(declared, precision, budget_s, **timing)}
+            declared = stages(model, cost.synthetic_images(1, tuple(image_size), device, precision.channels_last))
+        out["stages"] = {"batch": 1, "protocol": cost.TIMING_PROTOCOL, **cost.run_stages(declared, precision, budget_s, **timing)}
     out["batches"] = []
     for batch in sorted({1, max(batch_sizes)}):
         pics = cost.synthetic_images(batch, tuple(image_size), device, precision.channels_last)
