@@ -74,10 +74,10 @@ def decode(model: Captioner, vocab: WordVocabulary, x: torch.Tensor, beam: int, 
         memory, mask = model.decoder.memory(model.tokens(x[i : i + batch]), None)
         b = len(memory)
         if beam == 1:
-            ids = greedy(lambda t: model.decoder.step(memory, mask, t), b, vocab.bos_id, vocab.eos_id, max_length)
+            ids = greedy(lambda t, memory=memory, mask=mask: model.decoder.step(memory, mask, t), b, vocab.bos_id, vocab.eos_id, max_length)
         else:
             expanded = memory.repeat_interleave(beam, 0)
-            ids = beam_search(lambda t: model.decoder.step(expanded, None, t), b, vocab.bos_id, vocab.eos_id, max_length, beam)
+            ids = beam_search(lambda t, expanded=expanded: model.decoder.step(expanded, None, t), b, vocab.bos_id, vocab.eos_id, max_length, beam)
         out.extend(vocab.decode(ids))
     return out
 
@@ -110,7 +110,7 @@ def main() -> None:
     train, val = data.splits["train"], data.splits["val"]
     x_train, x_val = images_of(train, args.size), images_of(val, args.size)
     vocab = WordVocabulary.fit([c for caps in train.captions for c in caps])
-    refs = {i: list(caps) for i, caps in zip(val.ids, val.captions)}
+    refs = {i: list(caps) for i, caps in zip(val.ids, val.captions, strict=True)}
     print(f"data {time.perf_counter() - started:.1f}s; vocabulary {len(vocab)} ids; threads {torch.get_num_threads()}", flush=True)
 
     model = Captioner(args.backbone, vocab, args)
@@ -138,13 +138,13 @@ def main() -> None:
             losses.append(loss.item())
         progress = f"epoch {epoch + 1}: loss {np.mean(losses):.3f}, wall {time.perf_counter() - train_started:.0f}s, CPU {time.process_time() - cpu_started:.0f}s"
         if args.eval_every_epoch and epoch + 1 < args.epochs:
-            cands = dict(zip(val.ids, decode(model, vocab, x_val, 1, args.max_length)))
+            cands = dict(zip(val.ids, decode(model, vocab, x_val, 1, args.max_length), strict=True))
             progress += f", val CIDEr-D {caption_scores(cands, refs).corpus['CIDEr-D']:.1f} (greedy)"
         print(progress, flush=True)
     train_s = time.perf_counter() - train_started
 
     decode_started = time.perf_counter()
-    candidates = dict(zip(val.ids, decode(model, vocab, x_val, args.beam, args.max_length)))
+    candidates = dict(zip(val.ids, decode(model, vocab, x_val, args.beam, args.max_length), strict=True))
     decode_s = time.perf_counter() - decode_started
     rows = {
         "model": candidates,

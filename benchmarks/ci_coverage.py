@@ -97,7 +97,7 @@ def coverage_multilabel(sets: int, truth_sets: int, resamples: int, rng: np.rand
     for s in range(sets):
         d = multilabel_set(rng)
         y, probs = d["y"], d["probs"]
-        per_unit = UnitScores(unit="image", statistic=lambda drawn: task.headline(y[drawn], probs[drawn]),
+        per_unit = UnitScores(unit="image", statistic=lambda drawn, y=y, probs=probs: task.headline(y[drawn], probs[drawn]),
                               units=np.arange(len(y)), n_resamples=resamples)
         ci, _ = intervals(Metrics(values=task.headline(y, probs), main="mAP", per_unit=per_unit), seed=s)
         for m in ML_METRICS:
@@ -138,7 +138,7 @@ def captioning_set(rng: np.random.Generator, n_images: int = 40, length: int = 8
     hidden = [rng.choice(WORDS, length) for _ in range(n_images)]
     rates = rng.uniform(0.1, 0.7, size=n_images)
     references = {i: [garble(h, 0.2) for _ in range(5)] for i, h in enumerate(hidden)}
-    candidates = {i: garble(h, r) for i, (h, r) in enumerate(zip(hidden, rates))}
+    candidates = {i: garble(h, r) for i, (h, r) in enumerate(zip(hidden, rates, strict=True))}
     per_image = caption_scores(candidates, references).per_image["CIDEr-D"]
     ids = np.arange(n_images)
     scores = np.array([per_image[i] for i in ids])

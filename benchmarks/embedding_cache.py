@@ -19,9 +19,9 @@ import json
 import os
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
 
 from vlbench import efficiency
@@ -106,7 +106,7 @@ def main() -> None:
     print(f"person_search-style suite, {len(plain)} runs, frozen all_minilm_l6_v2 text tower, CPU 1 thread "
           f"(shared machine: walls inflated; load average now {os.getloadavg()[0]:.1f})")
     print(f"{'run':<32} {'uncached':>9} {'cached':>7} {'rows from cache':>16} {'rows computed':>14}  metrics")
-    for a, b, n_plain, n_cached in zip(plain, cached, plain_counts, cached_counts):
+    for a, b, n_plain, n_cached in zip(plain, cached, plain_counts, cached_counts, strict=True):
         rows = b["training"].get("embedding_cache", {}).get("text", {})
         same = a["status"] == b["status"] and a.get("metrics") == b.get("metrics")
         status = "identical" if same else f"DIFFER ({a['status']} / {b['status']})"

@@ -83,13 +83,13 @@ def main() -> None:
             embeds = torch.cat([prefix, lm.embed(bos)], dim=1)
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool)
             encoder_ms = timed(lambda: encoder(images), args.repeats)
-            project_ms = timed(lambda: fusion.visual_prefix(features), args.repeats)
-            prefill_ms = timed(lambda: lm(embeds, mask, use_cache=True), args.repeats)
+            project_ms = timed(lambda fusion=fusion: fusion.visual_prefix(features), args.repeats)
+            prefill_ms = timed(lambda embeds=embeds, mask=mask: lm(embeds, mask, use_cache=True), args.repeats)
             cache = lm(embeds, mask, use_cache=True).cache
             next_id = torch.full((1, 1), lm.special.eos)
             decode_mask = torch.ones(1, embeds.shape[1] + 1, dtype=torch.bool)
 
-            def decode() -> None:
+            def decode(next_id=next_id, decode_mask=decode_mask, cache=cache) -> None:
                 lm(lm.embed(next_id), decode_mask, cache=cache, use_cache=True)
                 cache.crop(-1)  # drop the token again, so every call decodes the same position
 

@@ -194,8 +194,8 @@ def main() -> None:
         else:
             qids, gids = skewed_ids(args.gallery, largest=169, rng=rng)
         similarity = similarity_for(qids, gids, 256, args.noise, device, rng)
-        ours, ours_s, ours_mem = measure(lambda s=similarity: vlbench_values(s, qids, gids, args.chunk_size), device)
-        (theirs, indices), theirs_s, theirs_mem = measure(lambda s=similarity: irra_values(s, qids, gids), device)
+        ours, ours_s, ours_mem = measure(lambda s=similarity, qids=qids, gids=gids: vlbench_values(s, qids, gids, args.chunk_size), device)
+        (theirs, indices), theirs_s, theirs_mem = measure(lambda s=similarity, qids=qids, gids=gids: irra_values(s, qids, gids), device)
         del indices
         diff = max(abs(ours[k] - theirs[k]) for k in ours)
         exact = irra_formulas_in_float64(similarity, qids, gids)

@@ -88,7 +88,7 @@ def _scipy(
 ) -> dict[str, list[float]]:
     point = np.asarray(statistic(np.arange(len(units))), dtype=np.float64).reshape(-1)
     if len(units) < 2:  # one unit: every resample is the sample itself
-        return {name: [float(v), float(v)] for name, v in zip(names, point)}
+        return {name: [float(v), float(v)] for name, v in zip(names, point, strict=True)}
     with warnings.catch_warnings():
         # A metric that never moves (R10 = 100 on every resample) is a zero-width interval, not a warning.
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
@@ -100,7 +100,7 @@ def _scipy(
     high = np.atleast_1d(result.confidence_interval.high)
     degenerate = np.ptp(np.atleast_2d(result.bootstrap_distribution), axis=-1) == 0
     low, high = np.where(degenerate, point, low), np.where(degenerate, point, high)
-    return {name: [float(lo), float(hi)] for name, lo, hi in zip(names, low, high)}
+    return {name: [float(lo), float(hi)] for name, lo, hi in zip(names, low, high, strict=True)}
 
 
 def intervals_overlap(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool | None:

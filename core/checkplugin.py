@@ -260,7 +260,7 @@ def _attempt(kind: str, name: str, check: str, fn: Callable[[], None]) -> CheckR
         return CheckResult(kind, name, check, "skip", f"needs configuration: {exc} (pass it with --option KEY=VALUE)")
     except AssertionError as exc:
         return CheckResult(kind, name, check, "fail", str(exc).strip() or f"assertion failed {_where(exc)}")
-    except Exception as exc:  # noqa: BLE001 - any exception is this component's failure, reported, and the next check runs
+    except Exception as exc:  # any exception is this component's failure, reported, and the next check runs
         return CheckResult(kind, name, check, "fail", f"{type(exc).__name__}: {exc} {_where(exc)}")
     return CheckResult(kind, name, check, "pass")
 

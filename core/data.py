@@ -70,7 +70,7 @@ class _Images(tud.Dataset):
 
 
 def _collate(items):
-    images, texts, indices = zip(*items)
+    images, texts, indices = zip(*items, strict=True)
     return torch.stack(images), list(texts), torch.tensor(indices)
 
 

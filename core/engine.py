@@ -168,7 +168,7 @@ def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path,
         content = execute(run, host, cache_dir, device, reporter, traces)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure inside a run becomes its record
+    except Exception as exc:  # any failure inside a run becomes its record
         error = exc
     record = assemble_record(run, started, content, error, host, fingerprint, environment)
     try:

@@ -59,7 +59,7 @@ def dataset_content(spec: Any, options: Mapping[str, Any], seed: int, cache_dir:
     if spec.content_files is not None:
         try:
             files = sorted(Path(p) for p in spec.content_files(**options))
-        except Exception as exc:  # noqa: BLE001 - a misconfigured loader fails its run, with the loader's own message
+        except Exception as exc:  # a misconfigured loader fails its run, with the loader's own message
             return f"files unavailable ({type(exc).__name__}: {exc})"
         return f"{len(files)} files, sha256 {files_digest(files, Path(cache_dir) / 'checksums.json')}"
     if spec.synthetic:

@@ -101,7 +101,7 @@ class PluginHost:
             seen[ep.name] = dist
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
+            except Exception as exc:  # a broken plugin must not take the others down
                 self.failures.append(self._failure(info, "import", exc))
                 continue
             self._register_plugin(ep.name, plugin, info)
@@ -110,7 +110,7 @@ class PluginHost:
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()  # a misspelt hook name would otherwise register nothing, silently
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             self.failures.append(self._failure(info, "hook validation", exc))
@@ -140,7 +140,7 @@ class PluginHost:
                 for spec in pending:
                     if spec.name in into:
                         raise UserError(f"{what} {spec.name!r} is already registered")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.failures.append(self._failure(info, f"{what} registration", exc))
                 continue
             for spec in pending:
@@ -167,7 +167,7 @@ class PluginHost:
 
                 try:
                     impl.function(register=register)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     stage = next(iter(own)) if len(own) == 1 else "component"
                     self.failures.append(self._failure(info, f"{stage} registration", exc))
                     continue
@@ -213,7 +213,7 @@ class PluginHost:
         for impl in self.pm.hook.vlbench_run_finished.get_hookimpls():
             try:  # each implementation takes the subset of the hook's arguments it names
                 impl.function(**{name: arguments[name] for name in impl.argnames})
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 report(f"observer plugin {impl.plugin_name!r} failed on run {record.get('run_id')}: {type(exc).__name__}: {exc}")
 
     def implementers(self, hook_name: str) -> list[str]:

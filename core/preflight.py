@@ -77,7 +77,7 @@ def preflight(runs: Sequence[RunSpec], host: Any, results_dir: Path, cache_dir: 
             dataset = dataset_for(run, spec.factory, cache_dir)
         except UserError:
             raise
-        except Exception as exc:  # noqa: BLE001 - stop before any run, naming the component
+        except Exception as exc:  # stop before any run, naming the component
             raise UserError(f"dataset {run.choice('dataset').name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
                             f"built: {type(exc).__name__}: {exc}. Check its options in the suite, or report it to the plugin's authors.") from None
         task = host.get("task", run.choice("task").name)
@@ -214,7 +214,7 @@ def _images(split: Split, where: str) -> int:
             image = split.load_image(i)
         except UserError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the loader's own failure, named
+        except Exception as exc:  # the loader's own failure, named
             raise UserError(f"{where}, sample {split.ids[i]!r}: the image could not be loaded ({type(exc).__name__}: {exc}).") from None
         shape = getattr(image, "shape", None)
         if getattr(image, "dtype", None) != np.uint8 or shape is None or len(shape) != 3 or shape[2] != 3:
@@ -270,7 +270,7 @@ def _build_encoder(kind: str, choice: ComponentChoice, host: Any) -> None:
         spec.factory(**extra, pretrained=common["pretrained"], weights=common["weights"] or None, **own)
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001 - stop before any run, naming the component
+    except Exception as exc:  # stop before any run, naming the component
         source = f"weights file {choice.options['weights']}" if choice.options.get("weights") else "its pretrained weights"
         raise UserError(f"{kind} encoder {choice.name!r} could not be built with {source}: {type(exc).__name__}: {exc}. "
                         "Check the weights option in the suite (a state dict saved from the same architecture).") from None

@@ -178,7 +178,7 @@ def fetch(source: Source, suite_path: Path | None = None) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(source.url, str(target), progress=False)
             return target
-    except Exception as exc:  # noqa: BLE001 - any download failure gets the manual command
+    except Exception as exc:  # any download failure gets the manual command
         raise UserError(f"{source.component}: downloading {source.describe()} failed ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); nothing was run. Run {again}`{fetch_command(source)}` "
                         "where the network allows and copy the cache here.") from None

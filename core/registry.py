@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vlbench.errors import UserError
-from collections.abc import Sequence
-
 from vlbench.types import ComponentSpec, Kind
 
 

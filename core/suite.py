@@ -38,11 +38,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import tomllib
 
 from vlbench.errors import SuiteError, UserError
 from vlbench.manager import PluginHost
@@ -208,7 +209,7 @@ class _Validator:
 
         runs = []
         for *entries, seed in itertools.product(*axes.values(), seeds):
-            runs.append(self.run(meta["name"], dict(zip(axes, entries)), train, seed, meta["data_seed"]))
+            runs.append(self.run(meta["name"], dict(zip(axes, entries, strict=True)), train, seed, meta["data_seed"]))
         unique = {run.run_id: run for run in runs}
         return Suite(self.path, meta["name"], meta["description"], meta["device"], seeds, train, tuple(unique.values()))
 
@@ -264,9 +265,8 @@ class _Validator:
         common = {k: self.typed(entry.get(k, d), d, f"{key}.{k}") for k, (d, _) in kind.common_options.items()}
         if "image_size" in common:
             common["image_size"] = self.image_size(common["image_size"] or list(spec.default_image_size), f"{key}.image_size")
-        if common.get("weights"):
-            if not Path(common["weights"]).expanduser().is_file():
-                raise self.fail(f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory).")
+        if common.get("weights") and not Path(common["weights"]).expanduser().is_file():
+            raise self.fail(f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory).")
         if "pretrained" in common and "pretrained" not in entry and hasattr(spec, "pretrained_by_default"):
             common["pretrained"] = spec.pretrained_by_default
         options = self.options(entry.get("options", {}), spec, f"{key}.options")
@@ -299,7 +299,7 @@ class _Validator:
         if not dataless:
             try:
                 dataset_spec = self.host.get("dataset", dataset_name)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self.fail(f"{task.key}.dataset", str(exc)) from None
             missing = task_spec.required_fields - dataset_spec.provides
             if missing:
@@ -368,7 +368,7 @@ class _Validator:
             return
         try:
             self.host.objective(objective)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.fail(f"{task.key}.name", f"task {task.name!r}: {exc}") from None
         able = [n for n, s in self.host.specs("fusion").items() if objective in s.objectives]
         if fusion is None:

@@ -36,7 +36,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"weights file {path} holds pickled objects, not only tensors ({reason.group(1) if reason else 'refused by weights_only=True'}). "
             "vlbench never runs pickled code: save the weights alone, with torch.save(model.state_dict(), path) or as .safetensors."
         ) from None
-    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
+    except Exception as exc:  # any reader failure is the file's fault
         raise UserError(
             f"weights file {path} could not be read ({type(exc).__name__}: {exc}). vlbench reads "
             ".safetensors, or torch files with weights_only=True (plain tensors, no pickled code)."

@@ -19,7 +19,7 @@ from vlbench.plugins.tasks._caption_metrics import (
     ptb_tokenize,
 )
 
-WORDS = "a the red blue green circle square two one big small of in with".split()
+WORDS = ["a", "the", "red", "blue", "green", "circle", "square", "two", "one", "big", "small", "of", "in", "with"]
 
 
 @pytest.mark.parametrize(

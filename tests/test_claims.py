@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from test_hostile_results import record
 
 from vlbench import cli, engine

@@ -250,7 +250,7 @@ def test_synthetic_splits_captions_and_hard_negatives(tmp_path: Path) -> None:
     attrs = attributes(ds)
     for split in ds.splits.values():
         assert all(len(c) == 2 and c[0] != c[1] and all(c) for c in split.captions)
-        for pid, captions in zip(split.identities, split.captions):
+        for pid, captions in zip(split.identities, split.captions, strict=True):
             # Every caption names the upper garment's colour (under some synonym).
             words = {"grey": ("grey", "gray"), "purple": ("purple", "violet")}.get(attrs[pid]["upper_color"])
             assert all(any(w in c for w in (words or (attrs[pid]["upper_color"],))) for c in captions)

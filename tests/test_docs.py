@@ -13,8 +13,8 @@ import torch
 
 from vlbench import hookspecs
 from vlbench.manager import PluginHost
-from vlbench.types import RunContext
 from vlbench.testing.contracts import check_dataset, check_fusion, check_task, check_vision_encoder
+from vlbench.types import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS_MD = ROOT / "docs" / "hooks.md"

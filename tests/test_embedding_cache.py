@@ -4,8 +4,6 @@ nothing, metrics equal an uncached suite's, keys separate what must not be share
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -108,7 +106,7 @@ def test_a_frozen_text_tower_computes_nothing_after_the_first_run_with_metrics_o
     print(f"text-tower forward passes per run: uncached {plain_counts}, cached {counts}")
     assert all(n > 0 for n in plain_counts)
     assert counts[0] > 0 and counts[1:] == [0] * (len(counts) - 1)
-    for a, b in zip(plain, cached):
+    for a, b in zip(plain, cached, strict=True):
         assert a["status"] == b["status"] == "ok"
         assert a["metrics"]["splits"] == b["metrics"]["splits"]  # identical, not close
     first, second = (r["training"]["embedding_cache"]["text"] for r in cached)

@@ -4,7 +4,6 @@ record), claims keep a held run from running twice, and the Slurm array through 
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import re
@@ -17,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from vlbench import cli
-from vlbench.executors import Job, parse_shard, select_shard
 from vlbench.claims import ClaimBoard
-from vlbench.executors.devices import DevicesExecutor, parse_devices
 from vlbench.engine import SilentReporter
 from vlbench.errors import UserError
+from vlbench.executors import Job, parse_shard, select_shard
+from vlbench.executors.devices import DevicesExecutor, parse_devices
 from vlbench.manager import PluginHost
 from vlbench.results import read_record
 from vlbench.suite import load_suite

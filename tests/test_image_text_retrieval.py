@@ -58,7 +58,7 @@ class FakeModel:
 def _reference_ranks(scores: np.ndarray, relevant: list[set[int]]) -> np.ndarray:
     """Best 1-based position of a relevant item in a stable descending sort, query by query."""
     ranks = []
-    for row, rel in zip(scores, relevant):
+    for row, rel in zip(scores, relevant, strict=True):
         order = sorted(range(len(row)), key=lambda g: (-row[g], g))
         ranks.append(1 + min(order.index(g) for g in rel))
     return np.array(ranks)
@@ -109,9 +109,9 @@ def test_metrics_equal_brute_force_on_random_cases_with_ties_large_k_and_shared_
 
         image_keys = list(split.identities) if split.identities is not None else list(range(len(split)))
         captions = [(i, c) for i, caps in enumerate(split.captions) for c in caps]
-        gallery = list(zip(split.candidate_keys, split.candidates)) if split.candidates is not None else [
+        gallery = list(zip(split.candidate_keys, split.candidates, strict=True)) if split.candidates is not None else [
             (image_keys[i], c) for i, c in captions]
-        text = lambda c: text_vectors[c].numpy()  # noqa: E731
+        text = lambda c, text_vectors=text_vectors: text_vectors[c].numpy()  # noqa: E731
         img = images.numpy()
         i2t_scores = np.array([[img[i] @ text(c) for _, c in gallery] for i in range(len(split))])
         i2t_rel = [{g for g, (key, _) in enumerate(gallery) if key == image_keys[i]} for i in range(len(split))]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from vlbench.errors import UserError
-from vlbench.plugins.language_models import _loader, builtin
 from vlbench.manager import PluginHost
-from vlbench.plugins.language_models._loader import build_hf_causal_lm, build_tiny_llama
+from vlbench.plugins.language_models import _loader, builtin
 from vlbench.plugins.language_models._contract import check_forward_on_embeddings, check_frozen_by_default, check_language_model
+from vlbench.plugins.language_models._loader import build_hf_causal_lm, build_tiny_llama
 
 HOST = PluginHost()
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_leaderboard import FULL_COST, XSS, make_record, timed, write
 
-from test_leaderboard import FULL_COST, XSS, timed, make_record, write
 from vlbench import leaderboard
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score
 
-from vlbench.data import Precision, SplitBatcher
 from vlbench import leaderboard
+from vlbench.data import Precision, SplitBatcher
 from vlbench.engine import run_suite
 from vlbench.errors import UserError
 from vlbench.manager import PluginHost
@@ -260,7 +260,7 @@ def test_scenes_are_deterministic_cached_and_captions_truthful_without_noise(tmp
     assert other.info["checksum"] != scenes.info["checksum"]
     truthful = synthetic_scenes.factory(tmp_path, seed=3, n_images=[300, 10, 10], image_size=[32, 32], false_mention=0.0)
     split = truthful.splits["train"]
-    for caption, labels in zip(split.captions, split.labels):
+    for caption, labels in zip(split.captions, split.labels, strict=True):
         words = caption[0].lower().replace(".", " ").replace(",", " ").split()
         assert {truthful.class_names.index(w) for w in words if w in truthful.class_names} <= set(labels)
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written cache left behind
@@ -287,7 +287,7 @@ def test_csv_reader_survives_commas_quotes_and_slashes():
     assert rows["9.jpg"].caption == "He said hi, and left."
     assert rows["1.jpg"].labels == (0, 17)  # ids 1 and 19
     assert rows["4.jpg"].labels == (1, 11)  # ids 2 and 13: 12 is skipped
-    assert multilabel_csv.LABEL_MAP == {**{i: i - 1 for i in range(1, 12)}, **{i: i - 2 for i in range(13, 20)}}
+    assert multilabel_csv.LABEL_MAP == {**{i: i - 1 for i in range(1, 12)}, **{i: i - 2 for i in range(13, 20)}}  # noqa: SIM300 - a module constant, not a literal
 
 
 @pytest.mark.parametrize("value", ["12", "20", "0", "x"])
@@ -332,7 +332,7 @@ def test_submission_round_trips_with_empty_cells(tmp_path):
     labels = [(0, 17), (), (2,)]
     multilabel_csv.write_submission(tmp_path / "sub.csv", ids, labels)
     assert (tmp_path / "sub.csv").read_text() == (FIXTURE / "predictions.csv").read_text()
-    assert multilabel_csv.read_submission(tmp_path / "sub.csv") == dict(zip(ids, labels))
+    assert multilabel_csv.read_submission(tmp_path / "sub.csv") == dict(zip(ids, labels, strict=True))
     assert multilabel_csv.read_submission(FIXTURE / "predictions.csv")["1.jpg"] == ()
 
 

@@ -71,7 +71,7 @@ def test_a_file_of_another_architecture_is_refused():
     short = dict(list(torch.load(packaged_file(), weights_only=True).items())[:-2])
     with pytest.raises(UserError, match="holds 245 tensors but timm 'tf_efficientnet_lite0' has 247"):
         _packaged._map_in_order(short, target, "file x", NAME)
-    swapped = dict(zip(short, reversed(list(short.values()))))
+    swapped = dict(zip(short, reversed(list(short.values())), strict=True))
     swapped.update(_fc_weight=torch.zeros(1), _fc_bias=torch.zeros(1))
     with pytest.raises(UserError, match="does not map in order"):
         _packaged._map_in_order(swapped, target, "file x", NAME)

@@ -61,7 +61,7 @@ def test_digits_composites_are_deterministic_captioned_and_keyed() -> None:
     assert image.shape == (32, 64, 3) and image.dtype == np.uint8
     names = ds.class_names
     assert len(train.candidates) == 100 and list(train.candidate_keys) == list(range(100))
-    for caps, key in zip(train.captions, train.identities):
+    for caps, key in zip(train.captions, train.identities, strict=True):
         left, right = divmod(key, 10)
         assert caps == (f"the photo on the left is {names[left]} and the photo on the right is {names[right]}",)
         assert train.candidates[key] == caps[0]

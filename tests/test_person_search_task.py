@@ -8,12 +8,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
-
-from vlbench.bootstrap import intervals
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlbench.bootstrap import intervals
 from vlbench.errors import UserError
 from vlbench.objectives import symmetric_info_nce
 from vlbench.plugins.fusion import contrastive

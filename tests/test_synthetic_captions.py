@@ -58,7 +58,7 @@ def test_captions_name_exactly_what_is_drawn(tmp_path: Path, mention_colour: boo
         target = np.array(synth.COLORS[content["colour"]])
         # Pixels close to the glyph colour: present, and in as many separate cells as the count says.
         near = np.abs(image - target).max(axis=-1) < 45
-        cells = {(y * 3 // 48, x * 3 // 48) for y, x in zip(*np.nonzero(near))}
+        cells = {(y * 3 // 48, x * 3 // 48) for y, x in zip(*np.nonzero(near), strict=True)}
         assert len(cells) >= content["count"]
         for caption in split.captions[i]:
             words = caption.split()

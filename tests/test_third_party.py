@@ -13,21 +13,23 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from rich.console import Console
 
 import vlbench
 from vlbench import cli, hookimpl
-from vlbench.checkplugin import add_parser as add_check_parser, check_distribution
+from vlbench.checkplugin import add_parser as add_check_parser
+from vlbench.checkplugin import check_distribution
 from vlbench.errors import UserError
 from vlbench.manager import PluginHost
 from vlbench.results import read_record
-from vlbench.scaffold import add_parser as add_scaffold_parser, write_plugin
+from vlbench.scaffold import add_parser as add_scaffold_parser
+from vlbench.scaffold import write_plugin
 from vlbench.testing import mocks
 from vlbench.testing.contracts import check_dataset, check_fusion, check_task, check_text_encoder, check_vision_encoder
 from vlbench.types import EncoderOutput, TextEncoderSpec

@@ -12,7 +12,15 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from vlbench.cost.inputs import fuse, input_shape, measured_objective, model_device, objective_name, synthetic_images, synthetic_text
+from vlbench.cost.inputs import (
+    fuse,
+    input_shape,
+    measured_objective,
+    model_device,
+    objective_name,
+    synthetic_images,
+    synthetic_text,
+)
 from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.types import EncoderOutput
 

@@ -12,7 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlbench.cost.inputs import inference, inference_forward, input_shape, measured_objective, objective_name, synthetic_images, synthetic_text, with_backoff
+from vlbench.cost.inputs import (
+    inference,
+    inference_forward,
+    input_shape,
+    measured_objective,
+    objective_name,
+    synthetic_images,
+    synthetic_text,
+    with_backoff,
+)
 from vlbench.data import Precision
 from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.training import preserved_state, set_train_mode

@@ -10,7 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlbench.cost.inputs import inference, inference_forward, input_shape, measured_objective, synthetic_images, synthetic_text, with_backoff
+from vlbench.cost.inputs import (
+    inference,
+    inference_forward,
+    input_shape,
+    measured_objective,
+    synthetic_images,
+    synthetic_text,
+    with_backoff,
+)
 from vlbench.data import Precision
 from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.types import CostStage

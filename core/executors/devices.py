@@ -23,10 +23,10 @@ from typing import Any
 
 from vlbench.data import usable_cpu_count
 from vlbench.engine import Reporter, SuiteOutcome
-from vlbench.run_record import error_record
 from vlbench.errors import UserError
 from vlbench.executors._common import Done, Job, WorkerDied, merge, run_claimed, tally, worker_host
 from vlbench.results import to_dict, write_record
+from vlbench.run_record import error_record
 from vlbench.types import RunSpec
 
 
@@ -141,7 +141,7 @@ class DevicesExecutor:
                     done = self._died(run, job, host, started, slot)
                 except KeyboardInterrupt:  # Ctrl-C reached the worker too: like local, an interrupted run has no record
                     done = Done(SuiteOutcome(), None)
-                except BaseException as exc:  # noqa: BLE001 - the worker raised outside the engine's own handling
+                except BaseException as exc:  # the worker raised outside the engine's own handling
                     done = Done(SuiteOutcome(), None) if stop.is_set() else self._failed(run, job, host, started, exc)
                 finished.put(done)
         finally:

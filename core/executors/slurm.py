@@ -14,12 +14,13 @@ import argparse
 import shlex
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import tomllib
 
 from vlbench.errors import UserError
 from vlbench.executors._common import Job, WorkerDied, run_claimed, tally, worker_host
@@ -151,7 +152,7 @@ class SlurmExecutor:
         if self.detach:
             warn("detached: run the same command again to see what finished and resubmit what did not.")
             return outcome
-        waiting = dict(zip(tasks, chunks))
+        waiting = dict(zip(tasks, chunks, strict=True))
         while waiting:
             for task in [t for t in waiting if t.done()]:
                 chunk = waiting.pop(task)

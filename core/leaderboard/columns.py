@@ -15,6 +15,7 @@ from vlbench.leaderboard.records import is_missing, with_unit
 from vlbench.leaderboard.tables import Leaderboard, Partition, page_path, plural
 from vlbench.sanitize import terminal_text
 
+
 def _facets(record: Mapping[str, Any]) -> dict[str, str]:
     """What a run is made of: each component's name and options, and the seed, as text."""
     facets: dict[str, str] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 from vlbench.leaderboard.tables import PARTITION, Leaderboard
 from vlbench.sanitize import csv_cell
 
+
 def write_tables(board: Leaderboard, out: Path) -> list[Path]:
     """leaderboard.csv, and leaderboard.parquet when pandas has a parquet engine installed."""
     columns = [*PARTITION, "#", *(c for c in board.runs.columns if c not in PARTITION and c != "#" and not c.startswith("_"))]

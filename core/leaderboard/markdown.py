@@ -11,6 +11,7 @@ from typing import Any
 from vlbench.leaderboard.columns import RULES, problem_tables, rows_of, summary, table_columns
 from vlbench.leaderboard.tables import Leaderboard
 
+
 def _md(value: Any) -> str:
     """Text for a Markdown table cell: HTML-escaped (GitHub renders inline HTML) and with
     Markdown punctuation escaped, so a name can neither inject markup nor break the table."""

@@ -137,7 +137,7 @@ def _name_points(ax: Any, rows: Any, column: str, x: Any, y: Any) -> None:
         for dx, dy, ha in offsets:
             left = at[0] + dx / 400 - (width if ha == "right" else 0)
             bottom = at[1] + dy / 300
-            if not any(abs(bottom - b) < 0.06 and left < r and left + width > l for l, b, r in placed):
+            if not any(abs(bottom - b) < 0.06 and left < right and left + width > lft for lft, b, right in placed):
                 break
         placed.append((left, bottom, left + width))
         ax.annotate(run["_name"], (run[column], run["main test"]), xytext=(dx, dy), textcoords="offset points",

@@ -141,9 +141,9 @@ def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_
     for batch in sorted({1, max(batch_sizes)}):
         pics = cost.synthetic_images(batch, tuple(image_size), device, precision.channels_last)
         with cost.inference(precision):
-            prefill = cost.time_stage(lambda: model.prefill(pics), budget_s, device=device, **timing)
+            prefill = cost.time_stage(lambda pics=pics: model.prefill(pics), budget_s, device=device, **timing)
             state = model.prefill(pics)
-            decode = cost.time_stage(lambda: _forced_decode(model, state, batch, steps, device), budget_s, device=device, **timing)
+            decode = cost.time_stage(lambda state=state, batch=batch: _forced_decode(model, state, batch, steps, device), budget_s, device=device, **timing)
         out["batches"].append({
             "batch": batch, "prefill": prefill, "decode": decode,
             "per_token_ms_p50": decode["p50_ms"] / steps, "tokens_per_s": batch * steps * 1e3 / decode["mean_ms"],

@@ -260,7 +260,7 @@ def evaluate_coded(
     ``match_key``: what the task's captions match (see :func:`task_match_key`)."""
     task = spec.factory(**options)
     split = coded_split(n_images=n_images, seed=seed)
-    num_classes = max(CODED_CLASSES, max(max(l) for l in split.labels) + 1)
+    num_classes = max(CODED_CLASSES, max(max(labels) for labels in split.labels) + 1)
     info = VisionInfo(token_dim=1, pooled_dim=1, input_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
     loader = SplitBatcher(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
     model = _CodedModel(split, num_classes, oracle, seed, match_key or task_match_key(task)).eval()

@@ -238,7 +238,7 @@ class MockClassificationTask:
                     _, text = next(iter(loader.texts([split.captions[i][0] for i in index.tolist()], len(index))))
                 logits.append(model.classify(images, text).float().cpu())
         scores = torch.cat(logits)
-        hits = [c in labels for c, labels in zip(scores.argmax(1).tolist(), split.labels)]
+        hits = [c in labels for c, labels in zip(scores.argmax(1).tolist(), split.labels, strict=True)]
         chance = sum(len(labels) for labels in split.labels) / (len(split) * scores.shape[1])
         return Metrics(values={"top1": 100.0 * sum(hits) / len(hits)}, main="top1",
                        chance={"top1": 100.0 * chance}, units={"top1": "%"},
@@ -279,7 +279,7 @@ class MockCaptioningTask:
                 written += vocab.decode(ids[:, 1:].cpu())
 
         def exact(captions: Sequence[str]) -> float:
-            return 100.0 * sum(c in refs for c, refs in zip(captions, split.captions)) / len(split)
+            return 100.0 * sum(c in refs for c, refs in zip(captions, split.captions, strict=True)) / len(split)
 
         frequent = max(sorted(set(self.train_captions)), key=self.train_captions.count) if self.train_captions else ""
         return Metrics(values={"exact": exact(written)}, main="exact", units={"exact": "%"},

@@ -183,7 +183,7 @@ def render(
     # --- legs: skin, then the lower garment over them, then shoes
     leg_top = [(-0.70, -0.04), (0.04, 0.70)]
     leg_bottom = [(-0.56 - stride, -0.12 - stride), (0.12 + stride, 0.56 + stride)]
-    for (tl, tr), (bl, br) in zip(leg_top, leg_bottom):
+    for (tl, tr), (bl, br) in zip(leg_top, leg_bottom, strict=True):
         cv.quad(SKIN, ~trousers, 4.0, 7.6, tl, tr, bl, br)
         # Shorts end at 45% of the leg, below a coat's hem; the edge follows the leg's slant.
         f = np.where(shorts, 0.45, 1.0).astype(np.float32)

@@ -60,7 +60,7 @@ def duplicate_report(
     repeated: list[dict[str, Any]] = []
     repeated_count = 0
     owners: dict[str, set[str]] = {}
-    for image_id, refs in zip(image_ids, captions):
+    for image_id, refs in zip(image_ids, captions, strict=True):
         seen: set[str] = set()
         out = []
         for caption in refs:
@@ -124,7 +124,7 @@ def _read(path: Path, opts: Mapping[str, Any], split: str) -> tuple[list[str], l
             f"image_column and caption_column to the names it uses."
         )
     images: dict[str, list[str]] = {}
-    for number, row in zip(range(2, len(frame) + 2), frame[wanted].itertuples(index=False)):
+    for number, row in zip(range(2, len(frame) + 2), frame[wanted].itertuples(index=False), strict=True):
         image, *captions = (cell.strip() for cell in row)
         if not image:
             raise UserError(f"{path}, line {number}: empty {opts['image_column']!r} cell. Fix or remove that row.")

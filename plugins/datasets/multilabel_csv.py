@@ -155,7 +155,7 @@ def write_submission(path: str | Path, image_ids: Sequence[str], labels: Sequenc
     if len(image_ids) != len(labels):
         raise ValueError(f"{len(image_ids)} image ids but {len(labels)} label sets")
     lines = ["ImageID,Labels"]
-    for image_id, row in zip(image_ids, labels):
+    for image_id, row in zip(image_ids, labels, strict=True):
         bad = [c for c in row if not 0 <= c < len(LABEL_IDS)]
         if bad:
             raise ValueError(f"{image_id}: class indices {bad} outside 0..{len(LABEL_IDS) - 1}")
@@ -292,7 +292,7 @@ def _counts(labels: Sequence[tuple[int, ...]]) -> dict[str, int]:
     counts = np.zeros(len(LABEL_IDS), dtype=np.int64)
     for row in labels:
         counts[list(row)] += 1
-    return {name: int(n) for name, n in zip(CLASS_NAMES, counts)}
+    return {name: int(n) for name, n in zip(CLASS_NAMES, counts, strict=True)}
 
 
 def content_files(**options: Any) -> list[Path]:

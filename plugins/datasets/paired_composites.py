@@ -171,7 +171,7 @@ def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
             name=name,
             ids=tuple(f"{name}/{i}" for i in range(len(pairs))),
             load_image=_Composites(part.images, pairs, options["augment"] and name == "train", seed),
-            captions=tuple((candidates[a * n_classes + b],) for a, b in zip(left.tolist(), right.tolist())),
+            captions=tuple((candidates[a * n_classes + b],) for a, b in zip(left.tolist(), right.tolist(), strict=True)),
             identities=tuple((left * n_classes + right).tolist()),
             candidates=candidates,
             candidate_keys=keys,

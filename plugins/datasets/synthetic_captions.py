@@ -218,7 +218,7 @@ def _render(rng: np.random.Generator, contents: list[dict[str, Any]], height: in
     img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(2, 8, (b, 1, 1, 1)).astype(np.float32)
 
     cell_h, cell_w = height / 3, width / 3
-    for image, content in zip(img, contents):
+    for image, content in zip(img, contents, strict=True):
         colour = np.array(COLORS[content["colour"]], np.float32)
         lo, hi = _RADIUS[content["size"]]
         for cell in rng.permutation(9)[: content["count"]]:
@@ -289,7 +289,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
     height, width = opts["image_size"]
     digest = hashlib.sha256()
     splits: dict[str, dict[str, Any]] = {}
-    for si, (name, n) in enumerate(zip(SPLITS, opts["n_images"])):
+    for si, (name, n) in enumerate(zip(SPLITS, opts["n_images"], strict=True)):
         content_rng = np.random.default_rng([seed, si])
         render_rng = np.random.default_rng([seed, si, 1])
         caption_rng = np.random.default_rng([seed, si, 2])

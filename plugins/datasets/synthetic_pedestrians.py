@@ -182,7 +182,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
     splits: dict[str, dict[str, Any]] = {}
     stats: dict[str, dict[str, int]] = {}
     first = 0
-    for si, (name, n) in enumerate(zip(SPLITS, opts["identities"])):
+    for si, (name, n) in enumerate(zip(SPLITS, opts["identities"], strict=True)):
         pids = [pid for pid in range(first, first + n) for _ in range(views)]
         rng = np.random.default_rng([seed, 2, si])
         noise_bank = rng.standard_normal((8, height, width * 3), dtype=np.float32)

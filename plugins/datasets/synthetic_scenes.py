@@ -146,7 +146,7 @@ def factory(cache_dir: Path, seed: int, **options: Any) -> Dataset:
             ids=tuple(meta["splits"][name]["ids"]),
             load_image=_MemmapImages(final / f"{name}.npy"),
             captions=tuple((c,) for c in meta["splits"][name]["captions"]),
-            labels=tuple(tuple(l) for l in meta["splits"][name]["labels"]),
+            labels=tuple(tuple(labels) for labels in meta["splits"][name]["labels"]),
         )
         for name in SPLITS
     }
@@ -322,7 +322,7 @@ def _split_stats(labels: np.ndarray, modes: np.ndarray, named: np.ndarray) -> di
     poor = labels & (modes != VISIBLE)
     return {
         "n_images": int(len(labels)),
-        "prevalence": {n: round(float(p), 5) for n, p in zip(CLASS_NAMES, labels.mean(axis=0))},
+        "prevalence": {n: round(float(p), 5) for n, p in zip(CLASS_NAMES, labels.mean(axis=0), strict=True)},
         "labels_per_image": round(float(labels.sum(axis=1).mean()), 4),
         "poorly_drawn_share_of_labels": round(float(poor.sum() / labels.sum()), 4),
         "caption_names_share_of_labels": round(float((named & labels).sum() / labels.sum()), 4),
@@ -337,7 +337,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
     digest = hashlib.sha256()
     splits: dict[str, dict[str, Any]] = {}
     stats: dict[str, dict[str, Any]] = {}
-    for si, (name, n) in enumerate(zip(SPLITS, opts["n_images"])):
+    for si, (name, n) in enumerate(zip(SPLITS, opts["n_images"], strict=True)):
         rng = np.random.default_rng([seed, si])
         labels = _sample_labels(rng, n)
         poor = rng.random(labels.shape) < opts["poor_visibility"]
@@ -367,7 +367,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
             "options": opts,
             "synthetic": True,
             "classes": {n: f"{SHAPES[c % len(SHAPES)]}, {list(COLORS)[c // len(SHAPES)]}" for c, n in enumerate(CLASS_NAMES)},
-            "target_prevalence": dict(zip(CLASS_NAMES, PREVALENCE)),
+            "target_prevalence": dict(zip(CLASS_NAMES, PREVALENCE, strict=True)),
             "splits": stats,
             "checksum": {"sha256": digest.hexdigest(), "covers": "image bytes, ids, labels, captions"},
             "generation": {"seconds": round(elapsed, 3), "images_per_second": round(sum(opts["n_images"]) / elapsed, 1)},

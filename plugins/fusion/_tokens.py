@@ -73,7 +73,7 @@ class AttentionPoolTokenizer(nn.Module):
                 f"(VisionInfo.grid_size) but got {spatial.shape[1]}"
             )
         x = torch.cat([spatial.mean(dim=1, keepdim=True), spatial], dim=1) + self.pos
-        for norm, attn in zip(self.norms, self.attn):
+        for norm, attn in zip(self.norms, self.attn, strict=True):
             h = norm(x)
             x = x + attn(h, h, h, need_weights=False)[0]
         return self.out(x)

@@ -8,11 +8,10 @@ gives the same layout: ``BOS w1 .. wn EOS PAD ..`` with right padding.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import inspect
 
 import torch
 from torch import nn

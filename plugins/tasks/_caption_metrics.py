@@ -129,11 +129,11 @@ def scores_on_tokens(res: Mapping[Hashable, list[str]], gts: Mapping[Hashable, l
     ids = list(gts)  # the order both scorers iterate in, so per-image lists line up with it
     bleu, bleu_per_image = Bleu(4).compute_score(dict(gts), dict(res), verbose=0)
     cider, cider_per_image = Cider().compute_score(dict(gts), dict(res))
-    corpus = {key: 100.0 * float(value) for key, value in zip(BLEU_KEYS, bleu)}
+    corpus = {key: 100.0 * float(value) for key, value in zip(BLEU_KEYS, bleu, strict=True)}
     corpus[MAIN] = 100.0 * float(cider)
     per_image = {
-        "BLEU-4": {i: 100.0 * float(v) for i, v in zip(ids, bleu_per_image[3])},
-        MAIN: {i: 100.0 * float(v) for i, v in zip(ids, cider_per_image)},
+        "BLEU-4": {i: 100.0 * float(v) for i, v in zip(ids, bleu_per_image[3], strict=True)},
+        MAIN: {i: 100.0 * float(v) for i, v in zip(ids, cider_per_image, strict=True)},
     }
     return CaptionScores(corpus=corpus, per_image=per_image)
 
@@ -198,7 +198,7 @@ def nearest_train_caption(
     out: dict[Hashable, str] = {}
     for start in range(0, len(queries), chunk):
         nearest = (queries[start : start + chunk] @ train.T).topk(k, dim=1).indices.tolist()
-        for image_id, neighbours in zip(image_ids[start : start + chunk], nearest):
+        for image_id, neighbours in zip(image_ids[start : start + chunk], nearest, strict=True):
             pool = [c for n in neighbours for c in train_captions[n]]
             out[image_id] = pool[0] if k == 1 else _consensus(pool)
     return out

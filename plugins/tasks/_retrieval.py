@@ -137,10 +137,7 @@ def retrieval_metrics(
     for lo in range(0, n_queries, chunk_size):
         rows = by_size[lo : lo + chunk_size]
         rows_t = torch.from_numpy(rows).to(device)
-        if similarity is not None:
-            sims = similarity[rows_t]
-        else:
-            sims = query_features[rows_t] @ gallery_features.T
+        sims = similarity[rows_t] if similarity is not None else query_features[rows_t] @ gallery_features.T
 
         # Relevant gallery indices of each query, padded to the chunk's largest group.
         n_rel = torch.from_numpy(counts[rows]).to(device)
@@ -262,7 +259,7 @@ def chance_levels(
         return float(np.sum(p_last * r / last))
 
     def average(per_r: Any) -> float:
-        return 100.0 * float(sum(w * per_r(int(r)) for r, w in zip(r_values, weight)))
+        return 100.0 * float(sum(w * per_r(int(r)) for r, w in zip(r_values, weight, strict=True)))
 
     chance = {f"R{int(k)}": average(lambda r, k=int(k): p_hit(r, k)) for k in ks}
     chance["mAP"] = average(expected_ap)

@@ -122,9 +122,9 @@ class CaptioningTask:
         if self.train is None:
             raise RuntimeError("captioning: fusion_inputs(dataset) must run before evaluate (the engine calls it at build)")
         ids = list(split.ids)
-        references = {i: list(caps) for i, caps in zip(ids, split.captions)}
+        references = {i: list(caps) for i, caps in zip(ids, split.captions, strict=True)}
         run = self._run(model, split, loader, decode=True)
-        scores = caption_scores(dict(zip(ids, run["captions"])), references)
+        scores = caption_scores(dict(zip(ids, run["captions"], strict=True)), references)
         values = {**scores.corpus, "token_accuracy": run["token_accuracy"]}
         pixels = self.options["nearest_features"] == "pixels"
         if pixels and self._train_pixels is None:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from vlbench.errors import UserError
-from vlbench.weights import strip_prefix
 from vlbench.types import EncoderOutput, TextEncoder, TextInfo, TokenizedText
+from vlbench.weights import strip_prefix
 
 WORDPIECE_VOCAB_SIZE = 30522  # bert-base-uncased
 

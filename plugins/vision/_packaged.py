@@ -90,10 +90,10 @@ def _map_in_order(
             f"architecture's checkpoint. Reinstall the package, or use pretrained = false."
         )
     wrong = [f"{s} {tuple(source[s].shape)} -> {d} {tuple(target[d].shape)}"
-             for s, d in zip(src, dst) if source[s].shape != target[d].shape]
+             for s, d in zip(src, dst, strict=True) if source[s].shape != target[d].shape]
     if wrong:
         raise UserError(
             f"{where} does not map in order onto timm {model_name!r} ({len(wrong)} shapes differ, first: "
             f"{wrong[0]}). Reinstall the package, or use pretrained = false."
         )
-    return {d: source[s] for s, d in zip(src, dst)}
+    return {d: source[s] for s, d in zip(src, dst, strict=True)}

@@ -105,7 +105,7 @@ def build_timm_encoder(
         file = _cached_pretrained_file(model_name)
         try:
             model = _create(model_name, size, pretrained=True, file=file)
-        except Exception as exc:  # noqa: BLE001 - safetensors' errors are plain Exceptions
+        except Exception as exc:  # safetensors' errors are plain Exceptions
             raise UserError(
                 f"vision encoder {model_name!r}: the cached pretrained file {file} could not be loaded "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}). "
@@ -294,7 +294,7 @@ def _load_weights(model: nn.Module, model_name: str, path: Path) -> None:
     if filter_fn is not None:
         try:
             state = dict(filter_fn(state, model))
-        except Exception as exc:  # noqa: BLE001 - any failure means the file is not this model's
+        except Exception as exc:  # any failure means the file is not this model's
             raise UserError(
                 f"weights file {path} does not fit vision encoder {model_name!r}: timm's conversion "
                 f"failed ({type(exc).__name__}: {exc}). Give a state dict saved from this architecture."
