@@ -48,9 +48,16 @@ class Captioner(torch.nn.Module):
         super().__init__()
         self.cnn = timm.create_model(backbone, pretrained=False, num_classes=0)
         self.decoder = CaptionDecoder(
-            visual_dim=self.cnn.num_features, vocab_size=len(vocab), d_model=args.d_model, layers=args.layers,
-            heads=args.heads, ff_dim=4 * args.d_model, dropout=0.1, max_length=args.max_length,
-            keep_ratio=args.keep_ratio, prune_rule=args.rule,
+            visual_dim=self.cnn.num_features,
+            vocab_size=len(vocab),
+            d_model=args.d_model,
+            layers=args.layers,
+            heads=args.heads,
+            ff_dim=4 * args.d_model,
+            dropout=0.1,
+            max_length=args.max_length,
+            keep_ratio=args.keep_ratio,
+            prune_rule=args.rule,
         )
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,10 +81,19 @@ def decode(model: Captioner, vocab: WordVocabulary, x: torch.Tensor, beam: int, 
         memory, mask = model.decoder.memory(model.tokens(x[i : i + batch]), None)
         b = len(memory)
         if beam == 1:
-            ids = greedy(lambda t, memory=memory, mask=mask: model.decoder.step(memory, mask, t), b, vocab.bos_id, vocab.eos_id, max_length)
+            ids = greedy(
+                lambda t, memory=memory, mask=mask: model.decoder.step(memory, mask, t), b, vocab.bos_id, vocab.eos_id, max_length
+            )
         else:
             expanded = memory.repeat_interleave(beam, 0)
-            ids = beam_search(lambda t, expanded=expanded: model.decoder.step(expanded, None, t), b, vocab.bos_id, vocab.eos_id, max_length, beam)
+            ids = beam_search(
+                lambda t, expanded=expanded: model.decoder.step(expanded, None, t),
+                b,
+                vocab.bos_id,
+                vocab.eos_id,
+                max_length,
+                beam,
+            )
         out.extend(vocab.decode(ids))
     return out
 
@@ -111,7 +127,9 @@ def main() -> None:
     x_train, x_val = images_of(train, args.size), images_of(val, args.size)
     vocab = WordVocabulary.fit([c for caps in train.captions for c in caps])
     refs = {i: list(caps) for i, caps in zip(val.ids, val.captions, strict=True)}
-    print(f"data {time.perf_counter() - started:.1f}s; vocabulary {len(vocab)} ids; threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"data {time.perf_counter() - started:.1f}s; vocabulary {len(vocab)} ids; threads {torch.get_num_threads()}", flush=True
+    )
 
     model = Captioner(args.backbone, vocab, args)
     untrained_nn = nearest_train_caption(embed(model, x_val), embed(model, x_train), train.captions, val.ids)
@@ -150,7 +168,9 @@ def main() -> None:
         "model": candidates,
         "most frequent train caption": most_frequent_caption(train.captions, val.ids),
         "nearest train caption (untrained CNN)": untrained_nn,
-        "nearest train caption (trained CNN)": nearest_train_caption(embed(model, x_val), embed(model, x_train), train.captions, val.ids),
+        "nearest train caption (trained CNN)": nearest_train_caption(
+            embed(model, x_val), embed(model, x_train), train.captions, val.ids
+        ),
     }
     cpu_s = time.process_time() - cpu_started
     print(

@@ -79,13 +79,18 @@ def coverage_person_search(sets: int, truth_sets: int, resamples: int, rng: np.r
         data = person_search_set(rng)
         qids = data["qids"]
         for unit, groups in (("identity", qids), ("caption", np.arange(len(qids)))):
-            per_unit = UnitScores(unit=unit, scores={m: (groups, data["per_query"][m]) for m in PS_METRICS}, n_resamples=resamples)
+            per_unit = UnitScores(
+                unit=unit, scores={m: (groups, data["per_query"][m]) for m in PS_METRICS}, n_resamples=resamples
+            )
             ci, _ = intervals(Metrics(values=data["values"], main="R1", per_unit=per_unit), seed=s)
             for m in PS_METRICS:
                 hits[unit, m] += ci[m][0] <= truth[m] <= ci[m][1]
                 widths[unit, m].append(ci[m][1] - ci[m][0])
-    return [f"person_search  {m:<13} {unit:<9} {truth[m]:7.2f} {hits[unit, m] / sets:9.3f} {np.mean(widths[unit, m]):8.2f}"
-            for unit in ("identity", "caption") for m in PS_METRICS]
+    return [
+        f"person_search  {m:<13} {unit:<9} {truth[m]:7.2f} {hits[unit, m] / sets:9.3f} {np.mean(widths[unit, m]):8.2f}"
+        for unit in ("identity", "caption")
+        for m in PS_METRICS
+    ]
 
 
 def coverage_multilabel(sets: int, truth_sets: int, resamples: int, rng: np.random.Generator) -> list[str]:
@@ -97,13 +102,19 @@ def coverage_multilabel(sets: int, truth_sets: int, resamples: int, rng: np.rand
     for s in range(sets):
         d = multilabel_set(rng)
         y, probs = d["y"], d["probs"]
-        per_unit = UnitScores(unit="image", statistic=lambda drawn, y=y, probs=probs: task.headline(y[drawn], probs[drawn]),
-                              units=np.arange(len(y)), n_resamples=resamples)
+        per_unit = UnitScores(
+            unit="image",
+            statistic=lambda drawn, y=y, probs=probs: task.headline(y[drawn], probs[drawn]),
+            units=np.arange(len(y)),
+            n_resamples=resamples,
+        )
         ci, _ = intervals(Metrics(values=task.headline(y, probs), main="mAP", per_unit=per_unit), seed=s)
         for m in ML_METRICS:
             hits[m] += ci[m][0] <= truth[m] <= ci[m][1]
             widths[m].append(ci[m][1] - ci[m][0])
-    return [f"multilabel     {m:<13} {'image':<9} {truth[m]:7.2f} {hits[m] / sets:9.3f} {np.mean(widths[m]):8.2f}" for m in ML_METRICS]
+    return [
+        f"multilabel     {m:<13} {'image':<9} {truth[m]:7.2f} {hits[m] / sets:9.3f} {np.mean(widths[m]):8.2f}" for m in ML_METRICS
+    ]
 
 
 def retrieval_set(rng: np.random.Generator, n_images: int = 60, dim: int = 32) -> dict:
@@ -116,11 +127,17 @@ def retrieval_set(rng: np.random.Generator, n_images: int = 60, dim: int = 32) -
     centres = rng.standard_normal((n_images, dim))
     hardness = rng.uniform(0.5, 2.0, size=n_images)
     images = centres + rng.standard_normal((n_images, dim)) * hardness[:, None]
-    texts = centres[problem.caption_image] + rng.standard_normal((len(problem.captions), dim)) * hardness[problem.caption_image, None]
+    texts = (
+        centres[problem.caption_image] + rng.standard_normal((len(problem.captions), dim)) * hardness[problem.caption_image, None]
+    )
     images, texts = torch.from_numpy(images), torch.from_numpy(texts)
     results = {
-        "i2t": retrieval_metrics(problem.image_keys, problem.gallery_keys, query_features=images, gallery_features=texts, ks=ITR_KS),
-        "t2i": retrieval_metrics(problem.caption_keys, problem.image_keys, query_features=texts, gallery_features=images, ks=ITR_KS),
+        "i2t": retrieval_metrics(
+            problem.image_keys, problem.gallery_keys, query_features=images, gallery_features=texts, ks=ITR_KS
+        ),
+        "t2i": retrieval_metrics(
+            problem.caption_keys, problem.image_keys, query_features=texts, gallery_features=images, ks=ITR_KS
+        ),
     }
     per_unit = itr.per_unit_scores(problem, results, ITR_KS, None)
     values = {name: float(scores.mean()) for name, (_, scores) in per_unit.scores.items()}
@@ -131,6 +148,7 @@ def retrieval_set(rng: np.random.Generator, n_images: int = 60, dim: int = 32) -
 def captioning_set(rng: np.random.Generator, n_images: int = 40, length: int = 8) -> dict:
     """Hidden sentences of random words; 5 references each swap 20 % of the words; the model's
     caption swaps the image's own share (10-70 %). Per-image CIDEr-D as the task computes it."""
+
     def garble(sentence: np.ndarray, rate: float) -> str:
         swap = rng.random(len(sentence)) < rate
         return " ".join(np.where(swap, rng.choice(WORDS, len(sentence)), sentence))
@@ -145,8 +163,9 @@ def captioning_set(rng: np.random.Generator, n_images: int = 40, length: int = 8
     return {"values": {"CIDEr-D": float(scores.mean())}, "per_unit": UnitScores(unit="image", scores={"CIDEr-D": (ids, scores)})}
 
 
-def coverage_of(task: str, make_set, metrics: tuple[str, ...], sets: int, truth_sets: int, resamples: int,
-                rng: np.random.Generator) -> list[str]:
+def coverage_of(
+    task: str, make_set, metrics: tuple[str, ...], sets: int, truth_sets: int, resamples: int, rng: np.random.Generator
+) -> list[str]:
     """Coverage of the engine's interval for a task whose simulated sets carry their UnitScores."""
     truth = {m: np.mean([make_set(rng)["values"][m] for _ in range(truth_sets)]) for m in metrics}
     hits = dict.fromkeys(metrics, 0)
@@ -182,7 +201,9 @@ def chance_tables(trials: int, rng: np.random.Generator) -> list[str]:
     _, chance, _ = multilabel_metrics(y, rng.random(y.shape), 0.5, 0.0)
     values = 100 * np.array([average_precision_score(y, rng.random(y.shape), average="macro") for _ in range(trials)])
     z = (values.mean() - chance["mAP"]) / (values.std(ddof=1) / np.sqrt(trials))
-    rows.append(f"multilabel     {'mAP':<6} {chance['mAP']:8.3f} {values.mean():10.3f} {z:6.2f}   (mean prevalence {100 * y.mean(0).mean():.3f})")
+    rows.append(
+        f"multilabel     {'mAP':<6} {chance['mAP']:8.3f} {values.mean():10.3f} {z:6.2f}   (mean prevalence {100 * y.mean(0).mean():.3f})"
+    )
     # image_text_retrieval: 60 images with 1-3 captions, own-image matching; a random scorer per trial.
     per_image = rng.integers(1, 4, size=60)
     caption_image = np.repeat(np.arange(60), per_image)
@@ -190,8 +211,10 @@ def chance_tables(trials: int, rng: np.random.Generator) -> list[str]:
     sides = {"i2t": (images, caption_image), "t2i": (caption_image, images)}
     for direction, (qids, gids) in sides.items():
         exact = chance_levels(qids, gids, ks=ITR_KS) | {"mean_rank": itr.mean_rank_chance(qids, gids)}
-        runs = [retrieval_metrics(qids, gids, similarity=torch.from_numpy(rng.random((len(qids), len(gids)))), ks=ITR_KS)
-                for _ in range(trials)]
+        runs = [
+            retrieval_metrics(qids, gids, similarity=torch.from_numpy(rng.random((len(qids), len(gids)))), ks=ITR_KS)
+            for _ in range(trials)
+        ]
         simulated = {f"R{k}": np.array([r[f"R{k}"] for r in runs]) for k in ITR_KS}
         simulated["mean_rank"] = np.array([r["first_position"].mean() for r in runs])
         for name, values in simulated.items():
@@ -205,8 +228,12 @@ def main() -> None:
     parser.add_argument("--sets", type=int, default=200, help="simulated test sets per task")
     parser.add_argument("--truth-sets", type=int, default=2000, help="test sets averaged for the true value")
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--ml-resamples", type=int, default=400,
-                        help="multilabel recomputes sklearn's metrics per resample: fewer keep the run short")
+    parser.add_argument(
+        "--ml-resamples",
+        type=int,
+        default=400,
+        help="multilabel recomputes sklearn's metrics per resample: fewer keep the run short",
+    )
     parser.add_argument("--trials", type=int, default=4000, help="random scorers per chance level")
     parser.add_argument("--tasks", nargs="+", default=["person_search", "multilabel", "retrieval", "captioning", "chance"])
     args = parser.parse_args()
@@ -214,17 +241,27 @@ def main() -> None:
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     if {"person_search", "multilabel", "retrieval", "captioning"} & set(args.tasks):
-        print(f"coverage of the 95% interval over {args.sets} test sets ({args.resamples} resamples, multilabel "
-              f"{args.ml_resamples}; target 0.93-0.97)")
+        print(
+            f"coverage of the 95% interval over {args.sets} test sets ({args.resamples} resamples, multilabel "
+            f"{args.ml_resamples}; target 0.93-0.97)"
+        )
         print(f"{'task':<14} {'metric':<13} {'unit':<9} {'truth':>7} {'coverage':>9} {'width':>8}")
         if "person_search" in args.tasks:
             print("\n".join(coverage_person_search(args.sets, args.truth_sets, args.resamples, rng)), flush=True)
         if "multilabel" in args.tasks:
             print("\n".join(coverage_multilabel(args.sets, args.truth_sets, args.ml_resamples, rng)), flush=True)
         if "retrieval" in args.tasks:
-            print("\n".join(coverage_of("retrieval", retrieval_set, ITR_METRICS, args.sets, args.truth_sets, args.resamples, rng)), flush=True)
+            print(
+                "\n".join(coverage_of("retrieval", retrieval_set, ITR_METRICS, args.sets, args.truth_sets, args.resamples, rng)),
+                flush=True,
+            )
         if "captioning" in args.tasks:
-            print("\n".join(coverage_of("captioning", captioning_set, ("CIDEr-D",), args.sets, args.truth_sets, args.resamples, rng)), flush=True)
+            print(
+                "\n".join(
+                    coverage_of("captioning", captioning_set, ("CIDEr-D",), args.sets, args.truth_sets, args.resamples, rng)
+                ),
+                flush=True,
+            )
     if "chance" in args.tasks:
         print(f"\nchance level vs {args.trials} random scorers (|z| < 3)")
         print(f"{'task':<14} {'metric':<6} {'exact':>8} {'simulated':>10} {'z':>6}")

@@ -73,7 +73,9 @@ def main() -> None:
     for name, seconds in times.items():
         median = statistics.median(seconds)
         seen = torch_seen[name]
-        print(f"{name:<28}{median:>10.3f}{min(seconds):>8.3f}{median / base:>10.1f}  {'-' if seen is None else 'yes' if seen else 'no'}")
+        print(
+            f"{name:<28}{median:>10.3f}{min(seconds):>8.3f}{median / base:>10.1f}  {'-' if seen is None else 'yes' if seen else 'no'}"
+        )
 
 
 if __name__ == "__main__":

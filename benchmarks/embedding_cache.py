@@ -82,8 +82,11 @@ def run_counting(suite: Path, host, results: Path, cache: Path) -> tuple[list[in
             outcome = run_suite([run], host, results, cache, torch.device("cpu"))
             counts.append(calls["n"] - before)
             records.append(read_record(outcome.records[0]))
-            print(f"  {'cached  ' if os.environ.get('VLBENCH_EMBEDDING_CACHE') != 'off' else 'uncached'} {run.label}: "
-                  f"{counts[-1]} text-tower forward passes ({records[-1]['status']})", flush=True)
+            print(
+                f"  {'cached  ' if os.environ.get('VLBENCH_EMBEDDING_CACHE') != 'off' else 'uncached'} {run.label}: "
+                f"{counts[-1]} text-tower forward passes ({records[-1]['status']})",
+                flush=True,
+            )
     finally:
         BertTextEncoder.forward, efficiency.measure = forward, measure
     return counts, records, time.perf_counter() - start
@@ -103,17 +106,23 @@ def main() -> None:
         plain_counts, plain, plain_wall = run_counting(suite, host, work / "plain", work / "cache")
         os.environ["VLBENCH_EMBEDDING_CACHE"] = "on"
         cached_counts, cached, cached_wall = run_counting(suite, host, work / "cached", work / "cache")
-    print(f"person_search-style suite, {len(plain)} runs, frozen all_minilm_l6_v2 text tower, CPU 1 thread "
-          f"(shared machine: walls inflated; load average now {os.getloadavg()[0]:.1f})")
+    print(
+        f"person_search-style suite, {len(plain)} runs, frozen all_minilm_l6_v2 text tower, CPU 1 thread "
+        f"(shared machine: walls inflated; load average now {os.getloadavg()[0]:.1f})"
+    )
     print(f"{'run':<32} {'uncached':>9} {'cached':>7} {'rows from cache':>16} {'rows computed':>14}  metrics")
     for a, b, n_plain, n_cached in zip(plain, cached, plain_counts, cached_counts, strict=True):
         rows = b["training"].get("embedding_cache", {}).get("text", {})
         same = a["status"] == b["status"] and a.get("metrics") == b.get("metrics")
         status = "identical" if same else f"DIFFER ({a['status']} / {b['status']})"
-        print(f"{b['label'][:32]:<32} {n_plain:>9} {n_cached:>7} {rows.get('rows_from_cache', '-'):>16} "
-              f"{rows.get('rows_computed', '-'):>14}  {status}")
-    print(f"text-tower forward passes in total: uncached {sum(plain_counts)}, cached {sum(cached_counts)} "
-          f"(after the first run: {sum(cached_counts[1:])}); suite wall {plain_wall:.0f} s uncached, {cached_wall:.0f} s cached")
+        print(
+            f"{b['label'][:32]:<32} {n_plain:>9} {n_cached:>7} {rows.get('rows_from_cache', '-'):>16} "
+            f"{rows.get('rows_computed', '-'):>14}  {status}"
+        )
+    print(
+        f"text-tower forward passes in total: uncached {sum(plain_counts)}, cached {sum(cached_counts)} "
+        f"(after the first run: {sum(cached_counts[1:])}); suite wall {plain_wall:.0f} s uncached, {cached_wall:.0f} s cached"
+    )
 
 
 if __name__ == "__main__":

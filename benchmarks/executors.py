@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--one", default="cpu", help="the single worker's device (default cpu)")
     parser.add_argument("--many", default="cpu,cpu", help="the workers' devices (default cpu,cpu)")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--no-local", action="store_true", help="skip the --executor local reference (the ratio is two workers / one)")
+    parser.add_argument(
+        "--no-local", action="store_true", help="skip the --executor local reference (the ratio is two workers / one)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -101,14 +103,22 @@ def main() -> None:
             walls["many"].append(timed_run(suite, work, "many", ["--executor", "devices", "--devices", args.many], loads["many"]))
     workers = len(args.many.split(","))
     median = {k: statistics.median(v) for k, v in walls.items() if v}
-    print(f"cores usable: {len(os.sched_getaffinity(0))}; load average (1/5/15 min) before: "
-          f"{' / '.join(f'{x:.1f}' for x in before)}, after: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; "
-          f"above {len(os.sched_getaffinity(0))} means other work shared the cores and inflated the walls")
-    for name, label in (("local", "local (1 process)"), ("one", f"devices --devices {args.one}"), ("many", f"devices --devices {args.many}")):
+    print(
+        f"cores usable: {len(os.sched_getaffinity(0))}; load average (1/5/15 min) before: "
+        f"{' / '.join(f'{x:.1f}' for x in before)}, after: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+        f"above {len(os.sched_getaffinity(0))} means other work shared the cores and inflated the walls"
+    )
+    for name, label in (
+        ("local", "local (1 process)"),
+        ("one", f"devices --devices {args.one}"),
+        ("many", f"devices --devices {args.many}"),
+    ):
         if name not in median:
             continue
-        print(f"{label:<36}: {median[name]:7.1f} s  (walls {', '.join(f'{w:.1f}' for w in walls[name])}; "
-              f"load after {', '.join(f'{x:.1f}' for x in loads[name])})")
+        print(
+            f"{label:<36}: {median[name]:7.1f} s  (walls {', '.join(f'{w:.1f}' for w in walls[name])}; "
+            f"load after {', '.join(f'{x:.1f}' for x in loads[name])})"
+        )
     ratio = median["many"] / median["one"]
     vs_local = f"; vs local: {median['many'] / median['local']:.2f}" if "local" in median else ""
     print(f"ratio {workers} workers / 1 worker: {ratio:.2f} (target <= {TARGET}){vs_local}")

@@ -53,15 +53,21 @@ def show(title: str, cost: dict[str, Any]) -> None:
     c = cost["conditions"]
     print(f"--- {title}")
     for when in ("before", "after"):
-        print(f"  {when:6}: load_1min {c[when]['load_1min']:.2f} on {c['host_cores']} cores "
-              f"({c['usable_cores']} usable, {c['timing_threads']} timing threads); other runnable threads {c[when]['other_runnable']}")
+        print(
+            f"  {when:6}: load_1min {c[when]['load_1min']:.2f} on {c['host_cores']} cores "
+            f"({c['usable_cores']} usable, {c['timing_threads']} timing threads); other runnable threads {c[when]['other_runnable']}"
+        )
     steal = "not reported" if c["steal_share"] is None else f"{c['steal_share']:.1%}"
     print(f"  steal {steal}; spread (worst p90/p50) {c['spread']['worst_p90_over_p50']} of {c['spread']['of']}")
     probe = c["probe"]
-    print(f"  probe median/min ms: before {probe['before']['median_ms']:.3f}/{probe['before']['min_ms']:.3f}, "
-          f"after {probe['after']['median_ms']:.3f}/{probe['after']['min_ms']:.3f}")
-    print(f"  latency.model p50 {cost['latency']['model']['p50_ms']:.2f} ms, p90 {cost['latency']['model']['p90_ms']:.2f} ms; "
-          f"batch-8 {cost['throughput']['batches'][-1]['images_per_s']:.1f} img/s")
+    print(
+        f"  probe median/min ms: before {probe['before']['median_ms']:.3f}/{probe['before']['min_ms']:.3f}, "
+        f"after {probe['after']['median_ms']:.3f}/{probe['after']['min_ms']:.3f}"
+    )
+    print(
+        f"  latency.model p50 {cost['latency']['model']['p50_ms']:.2f} ms, p90 {cost['latency']['model']['p90_ms']:.2f} ms; "
+        f"batch-8 {cost['throughput']['batches'][-1]['images_per_s']:.1f} img/s"
+    )
     print(f"  noisy: {c['noisy']}; problems: {json.dumps([p['name'] + '=' + str(p['value']) for p in c['problems']])}")
 
 
@@ -70,7 +76,9 @@ def main() -> int:
     parser.add_argument("--model", default="timm:resnet10t")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per timed figure")
-    parser.add_argument("--busy", type=int, default=2 * (os.cpu_count() or 1), help="spinning processes during the loaded measurement")
+    parser.add_argument(
+        "--busy", type=int, default=2 * (os.cpu_count() or 1), help="spinning processes during the loaded measurement"
+    )
     args = parser.parse_args()
     model = build(args.model, args.image_size)
     measure(model, 0.2)  # first-call allocations and lazy initialisation out of the way
@@ -92,8 +100,10 @@ def main() -> int:
     ratio = loaded["latency"]["model"]["p50_ms"] / quiet["latency"]["model"]["p50_ms"]
     print(f"loaded / quiet latency.model p50: {ratio:.2f}x")
     ok = loaded["conditions"]["noisy"] and not quiet["conditions"]["noisy"]
-    print(f"detector: loaded {'flagged' if loaded['conditions']['noisy'] else 'PASSED (missed)'}, "
-          f"quiet {'FLAGGED' if quiet['conditions']['noisy'] else 'passed'} -> {'as expected' if ok else 'not as expected'}")
+    print(
+        f"detector: loaded {'flagged' if loaded['conditions']['noisy'] else 'PASSED (missed)'}, "
+        f"quiet {'FLAGGED' if quiet['conditions']['noisy'] else 'passed'} -> {'as expected' if ok else 'not as expected'}"
+    )
     return 0 if ok else 1
 
 

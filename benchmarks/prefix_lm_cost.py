@@ -73,7 +73,9 @@ def main() -> None:
     images = torch.randn(1, 3, 224, 224)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     print(f"params: vision {args.vision} {count(encoder) / 1e6:.2f}M, language model {count(lm) / 1e6:.2f}M")
-    print(f"{'tokens':<8}{'prefix':>7}{'proj params':>12}{'encoder ms':>12}{'project ms':>12}{'prefill ms':>12}{'decode ms/token':>17}")
+    print(
+        f"{'tokens':<8}{'prefix':>7}{'proj params':>12}{'encoder ms':>12}{'project ms':>12}{'prefill ms':>12}{'decode ms/token':>17}"
+    )
     with torch.inference_mode():
         features = encoder(images)
         for tokens in ("single", "multi"):
@@ -94,8 +96,10 @@ def main() -> None:
                 cache.crop(-1)  # drop the token again, so every call decodes the same position
 
             decode_ms = timed(decode, args.repeats * 4)
-            print(f"{tokens:<8}{fusion.prefix_length:>7}{count(fusion.project) / 1e6:>11.2f}M{encoder_ms:>12.1f}"
-                  f"{project_ms:>12.2f}{prefill_ms:>12.1f}{decode_ms:>17.1f}")
+            print(
+                f"{tokens:<8}{fusion.prefix_length:>7}{count(fusion.project) / 1e6:>11.2f}M{encoder_ms:>12.1f}"
+                f"{project_ms:>12.2f}{prefill_ms:>12.1f}{decode_ms:>17.1f}"
+            )
     hardware = fingerprint(Precision(torch.device("cpu"), None, False))
     print(f"hardware: {hardware['cpu_model']}, {hardware['cpu_cores_usable']} usable cores, torch threads {args.threads}, fp32")
 

@@ -64,7 +64,13 @@ def irra_rank(similarity: torch.Tensor, q_pids: torch.Tensor, g_pids: torch.Tens
 
 def irra_values(similarity: torch.Tensor, qids: np.ndarray, gids: np.ndarray) -> tuple[dict[str, float], torch.Tensor]:
     all_cmc, m_ap, m_inp, indices = irra_rank(similarity, torch.from_numpy(qids), torch.from_numpy(gids.copy()))
-    values = {"R1": float(all_cmc[0]), "R5": float(all_cmc[4]), "R10": float(all_cmc[9]), "mAP": float(m_ap), "mINP": float(m_inp)}
+    values = {
+        "R1": float(all_cmc[0]),
+        "R5": float(all_cmc[4]),
+        "R10": float(all_cmc[9]),
+        "mAP": float(m_ap),
+        "mINP": float(m_inp),
+    }
     return values, indices
 
 
@@ -158,7 +164,9 @@ def skewed_ids(n_gallery: int, largest: int, rng: np.random.Generator) -> tuple[
     return gids.copy(), gids
 
 
-def similarity_for(qids: np.ndarray, gids: np.ndarray, dim: int, noise: float, device: torch.device, rng: np.random.Generator) -> torch.Tensor:
+def similarity_for(
+    qids: np.ndarray, gids: np.ndarray, dim: int, noise: float, device: torch.device, rng: np.random.Generator
+) -> torch.Tensor:
     """Cosine similarities of noisy features around one centre per identity; the default
     noise gives a model whose metrics are all away from 0 and 100."""
     centres = torch.from_numpy(rng.standard_normal((int(max(qids.max(), gids.max())) + 1, dim))).float()
@@ -178,7 +186,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["balanced", "skewed"], choices=["balanced", "skewed"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--chunk-size", type=int, default=1024, help="vlbench's queries per chunk (the task's default)")
-    parser.add_argument("--noise", type=float, default=3.0, help="feature noise around each identity's centre (higher: a weaker model)")
+    parser.add_argument(
+        "--noise", type=float, default=3.0, help="feature noise around each identity's centre (higher: a weaker model)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     args = parser.parse_args()
     if args.threads:
@@ -194,8 +204,12 @@ def main() -> None:
         else:
             qids, gids = skewed_ids(args.gallery, largest=169, rng=rng)
         similarity = similarity_for(qids, gids, 256, args.noise, device, rng)
-        ours, ours_s, ours_mem = measure(lambda s=similarity, qids=qids, gids=gids: vlbench_values(s, qids, gids, args.chunk_size), device)
-        (theirs, indices), theirs_s, theirs_mem = measure(lambda s=similarity, qids=qids, gids=gids: irra_values(s, qids, gids), device)
+        ours, ours_s, ours_mem = measure(
+            lambda s=similarity, qids=qids, gids=gids: vlbench_values(s, qids, gids, args.chunk_size), device
+        )
+        (theirs, indices), theirs_s, theirs_mem = measure(
+            lambda s=similarity, qids=qids, gids=gids: irra_values(s, qids, gids), device
+        )
         del indices
         diff = max(abs(ours[k] - theirs[k]) for k in ours)
         exact = irra_formulas_in_float64(similarity, qids, gids)
@@ -204,13 +218,18 @@ def main() -> None:
         print(
             f"{shape:<9} {f'{len(qids)} x {len(gids)}':>13} {largest:>6} {ours_s:>9.2f} {theirs_s:>8.2f} {theirs_s / ours_s:>6.1f}x "
             f"{ours_mem / 2**20:>11.0f} {theirs_mem / 2**20:>9.0f} {theirs_mem / max(ours_mem, 1):>8.1f}x {diff:>10.2e} {diff64:>10.2e}   "
-            + ", ".join(f"{k} {v:.3f}" for k, v in ours.items()), flush=True
+            + ", ".join(f"{k} {v:.3f}" for k, v in ours.items()),
+            flush=True,
         )
         del similarity
         gc.collect()
-    print(f"targets: speedup >= {TARGET_SPEEDUP:.0f}x, memory ratio >= {TARGET_MEMORY_RATIO:.0f}x, |diff| f64 <= {TARGET_DIFF:.0e}")
-    print("|diff| f32: against rank()'s own output (float32 sums, unstable order of exact ties); "
-          "|diff| f64: against IRRA's formulas in float64 on a stable sort")
+    print(
+        f"targets: speedup >= {TARGET_SPEEDUP:.0f}x, memory ratio >= {TARGET_MEMORY_RATIO:.0f}x, |diff| f64 <= {TARGET_DIFF:.0e}"
+    )
+    print(
+        "|diff| f32: against rank()'s own output (float32 sums, unstable order of exact ties); "
+        "|diff| f64: against IRRA's formulas in float64 on a stable sort"
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,19 @@ options = {{ embed_dim = 16 }}
 
 
 def start(folder: Path, results: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "vlbench.cli", "run", str(folder / "suite.toml"), "--results-dir", str(folder / results),
-           "--cache-dir", str(folder / "cache"), "--runs-dir", ""]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlbench.cli",
+        "run",
+        str(folder / "suite.toml"),
+        "--results-dir",
+        str(folder / results),
+        "--cache-dir",
+        str(folder / "cache"),
+        "--runs-dir",
+        "",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -81,8 +92,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "suite.toml").write_text(SUITE.format(seeds=list(range(args.runs))))
-        subprocess.run([sys.executable, "-m", "vlbench.cli", "run", str(folder / "suite.toml"), "--dry-run"], check=True,
-                       capture_output=True)  # imports warm in the page cache before either timing
+        subprocess.run(
+            [sys.executable, "-m", "vlbench.cli", "run", str(folder / "suite.toml"), "--dry-run"], check=True, capture_output=True
+        )  # imports warm in the page cache before either timing
         begin = time.perf_counter()
         single_trained = finish([start(folder, "single")])
         single = time.perf_counter() - begin
@@ -92,8 +104,10 @@ def main() -> None:
     print(f"cpus usable: {len(os.sched_getaffinity(0))}, load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"1 process : {single_trained} runs trained, {single:.0f} s")
     print(f"{args.processes} processes: {shared_trained} runs trained in total (target {args.runs}), {shared:.0f} s")
-    print(f"time ratio to {args.processes} x single: {shared / (args.processes * single):.2f} "
-          f"(without claims every process trained every run: about 1.0 or worse)")
+    print(
+        f"time ratio to {args.processes} x single: {shared / (args.processes * single):.2f} "
+        f"(without claims every process trained every run: about 1.0 or worse)"
+    )
 
 
 if __name__ == "__main__":

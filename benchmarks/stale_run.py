@@ -70,8 +70,10 @@ def main() -> None:
         (kept,) = (results / "example" / "stale").glob("*.json")
         after = json.loads(first.read_text())
         print(f"\nold record kept aside unchanged: {kept.relative_to(results)} ({kept.read_bytes() == before})")
-        print(f"new record {first.name}: fingerprint {after['environment']['fingerprint']['parts']['task']}, "
-              f"started {after['started_at']}")
+        print(
+            f"new record {first.name}: fingerprint {after['environment']['fingerprint']['parts']['task']}, "
+            f"started {after['started_at']}"
+        )
         assert kept.read_bytes() == before and "0.1.1" in after["environment"]["fingerprint"]["parts"]["task"]
 
 

@@ -35,8 +35,11 @@ def intervals(
     if per_unit is None:
         if metrics.ci95:
             return {k: [float(lo), float(hi)] for k, (lo, hi) in metrics.ci95.items()}, {
-                "method": "computed by the task itself (no per-unit scores given to the engine)"}
-        return {}, {"reason": metrics.no_interval or "the task returned no per-unit scores (Metrics.per_unit), so there is no interval"}
+                "method": "computed by the task itself (no per-unit scores given to the engine)"
+            }
+        return {}, {
+            "reason": metrics.no_interval or "the task returned no per-unit scores (Metrics.per_unit), so there is no interval"
+        }
     n_resamples = per_unit.n_resamples if per_unit.n_resamples is not None else n_resamples
     if n_resamples == 0:
         return {}, {"reason": metrics.no_interval or "the task asked for no resamples (n_resamples = 0)"}
@@ -44,20 +47,27 @@ def intervals(
     names = list(per_unit.scores)
     bounds: dict[str, list[float]] = {}
     if names:
+
         def mean_of_units(drawn: np.ndarray, axis: int = -1) -> np.ndarray:
             return sums[:, drawn].sum(axis=-1) / counts[:, drawn].sum(axis=-1)
 
         bounds |= _scipy(units, mean_of_units, names, True, n_resamples, method, level, seed)
     if per_unit.statistic is not None:
         statistic_names = list(per_unit.statistic(units))  # the full sample: fixes the order
+
         def recompute(drawn: np.ndarray) -> np.ndarray:
             values = per_unit.statistic(units[drawn])
             return np.array([values[name] for name in statistic_names], dtype=np.float64)
 
         bounds |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed)
     block = {
-        "method": f"{method} bootstrap", "level": level, "unit": per_unit.unit, "n_units": int(len(units)),
-        "n_resamples": int(n_resamples), "seed": int(seed), "metrics": sorted(bounds),
+        "method": f"{method} bootstrap",
+        "level": level,
+        "unit": per_unit.unit,
+        "n_units": int(len(units)),
+        "n_resamples": int(n_resamples),
+        "seed": int(seed),
+        "metrics": sorted(bounds),
     }
     if names:
         block["items_per_unit"] = {"min": int(counts.min()), "max": int(counts.max())}  # over metrics and units
@@ -93,8 +103,14 @@ def _scipy(
         # A metric that never moves (R10 = 100 on every resample) is a zero-width interval, not a warning.
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap(
-            (np.arange(len(units)),), statistic, n_resamples=n_resamples, batch=_BATCH, vectorized=vectorized,
-            confidence_level=level, method=method, rng=np.random.default_rng(seed),
+            (np.arange(len(units)),),
+            statistic,
+            n_resamples=n_resamples,
+            batch=_BATCH,
+            vectorized=vectorized,
+            confidence_level=level,
+            method=method,
+            rng=np.random.default_rng(seed),
         )
     low = np.atleast_1d(result.confidence_interval.low)
     high = np.atleast_1d(result.confidence_interval.high)

@@ -44,7 +44,9 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError('device "cuda" was asked for (suite.device or --device) but torch sees no CUDA device: use "auto" or "cpu".')
+        raise UserError(
+            'device "cuda" was asked for (suite.device or --device) but torch sees no CUDA device: use "auto" or "cpu".'
+        )
     return torch.device(requested)
 
 
@@ -103,16 +105,20 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
             frozen.add(kind.name)
     # A part whose weights another part fixed (a fusion that keeps its language model frozen) is
     # frozen too: eval mode while training, no optimizer group, listed in the record.
-    frozen |= {name for name, part in parts.items() if part is not None and any(True for _ in part.parameters())
-               and not any(p.requires_grad for p in part.parameters())}
+    frozen |= {
+        name
+        for name, part in parts.items()
+        if part is not None and any(True for _ in part.parameters()) and not any(p.requires_grad for p in part.parameters())
+    }
     model = VLModel(parts)
     for part in frozen:
         model.components()[part].requires_grad_(False)
     model.to(device)
     # Weights served from a package (e.g. EfficientNet-Lite0) say where they came from; third-party
     # components may predate the attribute.
-    provenance = {name: dict(part.weights_provenance) for name, part in parts.items()
-                  if getattr(part, "weights_provenance", None)}
+    provenance = {
+        name: dict(part.weights_provenance) for name, part in parts.items() if getattr(part, "weights_provenance", None)
+    }
     return Built(specs, dataset, task, objective, model, frozen, weights, provenance)
 
 
@@ -122,13 +128,19 @@ def first_batch_check(built: Built, loader: SplitBatcher, split_name: str = "tra
     model = built.model
     _, images = next(loader.images(split, batch_size=2))
     with torch.inference_mode():
-        check_encoder_output(built.specs["vision"], model.vision(images), len(images), model.vision.info.token_dim, model.vision.info.pooled_dim)
+        check_encoder_output(
+            built.specs["vision"], model.vision(images), len(images), model.vision.info.token_dim, model.vision.info.pooled_dim
+        )
         if model.text is not None and split.captions is not None:
             _, text = next(loader.texts([caps[0] for caps in split.captions[:2]]))
-            check_encoder_output(built.specs["text"], model.text(text), len(text), model.text.info.token_dim, model.text.info.pooled_dim)
+            check_encoder_output(
+                built.specs["text"], model.text(text), len(text), model.text.info.token_dim, model.text.info.pooled_dim
+            )
 
 
-def prepare(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device) -> tuple[Built, Precision, SplitBatcher, SplitBatcher]:
+def prepare(
+    run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device
+) -> tuple[Built, Precision, SplitBatcher, SplitBatcher]:
     """The run's components built, its precision, and its training and evaluation batchers."""
     built = build(run, host, cache_dir, device)
     train = run.train
@@ -138,7 +150,17 @@ def prepare(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.devic
     model = built.model
     tokenize = model.text.tokenize if model.text is not None else None
     targets = built.objective.targets(model) if built.objective is not None else None  # e.g. the decoder's caption ids
-    batcher_options = dict(vision=model.vision.info, tokenize=tokenize, precision=precision, num_workers=train["num_workers"],
-                           num_classes=built.task.num_classes(built.dataset), targets=targets)
-    return (built, precision, SplitBatcher(batch_size=train["batch_size"], **batcher_options),
-            SplitBatcher(batch_size=train["eval_batch_size"], **batcher_options))
+    batcher_options = dict(
+        vision=model.vision.info,
+        tokenize=tokenize,
+        precision=precision,
+        num_workers=train["num_workers"],
+        num_classes=built.task.num_classes(built.dataset),
+        targets=targets,
+    )
+    return (
+        built,
+        precision,
+        SplitBatcher(batch_size=train["batch_size"], **batcher_options),
+        SplitBatcher(batch_size=train["eval_batch_size"], **batcher_options),
+    )

@@ -50,15 +50,26 @@ def normalize_distribution(name: str) -> str:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "check-plugin", help="run the conformance contracts over every component of an installed distribution",
+        "check-plugin",
+        help="run the conformance contracts over every component of an installed distribution",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
     )
     parser.add_argument("distribution", help="an installed distribution, e.g. vlbench-example-plugin")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="input size of the vision encoders; default: each encoder's own")
-    parser.add_argument("--option", action="append", default=[], metavar="[NAME.]KEY=VALUE",
-                        help="an option for the components checked (VALUE in TOML, else a string), e.g. root=/data/RSTPReid "
-                             "for a loader; NAME. limits it to one component; repeatable")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="input size of the vision encoders; default: each encoder's own",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="[NAME.]KEY=VALUE",
+        help="an option for the components checked (VALUE in TOML, else a string), e.g. root=/data/RSTPReid "
+        "for a loader; NAME. limits it to one component; repeatable",
+    )
     parser.set_defaults(func=cmd_check_plugin)
 
 
@@ -104,7 +115,10 @@ def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
 
 
 def check_distribution(
-    host: PluginHost, distribution: str, *, image_size: Sequence[int] | None = None,
+    host: PluginHost,
+    distribution: str,
+    *,
+    image_size: Sequence[int] | None = None,
     options: Mapping[str | None, Mapping[str, Any]] | None = None,
 ) -> list[CheckResult]:
     """Every check of every component ``distribution`` registers in ``host``, which must also
@@ -131,7 +145,8 @@ def check_distribution(
     results += _hook_name_checks(host, plugins)
     results += [
         CheckResult(c.kind, c.name, "unique name", "fail", c.describe())
-        for c in host.conflicts() if any(mine(owner.distribution) for owner in c.owners)
+        for c in host.conflicts()
+        if any(mine(owner.distribution) for owner in c.owners)
     ]
     with tempfile.TemporaryDirectory(prefix="vlbench-check-") as tmp:
         workdir = Path(tmp)
@@ -158,25 +173,43 @@ def _hook_name_checks(host: PluginHost, plugins: list[str]) -> list[CheckResult]
         plugin = host.plugin_object(name)
         declared = host.implemented_hooks(name)
         if not any(declared.values()):
-            results.append(CheckResult("plugin", name, "hooks", "fail", "implements no vlbench hook, so it adds nothing (see docs/hooks.md)"))
+            results.append(
+                CheckResult("plugin", name, "hooks", "fail", "implements no vlbench hook, so it adds nothing (see docs/hooks.md)")
+            )
         implemented = set(declared)
         for attr in sorted(implemented - set(known)):
-            results.append(CheckResult("hook", name, attr, "fail", f"no hook is named {attr!r}, so it is never called.{did_you_mean(attr, known)}"))
+            results.append(
+                CheckResult(
+                    "hook", name, attr, "fail", f"no hook is named {attr!r}, so it is never called.{did_you_mean(attr, known)}"
+                )
+            )
         for attr in sorted((set(known) & set(dir(plugin))) - implemented):
             if callable(getattr(plugin, attr)):
-                results.append(CheckResult("hook", name, attr, "fail", "defined without @hookimpl (from vlbench import hookimpl), so it is never called"))
+                results.append(
+                    CheckResult(
+                        "hook",
+                        name,
+                        attr,
+                        "fail",
+                        "defined without @hookimpl (from vlbench import hookimpl), so it is never called",
+                    )
+                )
     return results
 
 
 _NO_CONTRACT = {
     "vlbench_resolve_vision_encoder": "open names are resolved on demand: test one with VisionEncoderContract and "
-                                      "spec_name set to such a name",
+    "spec_name set to such a name",
     "vlbench_run_finished": "observers have no contract: vlbench reports an observer that raises and goes on",
 }
 
 
 def _component_checks(
-    host: PluginHost, spec: ComponentSpec, kind: str, workdir: Path, image_size: Sequence[int] | None,
+    host: PluginHost,
+    spec: ComponentSpec,
+    kind: str,
+    workdir: Path,
+    image_size: Sequence[int] | None,
     given: Mapping[str, Any] | None = None,
 ) -> list[CheckResult]:
     from vlbench.testing import contracts, mocks
@@ -195,7 +228,9 @@ def _component_checks(
     checks: dict[str, Callable[[], None]]
     if kind == "vision":
         checks = {
-            "contract": lambda: contracts.check_vision_encoder(spec, image_size=tuple(image_size) if image_size else None, **options),
+            "contract": lambda: contracts.check_vision_encoder(
+                spec, image_size=tuple(image_size) if image_size else None, **options
+            ),
             "end-to-end": lambda: run(vision=spec.name, image_size=image_size),
         }
     elif kind == "text":
@@ -222,8 +257,11 @@ def _component_checks(
         return _dataset_checks(spec, workdir, run, options)
     else:  # a kind a plugin registered: its own contract check, when it has one
         check = host.kinds[kind].check
-        checks = {"contract": (lambda: check(spec, workdir / "contract", **options)) if check is not None
-                  else (lambda: _skip(f"the {kind} kind declares no contract check"))}
+        checks = {
+            "contract": (lambda: check(spec, workdir / "contract", **options))
+            if check is not None
+            else (lambda: _skip(f"the {kind} kind declares no contract check"))
+        }
     return [_attempt(kind, spec.name, check, fn) for check, fn in checks.items()]
 
 
@@ -231,7 +269,9 @@ def _skip(reason: str) -> None:
     raise Skip(reason)
 
 
-def _dataset_checks(spec: ComponentSpec, workdir: Path, run: Callable[..., None], options: Mapping[str, Any]) -> list[CheckResult]:
+def _dataset_checks(
+    spec: ComponentSpec, workdir: Path, run: Callable[..., None], options: Mapping[str, Any]
+) -> list[CheckResult]:
     from vlbench.testing import contracts, mocks
 
     def contract() -> None:

@@ -82,8 +82,9 @@ def me(token: str | None = None) -> Owner:
 class ClaimBoard:
     """The claims of one suite's runs in one results folder."""
 
-    def __init__(self, results_dir: Path, suite: str, stale_after_s: float = 600.0, heartbeat_s: float = 60.0,
-                 lock_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, results_dir: Path, suite: str, stale_after_s: float = 600.0, heartbeat_s: float = 60.0, lock_timeout_s: float = 60.0
+    ) -> None:
         self.folder = Path(results_dir) / suite / CLAIMS_FOLDER
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
@@ -120,8 +121,10 @@ class ClaimBoard:
                     return None
                 _write(path, owner)
         except Timeout:
-            raise ClaimError(f"{self._paths(run_id)[1]}: lock not free after {self.lock_timeout_s:.0f} s; "
-                             "another process hangs while holding it: stop it or delete the file.") from None
+            raise ClaimError(
+                f"{self._paths(run_id)[1]}: lock not free after {self.lock_timeout_s:.0f} s; "
+                "another process hangs while holding it: stop it or delete the file."
+            ) from None
         return Claim(self, run_id, owner)
 
     def _alive(self, owner: Owner, path: Path) -> bool:

@@ -50,8 +50,15 @@ class RichReporter:
     def __init__(self, console: Console, total_runs: int):
         self.console = console
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self.overall = self.progress.add_task("suite", total=total_runs, info="", visible=total_runs > 0)
         self.current = None
@@ -81,8 +88,10 @@ class RichReporter:
             self.last_line = now
             rate = self.steps_done / (now - self.run_start)
             left = (self.total_steps - self.steps_done) / rate if rate > 0 else 0.0
-            self._line(f"  {self.label}  epoch {epoch}: step {self.steps_done}/{self.total_steps}, {rate:.2f} steps/s, "
-                       f"loss {loss:.3f}, ETA {int(left) // 60}:{int(left) % 60:02d} for the training")
+            self._line(
+                f"  {self.label}  epoch {epoch}: step {self.steps_done}/{self.total_steps}, {rate:.2f} steps/s, "
+                f"loss {loss:.3f}, ETA {int(left) // 60}:{int(left) % 60:02d} for the training"
+            )
 
     def epoch(self, row: dict[str, float]) -> None:
         val = {k: v for k, v in row.items() if k.startswith("val_")}
@@ -99,15 +108,20 @@ class RichReporter:
             self.current = None
         self.progress.update(self.overall, advance=1)
         if record["status"] == "ok" and record["metrics"].get("quality") is False:
-            rates = ", ".join(f"batch {e['requested_batch']}: {e['images_per_s']:.1f} img/s"
-                              for e in record["cost"]["throughput"]["batches"] if e.get("images_per_s") is not None)
+            rates = ", ".join(
+                f"batch {e['requested_batch']}: {e['images_per_s']:.1f} img/s"
+                for e in record["cost"]["throughput"]["batches"]
+                if e.get("images_per_s") is not None
+            )
             self._line(f"{record['label']}  {rates}  [{record['run_id']}]", status="ok")
         elif record["status"] == "ok":
             test = record["metrics"]["splits"]["test"]
             main = test["main"]
             label, value = reference(test, main, record["metrics"].get("higher_is_better") is not False)
-            self._line(f"{record['label']}  test {main}={test['values'][main]:.2f} ({label} {value:.2f})  [{record['run_id']}]",
-                       status="ok")
+            self._line(
+                f"{record['label']}  test {main}={test['values'][main]:.2f} ({label} {value:.2f})  [{record['run_id']}]",
+                status="ok",
+            )
         else:
             error = record["error"]
             self._line(f"{record['label']}: {error['type']}: {error['message']}  [{record['run_id']}]", status="error")
@@ -151,8 +165,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite, host)
     runs = executors.select_shard(suite.runs, *shard) if shard else list(suite.runs)
     of = f" (shard {shard[0]}/{shard[1]} of {_runs(len(suite.runs))})" if shard else ""
-    plan = resume_plan(runs, host, args.results_dir, args.cache_dir,
-                       warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True))
+    plan = resume_plan(
+        runs,
+        host,
+        args.results_dir,
+        args.cache_dir,
+        warn=lambda message: console.print(Text(terminal_text(f"warning: {message}")), soft_wrap=True),
+    )
     done = {run_id for run_id, entry in plan.items() if entry["status"] == "done"}
     stale = {run_id: entry["reason"] for run_id, entry in plan.items() if entry["status"] == "stale"}
     device = args.device or suite.device
@@ -165,8 +184,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(_runs_table(suite.name, tuple(runs), done, running, stale))
         for run_id, reason in stale.items():
             console.print(Text(terminal_text(f"stale {run_id}: {reason}")), soft_wrap=True)
-        console.print(f"{_runs(len(runs))}{of}, {len(done)} already finished, {len(stale)} stale (would run again); "
-                      f"results would go to {args.results_dir / suite.name}/")
+        console.print(
+            f"{_runs(len(runs))}{of}, {len(done)} already finished, {len(stale)} stale (would run again); "
+            f"results would go to {args.results_dir / suite.name}/"
+        )
         if executor.name == "slurm" and todo:
             console.print(f"sbatch script of the job array for the {_runs(len(todo))} to run:", markup=False)
             console.print(executor.sbatch_script(todo, job), markup=False, highlight=False, soft_wrap=True)
@@ -174,24 +195,39 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.no_embedding_cache:
         os.environ["VLBENCH_EMBEDDING_CACHE"] = "off"  # read by the engine, here and in spawned workers
     embedding_cache.preflight(todo, args.cache_dir)
-    pretrained.ensure_available(todo, host, args.suite, say=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True))
+    pretrained.ensure_available(
+        todo, host, args.suite, say=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True)
+    )
     checked = preflight(todo, host, args.results_dir, args.cache_dir, Path(args.runs_dir) if args.runs_dir else None)
     for line in (*checked.datasets, *checked.notes, *([checked.disk] if checked.disk else [])):
         console.print(Text(terminal_text(f"preflight: {line}")), soft_wrap=True)
     folder = args.results_dir / suite.name
     held = len(list(folder.glob("*.json"))) if folder.is_dir() else 0
-    console.print(Text(terminal_text(f"results: {folder}/ ({held} record file{'' if held == 1 else 's'} there before)")), soft_wrap=True)
-    console.print(f"suite {suite.name}: {_runs(len(runs))}{of}, {len(done)} finished before, {len(stale)} stale, "
-                  f"{len(todo)} to run on {executor.describe()}, device {device}", markup=False)
+    console.print(
+        Text(terminal_text(f"results: {folder}/ ({held} record file{'' if held == 1 else 's'} there before)")), soft_wrap=True
+    )
+    console.print(
+        f"suite {suite.name}: {_runs(len(runs))}{of}, {len(done)} finished before, {len(stale)} stale, "
+        f"{len(todo)} to run on {executor.describe()}, device {device}",
+        markup=False,
+    )
     try:
         with RichReporter(console, len(todo)) as reporter:
-            outcome = executor.run(todo, job, host, reporter,
-                                   warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True))
+            outcome = executor.run(
+                todo, job, host, reporter, warn=lambda message: console.print(Text(terminal_text(message)), soft_wrap=True)
+            )
         if args.cost_retries:
             from vlbench.cost_retry import remeasure_noisy
 
-            remeasure_noisy(runs, host, args.results_dir, args.cache_dir, resolve_device(device), args.cost_retries,
-                            say=lambda message: console.print(Text(message), soft_wrap=True))
+            remeasure_noisy(
+                runs,
+                host,
+                args.results_dir,
+                args.cache_dir,
+                resolve_device(device),
+                args.cost_retries,
+                say=lambda message: console.print(Text(message), soft_wrap=True),
+            )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished runs are saved; run the same command again to resume.")
         return 130
@@ -201,11 +237,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     elsewhere = f", {len(outcome.elsewhere)} left to other processes (claimed)" if outcome.elsewhere else ""
     skipped = len(done) + len(outcome.skipped)  # done never reached the executor; outcome.skipped finished meanwhile
     shown = "" if args.results_dir == DEFAULT_RESULTS else f" {args.results_dir}"
-    console.print(Text(terminal_text(
-        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {skipped} skipped (finished before){elsewhere}, "
-        f"{len(outcome.stale)} re-run as stale (old records in stale/); "
-        f"records in {folder}/ (`vlbench leaderboard show{shown}` tables them)"
-    )), soft_wrap=True)
+    console.print(
+        Text(
+            terminal_text(
+                f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {skipped} skipped (finished before){elsewhere}, "
+                f"{len(outcome.stale)} re-run as stale (old records in stale/); "
+                f"records in {folder}/ (`vlbench leaderboard show{shown}` tables them)"
+            )
+        ),
+        soft_wrap=True,
+    )
     return 1 if outcome.failed else 0
 
 
@@ -220,16 +261,20 @@ def _vision_weights(run: RunSpec) -> str:
     return "pretrained" if options.get("pretrained") else "random-init"
 
 
-def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str],
-                stale: dict[str, str] | None = None) -> Table:
+def _runs_table(
+    suite: str, runs: tuple[RunSpec, ...], done: set[str], running: dict[str, str], stale: dict[str, str] | None = None
+) -> Table:
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     kinds = list(dict.fromkeys(kind for run in runs for kind in run.components))
     columns = {kind: [run.choice(kind).name if run.choice(kind) else "-" for run in runs] for kind in kinds}
     if "vision" in columns:
-        columns = {"vision": columns.pop("vision"),
-                   "size": ["x".join(map(str, run.choice("vision").options["image_size"])) for run in runs],
-                   "weights": [_vision_weights(run) for run in runs], **columns}
+        columns = {
+            "vision": columns.pop("vision"),
+            "size": ["x".join(map(str, run.choice("vision").options["image_size"])) for run in runs],
+            "weights": [_vision_weights(run) for run in runs],
+            **columns,
+        }
     for kind in kinds:  # options that tell runs of one component apart (a prune-ratio sweep)
         chosen = [run.choice(kind) for run in runs]
         keys = sorted({k for c in chosen if c for k in c.options})
@@ -246,8 +291,13 @@ def _runs_table(suite: str, runs: tuple[RunSpec, ...], done: set[str], running: 
     for column in ("#", "run id", *varying, "status"):
         table.add_column(column, overflow="fold", no_wrap=column == "run id")
     for i, run in enumerate(runs):
-        status = "done" if run.run_id in done else f"running ({running[run.run_id]})" if run.run_id in running else (
-            "stale" if run.run_id in (stale or {}) else "pending")
+        status = (
+            "done"
+            if run.run_id in done
+            else f"running ({running[run.run_id]})"
+            if run.run_id in running
+            else ("stale" if run.run_id in (stale or {}) else "pending")
+        )
         table.add_row(str(i + 1), run.run_id, *(columns[name][i] for name in varying), status)
     return table
 
@@ -264,11 +314,19 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         name_width = max(len(name) for name, _ in specs)
         plugin_width = max(len(spec.plugin) for _, spec in specs)
         for name, spec in specs:
-            console.print(f"  {name:<{name_width}}  {spec.plugin:<{plugin_width}}  {spec.distribution} {spec.version}",
-                          markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"  {name:<{name_width}}  {spec.plugin:<{plugin_width}}  {spec.distribution} {spec.version}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             if spec.description:
-                console.print(textwrap.indent(textwrap.fill(spec.description, width=max(console.width - 6, 40)), "      "),
-                              markup=False, highlight=False, style="dim")
+                console.print(
+                    textwrap.indent(textwrap.fill(spec.description, width=max(console.width - 6, 40)), "      "),
+                    markup=False,
+                    highlight=False,
+                    style="dim",
+                )
     objectives = ", ".join(f"{name} ({spec.plugin})" for name, spec in host.objectives.items())
     console.print(f"Objectives (what fusions serve and tasks need): {objectives}", markup=False, highlight=False, soft_wrap=True)
     console.print("Open names: vision encoders as timm:<any timm model>, when the timm_any plugin is loaded.")
@@ -290,21 +348,47 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train, select on val, test and record every run of a suite")
     run.add_argument("suite", type=Path, help="suite file, e.g. suites/quickstart.toml")
     run.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
-    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS,
-                     help=f"where records go, <results-dir>/<suite>/<run-id>.json; default: {DEFAULT_RESULTS}, which "
-                          f"`vlbench leaderboard` reads by default")
-    run.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="generated datasets; default: $VLBENCH_CACHE or ~/.cache/vlbench")
+    run.add_argument(
+        "--results-dir",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help=f"where records go, <results-dir>/<suite>/<run-id>.json; default: {DEFAULT_RESULTS}, which "
+        f"`vlbench leaderboard` reads by default",
+    )
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="generated datasets; default: $VLBENCH_CACHE or ~/.cache/vlbench",
+    )
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the suite's device")
-    run.add_argument("--runs-dir", default=os.environ.get(RUNS_ENV, str(DEFAULT_RUNS)),
-                     help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ${RUNS_ENV} or "
-                          f"./{DEFAULT_RUNS}; '' = off")
-    run.add_argument("--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run")
-    run.add_argument("--cost-retries", type=int, default=0, metavar="N",
-                     help="at the end of the suite, measure again (up to N times) the cost of runs measured on a busy machine "
-                          "(docs/cost.md, cost.conditions); default: 0")
-    run.add_argument("--offline", action="store_true", help="never reach a model hub (sets HF_HUB_OFFLINE=1): missing pretrained weights stop the suite with the fetch command instead of downloading")
-    run.add_argument("--no-embedding-cache", action="store_true",
-                     help="compute frozen towers in every run instead of reading <cache-dir>/embeddings")
+    run.add_argument(
+        "--runs-dir",
+        default=os.environ.get(RUNS_ENV, str(DEFAULT_RUNS)),
+        help=f"TensorBoard scalars and profiler traces, <runs-dir>/<suite>/<run_id>/; default: ${RUNS_ENV} or "
+        f"./{DEFAULT_RUNS}; '' = off",
+    )
+    run.add_argument(
+        "--profile", action="store_true", help="write torch.profiler traces of a few training and inference steps per run"
+    )
+    run.add_argument(
+        "--cost-retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at the end of the suite, measure again (up to N times) the cost of runs measured on a busy machine "
+        "(docs/cost.md, cost.conditions); default: 0",
+    )
+    run.add_argument(
+        "--offline",
+        action="store_true",
+        help="never reach a model hub (sets HF_HUB_OFFLINE=1): missing pretrained weights stop the suite with the fetch command instead of downloading",
+    )
+    run.add_argument(
+        "--no-embedding-cache",
+        action="store_true",
+        help="compute frozen towers in every run instead of reading <cache-dir>/embeddings",
+    )
     executors.add_arguments(run)
     run.set_defaults(func=cmd_run)
     plugins = sub.add_parser("plugins", help="list every component with its kind, plugin, distribution and version")

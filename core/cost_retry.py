@@ -24,8 +24,12 @@ from vlbench.types import ResultRecord, RunSpec
 
 def _attempt(cost: dict[str, Any], attempt: int) -> dict[str, Any]:
     conditions = cost.get("conditions", {})
-    return {"attempt": attempt, "noisy": bool(conditions.get("noisy")), "problems": interference.describe(cost),
-            "latency_model_p50_ms": (cost.get("latency", {}).get("model") or {}).get("p50_ms")}
+    return {
+        "attempt": attempt,
+        "noisy": bool(conditions.get("noisy")),
+        "problems": interference.describe(cost),
+        "latency_model_p50_ms": (cost.get("latency", {}).get("model") or {}).get("p50_ms"),
+    }
 
 
 def remeasure_noisy(
@@ -54,8 +58,10 @@ def remeasure_noisy(
         history = list(record["cost"].get("retries") or [_attempt(record["cost"], 0)])
         quiet = None
         for attempt in range(1, retries + 1):
-            say(f"re-measuring the cost of {run.label} [{run.run_id}] (attempt {attempt} of {retries}): "
-                f"it was measured on a busy machine ({interference.describe(record['cost'])})")
+            say(
+                f"re-measuring the cost of {run.label} [{run.run_id}] (attempt {attempt} of {retries}): "
+                f"it was measured on a busy machine ({interference.describe(record['cost'])})"
+            )
             cost = measure(run, host, Path(cache_dir), device)
             history.append(_attempt(cost, len(history)))
             if not interference.is_noisy(cost):
@@ -64,6 +70,12 @@ def remeasure_noisy(
         record["cost"] = {**(quiet if quiet is not None else record["cost"]), "retries": history}
         write_record(ResultRecord(**record), results_dir)
         outcome[run.run_id] = quiet is not None
-        say(f"{run.label} [{run.run_id}]: " + ("quiet measurement kept" if quiet is not None else
-                                               f"still noisy after {retries} attempt(s); the first measurement is kept"))
+        say(
+            f"{run.label} [{run.run_id}]: "
+            + (
+                "quiet measurement kept"
+                if quiet is not None
+                else f"still noisy after {retries} attempt(s); the first measurement is kept"
+            )
+        )
     return outcome

@@ -43,7 +43,7 @@ class Precision:
 
 
 def resolve_precision(device: torch.device, amp: str, channels_last: bool) -> Precision:
-    """"auto": bf16 autocast on CUDA, fp32 on CPU (CPU autocast is slower for these models)."""
+    """ "auto": bf16 autocast on CUDA, fp32 on CPU (CPU autocast is slower for these models)."""
     dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     if amp == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else None
@@ -111,14 +111,21 @@ class SplitBatcher:
     def _loader(self, dataset: tud.Dataset, batch_size: int, shuffle_seed: int | None = None) -> tud.DataLoader:
         generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
         return tud.DataLoader(
-            dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator,
-            num_workers=self.num_workers, collate_fn=_collate, pin_memory=self.device.type == "cuda",
+            dataset,
+            batch_size=batch_size,
+            shuffle=generator is not None,
+            generator=generator,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
             drop_last=generator is not None and len(dataset) > batch_size,
         )
 
     def images(self, split: Split, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         pairs = [(i, -1) for i in range(len(split))]
-        for images, _, index in self._loader(_Images(split, self.vision.input_size, pairs, False, 0), batch_size or self.batch_size):
+        for images, _, index in self._loader(
+            _Images(split, self.vision.input_size, pairs, False, 0), batch_size or self.batch_size
+        ):
             yield index, self.normalise(images)
 
     def texts(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, TokenizedText]]:

@@ -68,8 +68,10 @@ def open_store(cache_dir: Path) -> Any:
         probe.unlink()
         return diskcache.Cache(str(where), size_limit=size_limit_bytes(), eviction_policy="least-recently-used")
     except OSError as exc:
-        raise UserError(f"the embedding cache folder {where} cannot be written ({exc.strerror or exc}). Point --cache-dir "
-                        "(or VLBENCH_CACHE) at a writable folder, or run with --no-embedding-cache.") from None
+        raise UserError(
+            f"the embedding cache folder {where} cannot be written ({exc.strerror or exc}). Point --cache-dir "
+            "(or VLBENCH_CACHE) at a writable folder, or run with --no-embedding-cache."
+        ) from None
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -85,8 +87,11 @@ def weights_digest(module: nn.Module) -> str:
 def encoder_identity(part: str, spec: ComponentSpec, choice: ComponentChoice, module: nn.Module) -> dict[str, Any]:
     info = getattr(module, "info", None)
     return {
-        "kind": part, "name": spec.name, "plugin": spec.plugin,
-        "distribution": spec.distribution, "version": spec.version,
+        "kind": part,
+        "name": spec.name,
+        "plugin": spec.plugin,
+        "distribution": spec.distribution,
+        "version": spec.version,
         "options": {k: v for k, v in sorted(choice.options.items()) if k != "freeze"},
         "weights_sha256": weights_digest(module),
         "preprocessing": json.loads(json.dumps(dataclasses.asdict(info) if info is not None else {}, default=list)),
@@ -166,13 +171,19 @@ class CachedEncoder(nn.Module):
         return EncoderOutput(tokens=stack("tokens"), pooled=stack("pooled"), mask=stack("mask") if "mask" in found[0] else None)
 
 
-def attach(model: nn.Module, frozen: set[str], specs: Mapping[str, ComponentSpec], choices: Mapping[str, ComponentChoice],
-           cache_dir: Path) -> dict[str, CachedEncoder]:
+def attach(
+    model: nn.Module,
+    frozen: set[str],
+    specs: Mapping[str, ComponentSpec],
+    choices: Mapping[str, ComponentChoice],
+    cache_dir: Path,
+) -> dict[str, CachedEncoder]:
     """Put every frozen tower of ``model`` behind the cache; returns them by part."""
     if not enabled():
         return {}
-    towers = [part for part, module in model.components().items()
-              if part in frozen and isinstance(module, (VisionEncoder, TextEncoder))]
+    towers = [
+        part for part, module in model.components().items() if part in frozen and isinstance(module, (VisionEncoder, TextEncoder))
+    ]
     if not towers:
         return {}
     store = open_store(cache_dir)
@@ -192,7 +203,9 @@ def detach(model: nn.Module, cached: Mapping[str, CachedEncoder]) -> None:
 
 def report(cached: Mapping[str, CachedEncoder]) -> dict[str, Any]:
     """For the record: per cached part, rows served from the cache and rows computed."""
-    return {part: {"rows_from_cache": w.hits, "rows_computed": w.computed, "encoder_key": w.key[:16]} for part, w in cached.items()}
+    return {
+        part: {"rows_from_cache": w.hits, "rows_computed": w.computed, "encoder_key": w.key[:16]} for part, w in cached.items()
+    }
 
 
 def preflight(runs: Any, cache_dir: Path) -> None:
@@ -217,14 +230,22 @@ def report_store(cache_dir: Path, action: str, console: Any) -> int:
             console.print(f"removed {removed} entries from {where}", markup=False, soft_wrap=True)
             return 0
         rows = sum(1 for key in store.iterkeys() if isinstance(key, str) and key.startswith(ENTRY_PREFIX))
-        console.print(f"embedding cache {where}: {rows} rows, {store.volume() / 1024**2:.1f} MiB of "
-                      f"{store.size_limit / 1024**3:.1f} GiB (least recently used evicted beyond)", markup=False, soft_wrap=True)
+        console.print(
+            f"embedding cache {where}: {rows} rows, {store.volume() / 1024**2:.1f} MiB of "
+            f"{store.size_limit / 1024**3:.1f} GiB (least recently used evicted beyond)",
+            markup=False,
+            soft_wrap=True,
+        )
         for key in store.iterkeys():
             if isinstance(key, str) and key.startswith(COMPONENT_PREFIX):
                 blob = store.get(key)
                 if blob is None:
                     continue
                 who = json.loads(blob)
-                console.print(f"  {key[len(COMPONENT_PREFIX):][:16]}  {who['kind']} {who['name']} ({who['distribution']} {who['version']}) "
-                              f"weights sha256:{who['weights_sha256'][:16]}", markup=False, soft_wrap=True)
+                console.print(
+                    f"  {key[len(COMPONENT_PREFIX) :][:16]}  {who['kind']} {who['name']} ({who['distribution']} {who['version']}) "
+                    f"weights sha256:{who['weights_sha256'][:16]}",
+                    markup=False,
+                    soft_wrap=True,
+                )
     return 0

@@ -42,7 +42,9 @@ def execute(
     reporter.stage("building")
     built, precision, train_loader, eval_loader = prepare(run, host, cache_dir, device)
     # Frozen towers read what they computed before (this suite or another) from the embedding cache.
-    cached = embedding_cache.attach(built.model, built.frozen, built.specs, {k: c for k, c in run.components.items() if c}, cache_dir)
+    cached = embedding_cache.attach(
+        built.model, built.frozen, built.specs, {k: c for k, c in run.components.items() if c}, cache_dir
+    )
     try:
         if built.specs["task"].measures_quality:
             content = train_and_evaluate(run, built, precision, train_loader, eval_loader, reporter)
@@ -144,7 +146,9 @@ def run_suite(
     return outcome
 
 
-def _stale_or_finished(results_dir: Path, run: RunSpec, fingerprint: dict[str, Any]) -> tuple[Path, dict[str, Any], str] | bool | None:
+def _stale_or_finished(
+    results_dir: Path, run: RunSpec, fingerprint: dict[str, Any]
+) -> tuple[Path, dict[str, Any], str] | bool | None:
     """False: finished with this fingerprint; (path, record, reason): finished but stale; None: to run."""
     path = record_path(results_dir, run.suite, run.run_id)
     try:
@@ -157,9 +161,18 @@ def _stale_or_finished(results_dir: Path, run: RunSpec, fingerprint: dict[str, A
     return False if reason is None else (path, record, reason)
 
 
-def _run_one(run: RunSpec, host: PluginHost, results_dir: Path, cache_dir: Path, device: torch.device, reporter: Reporter,
-             profile_dir: Path | None, outcome: SuiteOutcome, fingerprint: dict[str, Any],
-             environment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _run_one(
+    run: RunSpec,
+    host: PluginHost,
+    results_dir: Path,
+    cache_dir: Path,
+    device: torch.device,
+    reporter: Reporter,
+    profile_dir: Path | None,
+    outcome: SuiteOutcome,
+    fingerprint: dict[str, Any],
+    environment: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Execute and save one run; a failure inside it becomes its error record, a failure to
     save stops the suite (StorageError)."""
     started, content, error = now(), None, None

@@ -113,8 +113,11 @@ def probe(device: torch.device | None = None) -> dict[str, Any]:
 def _timed(cost: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     timed = [(f"latency.{k}", v) for k, v in (cost.get("latency") or {}).items() if isinstance(v, Mapping)]
     timed += [(f"stages.{k}", v) for k, v in (cost.get("stages") or {}).items() if isinstance(v, Mapping)]
-    timed += [(f"throughput.batch{e.get('requested_batch')}", e) for e in (cost.get("throughput") or {}).get("batches", [])
-              if isinstance(e, Mapping) and e.get("batch")]
+    timed += [
+        (f"throughput.batch{e.get('requested_batch')}", e)
+        for e in (cost.get("throughput") or {}).get("batches", [])
+        if isinstance(e, Mapping) and e.get("batch")
+    ]
     return [(where, stats) for where, stats in timed if isinstance(stats.get("p50_ms"), (int, float))]
 
 
@@ -156,10 +159,18 @@ class Watch:
             steal = delta[7] / total if total > 0 else 0.0
         threads = torch.get_num_threads() if self.device.type == "cpu" else 1  # on a GPU: the one host thread launching
         conditions = {
-            "host_cores": os.cpu_count(), "usable_cores": usable_cpu_count(), "timing_threads": threads,
-            "before": self.before, "after": after, "steal_share": steal, "seconds": seconds,
-            "probe": {"what": f"torch.mm of two {PROBE_SIZE}x{PROBE_SIZE} fp32 matrices on {self.device.type}",
-                      "before": self.probe_before, "after": probe_after},
+            "host_cores": os.cpu_count(),
+            "usable_cores": usable_cpu_count(),
+            "timing_threads": threads,
+            "before": self.before,
+            "after": after,
+            "steal_share": steal,
+            "seconds": seconds,
+            "probe": {
+                "what": f"torch.mm of two {PROBE_SIZE}x{PROBE_SIZE} fp32 matrices on {self.device.type}",
+                "before": self.probe_before,
+                "after": probe_after,
+            },
             "spread": repetition_spread(cost),
             "thresholds": {name: limit for name, (limit, _) in THRESHOLDS.items()},
         }
@@ -183,11 +194,19 @@ def judge(conditions: Mapping[str, Any]) -> list[dict[str, Any]]:
         # The load average counts the measurement's own threads too: only what is beyond them is interference.
         beyond = None if load is None else (load - min(conditions["timing_threads"], cores)) / cores
         if beyond is not None and beyond > limit["load"]:
-            add("load", beyond, f"load average {load:.2f} on {cores} cores {when} the measurement, "
-                f"{conditions['timing_threads']} of it the timing threads")
+            add(
+                "load",
+                beyond,
+                f"load average {load:.2f} on {cores} cores {when} the measurement, "
+                f"{conditions['timing_threads']} of it the timing threads",
+            )
         if others is not None and others - free_for_others > limit["runnable"]:
-            add("runnable", others - free_for_others, f"{others:g} runnable threads of other processes {when} the measurement, "
-                f"{free_for_others} core(s) free beside the {conditions['timing_threads']} timing thread(s)")
+            add(
+                "runnable",
+                others - free_for_others,
+                f"{others:g} runnable threads of other processes {when} the measurement, "
+                f"{free_for_others} core(s) free beside the {conditions['timing_threads']} timing thread(s)",
+            )
     if conditions["steal_share"] is not None and conditions["steal_share"] > limit["steal"]:
         add("steal", conditions["steal_share"], f"{conditions['steal_share']:.0%} of CPU time stolen by the hypervisor")
     spread = conditions["spread"]["worst_p90_over_p50"]
@@ -200,8 +219,11 @@ def judge(conditions: Mapping[str, Any]) -> list[dict[str, Any]]:
     for when in ("before", "after"):
         stats = conditions["probe"][when]
         if stats["median_ms"] / stats["min_ms"] > limit["probe_spread"]:
-            add("probe_spread", stats["median_ms"] / stats["min_ms"],
-                f"calibration probe {when}: median {stats['median_ms']:.2f} ms, fastest {stats['min_ms']:.2f} ms")
+            add(
+                "probe_spread",
+                stats["median_ms"] / stats["min_ms"],
+                f"calibration probe {when}: median {stats['median_ms']:.2f} ms, fastest {stats['min_ms']:.2f} ms",
+            )
     return found
 
 

@@ -36,30 +36,44 @@ def split_encoder_options(choice: ComponentChoice) -> tuple[dict[str, Any], dict
     return shared, factory_options
 
 
-def _build_vision(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
-                  cache_dir: Path) -> nn.Module:
+def _build_vision(
+    spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any], cache_dir: Path
+) -> nn.Module:
     shared, factory_options = split_encoder_options(choice)
-    return spec.factory(image_size=tuple(choice.options["image_size"]), pretrained=shared["pretrained"],
-                        weights=shared["weights"] or None, **factory_options)
+    return spec.factory(
+        image_size=tuple(choice.options["image_size"]),
+        pretrained=shared["pretrained"],
+        weights=shared["weights"] or None,
+        **factory_options,
+    )
 
 
-def _build_text(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
-                cache_dir: Path) -> nn.Module:
+def _build_text(
+    spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any], cache_dir: Path
+) -> nn.Module:
     shared, factory_options = split_encoder_options(choice)
     return spec.factory(pretrained=shared["pretrained"], weights=shared["weights"] or None, **factory_options)
 
 
-def _build_fusion(spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
-                  cache_dir: Path) -> nn.Module:
+def _build_fusion(
+    spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any], cache_dir: Path
+) -> nn.Module:
     text = parts.get("text")
     needed = {kind: parts[kind] for kind in getattr(spec, "needs", ())}  # built components of the kinds it needs
-    return spec.factory(vision=parts["vision"].info, text=text.info if text is not None else None, **needed, **inputs,
-                        **choice.options)
+    return spec.factory(
+        vision=parts["vision"].info, text=text.info if text is not None else None, **needed, **inputs, **choice.options
+    )
 
 
 VISION = ComponentKind(
-    name="vision", order=10, spec_type=VisionEncoderSpec, register_hook="vlbench_register_vision_encoders", axis="vision",
-    axis_required=True, null_in_config=True, build=_build_vision,
+    name="vision",
+    order=10,
+    spec_type=VisionEncoderSpec,
+    register_hook="vlbench_register_vision_encoders",
+    axis="vision",
+    axis_required=True,
+    null_in_config=True,
+    build=_build_vision,
     common_options={
         "image_size": ([], "[H, W] input size; default: the encoder's own"),
         "pretrained": (False, "load weights through the encoder's own offline mechanism"),
@@ -68,8 +82,13 @@ VISION = ComponentKind(
     },
 )
 TEXT = ComponentKind(
-    name="text", order=20, spec_type=TextEncoderSpec, register_hook="vlbench_register_text_encoders", axis="text",
-    null_in_config=True, build=_build_text,
+    name="text",
+    order=20,
+    spec_type=TextEncoderSpec,
+    register_hook="vlbench_register_text_encoders",
+    axis="text",
+    null_in_config=True,
+    build=_build_text,
     common_options={
         "pretrained": (False, "load the encoder's pretrained weights; when not given: the encoder's own default"),
         "weights": ("", "path to a local .safetensors/.pt state dict"),
@@ -77,16 +96,29 @@ TEXT = ComponentKind(
     },
 )
 FUSION = ComponentKind(
-    name="fusion", order=50, spec_type=FusionSpec, register_hook="vlbench_register_fusions", axis="fusions",
-    null_in_config=True, build=_build_fusion,
+    name="fusion",
+    order=50,
+    spec_type=FusionSpec,
+    register_hook="vlbench_register_fusions",
+    axis="fusions",
+    null_in_config=True,
+    build=_build_fusion,
 )
 TASK = ComponentKind(
-    name="task", order=80, spec_type=TaskSpec, register_hook="vlbench_register_tasks", axis="tasks", axis_required=True, null_in_config=True,
+    name="task",
+    order=80,
+    spec_type=TaskSpec,
+    register_hook="vlbench_register_tasks",
+    axis="tasks",
+    axis_required=True,
+    null_in_config=True,
     common_options={
         "dataset": ("", "dataset component; default: the task's default dataset"),
         "dataset_options": ({}, "options of the dataset component"),
     },
 )
-DATASET = ComponentKind(name="dataset", order=90, spec_type=DatasetSpec, register_hook="vlbench_register_datasets", null_in_config=True)
+DATASET = ComponentKind(
+    name="dataset", order=90, spec_type=DatasetSpec, register_hook="vlbench_register_datasets", null_in_config=True
+)
 
 BUILTIN: tuple[ComponentKind, ...] = (VISION, TEXT, FUSION, TASK, DATASET)

@@ -95,8 +95,15 @@ class PluginHost:
             info = PluginInfo(ep.name, dist, version, ep.value)
             if ep.name in seen:
                 if seen[ep.name] != dist:  # else the same distribution is visible twice on sys.path
-                    self.failures.append(self._failure(info, "import", NameError(
-                        f"entry-point name {ep.name!r} is already used by {seen[ep.name]}; name entry points after the import package")))
+                    self.failures.append(
+                        self._failure(
+                            info,
+                            "import",
+                            NameError(
+                                f"entry-point name {ep.name!r} is already used by {seen[ep.name]}; name entry points after the import package"
+                            ),
+                        )
+                    )
                 continue
             seen[ep.name] = dist
             try:
@@ -120,8 +127,12 @@ class PluginHost:
     @staticmethod
     def _failure(info: PluginInfo, stage: str, exc: BaseException) -> PluginFailure:
         return PluginFailure(
-            info.name, info.distribution, info.version, stage,
-            f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)),
+            info.name,
+            info.distribution,
+            info.version,
+            stage,
+            f"{type(exc).__name__}: {exc}",
+            "".join(traceback.format_exception(exc)),
         )
 
     def _collect_named(self, hook_name: str, spec_type: type, into: dict[str, Any], what: str) -> None:
@@ -206,8 +217,9 @@ class PluginHost:
                     return self._stamp(resolved, self.plugins[impl.plugin_name])
         return self.registry.get(kind, name, where=where)
 
-    def run_finished(self, record: ResultRecordDict, context: RunContext, runs_dir: Path | None = None,
-                     report: Callable[[str], Any] = print) -> None:
+    def run_finished(
+        self, record: ResultRecordDict, context: RunContext, runs_dir: Path | None = None, report: Callable[[str], Any] = print
+    ) -> None:
         """Notify observers; an observer that raises is reported, never fatal."""
         arguments = {"record": record, "runs_dir": runs_dir, "context": context}
         for impl in self.pm.hook.vlbench_run_finished.get_hookimpls():
@@ -230,4 +242,3 @@ class PluginHost:
 
     def hook_names(self) -> list[str]:
         return sorted(name for name in dir(hookspecs) if name.startswith("vlbench_"))
-

@@ -39,9 +39,13 @@ def metrics_dict(metrics: Metrics, interval_seed: int | None = None) -> dict[str
     """A split's metrics as stored; with ``interval_seed``, the engine's bootstrap intervals
     and the ``ci`` block saying how they were drawn (or why there are none)."""
     block = {
-        "values": dict(metrics.values), "main": metrics.main, "chance": dict(metrics.chance),
+        "values": dict(metrics.values),
+        "main": metrics.main,
+        "chance": dict(metrics.chance),
         "baselines": {name: dict(values) for name, values in metrics.baselines.items()},
-        "ci95": {k: list(v) for k, v in metrics.ci95.items()}, "units": dict(metrics.units), "details": dict(metrics.details),
+        "ci95": {k: list(v) for k, v in metrics.ci95.items()},
+        "units": dict(metrics.units),
+        "details": dict(metrics.details),
     }
     if interval_seed is not None:
         block["ci95"], block["ci"] = bootstrap.intervals(metrics, seed=interval_seed)
@@ -57,12 +61,14 @@ def no_quality(run: RunSpec, built: Built, reporter: Reporter) -> dict[str, Any]
         "selection": {},
         "training": {},
         "dataset": {"name": None, "synthetic": True, "note": "no dataset: synthetic inputs of the cost protocol"}
-        if dataset is None else {"name": dataset.name, "split_sizes": {n: len(s) for n, s in dataset.splits.items()}},
+        if dataset is None
+        else {"name": dataset.name, "split_sizes": {n: len(s) for n, s in dataset.splits.items()}},
     }
 
 
-def train_and_evaluate(run: RunSpec, built: Built, precision: Precision, train_loader: SplitBatcher, eval_loader: SplitBatcher,
-                       reporter: Reporter) -> dict[str, Any]:
+def train_and_evaluate(
+    run: RunSpec, built: Built, precision: Precision, train_loader: SplitBatcher, eval_loader: SplitBatcher, reporter: Reporter
+) -> dict[str, Any]:
     """Train on train, select on val, score the selected checkpoint on val and test."""
     train = run.train
     model, task, dataset = built.model, built.task, built.dataset
@@ -82,12 +88,19 @@ def train_and_evaluate(run: RunSpec, built: Built, precision: Precision, train_l
     # A dataset whose captions name sides never sees a flipped image, whatever the RunSpec says.
     hflip = bool(train["hflip"]) and getattr(built.specs["dataset"], "hflip_safe", True)
     result: TrainResult = fit(
-        model, task.loss,
+        model,
+        task.loss,
         lambda epoch: train_loader.train_batches(
             train_split, epoch=epoch, seed=run.seed, hflip=hflip, max_steps=train["max_steps_per_epoch"]
         ),
-        steps_per_epoch, validate, train, precision, built.frozen,
-        on_step=reporter.step, on_epoch=reporter.epoch, higher_is_better=built.specs["task"].higher_is_better,
+        steps_per_epoch,
+        validate,
+        train,
+        precision,
+        built.frozen,
+        on_step=reporter.step,
+        on_epoch=reporter.epoch,
+        higher_is_better=built.specs["task"].higher_is_better,
     )
     reporter.stage("testing")
     val_metrics = validate()  # of the selected checkpoint, stored in full
@@ -101,23 +114,46 @@ def train_and_evaluate(run: RunSpec, built: Built, precision: Precision, train_l
             "higher_is_better": built.specs["task"].higher_is_better,
             "splits": splits,
         },
-        "selection": {"split": "val", "metric": val_metrics.main, "best_epoch": result.best_epoch, "best_value": result.best_value},
+        "selection": {
+            "split": "val",
+            "metric": val_metrics.main,
+            "best_epoch": result.best_epoch,
+            "best_value": result.best_value,
+        },
         "training": {
-            "epochs_run": len(result.curve), "steps": result.steps, "steps_per_epoch": steps_per_epoch, "wall_s": result.wall_s,
-            "stopped_early": result.stopped_early, "first_loss": result.first_loss, "curve": result.curve,
-            "frozen": sorted(built.frozen), "batch_size": train["batch_size"], "hflip": hflip,
+            "epochs_run": len(result.curve),
+            "steps": result.steps,
+            "steps_per_epoch": steps_per_epoch,
+            "wall_s": result.wall_s,
+            "stopped_early": result.stopped_early,
+            "first_loss": result.first_loss,
+            "curve": result.curve,
+            "frozen": sorted(built.frozen),
+            "batch_size": train["batch_size"],
+            "hflip": hflip,
         },
         "dataset": {
-            "name": dataset.name, "synthetic": getattr(built.specs["dataset"], "synthetic", False),
+            "name": dataset.name,
+            "synthetic": getattr(built.specs["dataset"], "synthetic", False),
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
-            "select_split": "val", "report_split": "test", "info": dict(dataset.info),
-            **({"token_limit": model.text.info.max_length, "captions_at_token_limit": captions_at_limit(train_loader.tokenize, dataset)}
-               if train_loader.tokenize is not None and train_split.captions is not None else {}),
+            "select_split": "val",
+            "report_split": "test",
+            "info": dict(dataset.info),
+            **(
+                {
+                    "token_limit": model.text.info.max_length,
+                    "captions_at_token_limit": captions_at_limit(train_loader.tokenize, dataset),
+                }
+                if train_loader.tokenize is not None and train_split.captions is not None
+                else {}
+            ),
         },
     }
 
 
-def measure_cost(run: RunSpec, built: Built, precision: Precision, train_loader: SplitBatcher, eval_loader: SplitBatcher) -> tuple[dict[str, Any], Batch | None]:
+def measure_cost(
+    run: RunSpec, built: Built, precision: Precision, train_loader: SplitBatcher, eval_loader: SplitBatcher
+) -> tuple[dict[str, Any], Batch | None]:
     """The cost block of the run's model and the training batch its memory figure used (None
     for a cost-only task: no training, so no training-step memory)."""
     model, task, train = built.model, built.task, run.train
@@ -130,14 +166,18 @@ def measure_cost(run: RunSpec, built: Built, precision: Precision, train_loader:
         batches.close()  # stops the DataLoader's workers
         stages = cost_stages(task, model, built.dataset.splits["test"], eval_loader)
     block = cost.measure(
-        model, precision,
+        model,
+        precision,
         image_size=model.vision.info.input_size,
         text_length=model.text.info.max_length if model.text is not None else None,
         batch_sizes=tuple(train["cost_batch_sizes"]),
         budget_s=train["cost_budget_s"],
         objective=built.objective,
-        loss_fn=task.loss if quality else None, train_batch=train_batch, train_memory=quality,
-        stages=stages, **cost_timing(task),
+        loss_fn=task.loss if quality else None,
+        train_batch=train_batch,
+        train_memory=quality,
+        stages=stages,
+        **cost_timing(task),
     )
     return block, train_batch
 
@@ -167,8 +207,11 @@ def profile(built: Built, precision: Precision, train_batch: Batch | None, out_d
         with preserved_state(model):
             set_train_mode(model, built.frozen)
             profile_steps(train_step, out_dir, "train", device)
-    batch = train_batch.images if train_batch is not None else cost.synthetic_images(
-        max(infer_batch, 1), tuple(model.vision.info.input_size), device, precision.channels_last)
+    batch = (
+        train_batch.images
+        if train_batch is not None
+        else cost.synthetic_images(max(infer_batch, 1), tuple(model.vision.info.input_size), device, precision.channels_last)
+    )
     text = train_batch.text if train_batch is not None and model.text is not None else None
 
     def inference_step() -> None:

@@ -45,7 +45,9 @@ class Report:
 
 def dataset_key(run: RunSpec, cache_dir: Path) -> str:
     assert run.choice("dataset") is not None
-    return json.dumps([run.choice("dataset").name, run.choice("dataset").options, run.data_seed, str(cache_dir)], sort_keys=True, default=str)
+    return json.dumps(
+        [run.choice("dataset").name, run.choice("dataset").options, run.data_seed, str(cache_dir)], sort_keys=True, default=str
+    )
 
 
 def dataset_for(run: RunSpec, factory: Callable[..., Dataset], cache_dir: Path) -> Dataset:
@@ -78,8 +80,10 @@ def preflight(runs: Sequence[RunSpec], host: Any, results_dir: Path, cache_dir: 
         except UserError:
             raise
         except Exception as exc:  # stop before any run, naming the component
-            raise UserError(f"dataset {run.choice('dataset').name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
-                            f"built: {type(exc).__name__}: {exc}. Check its options in the suite, or report it to the plugin's authors.") from None
+            raise UserError(
+                f"dataset {run.choice('dataset').name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
+                f"built: {type(exc).__name__}: {exc}. Check its options in the suite, or report it to the plugin's authors."
+            ) from None
         task = host.get("task", run.choice("task").name)
         report.datasets.append(validate(dataset, run.choice("dataset").name, task.required_fields, report.notes))
     check_weights(runs, host, Path(cache_dir))
@@ -104,19 +108,25 @@ def writable(folder: Path, what: str, option: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"{what} {folder} is not writable ({exc.strerror or exc} in {target}). "
-                        f"Fix its permissions, free or remount the disk, or pass another path with {option}.") from None
+        raise UserError(
+            f"{what} {folder} is not writable ({exc.strerror or exc} in {target}). "
+            f"Fix its permissions, free or remount the disk, or pass another path with {option}."
+        ) from None
 
 
 def disk_space(n_runs: int, results_dir: Path, cache_dir: Path, runs_dir: Path | None) -> str:
     need = n_runs * (RECORD_BYTES + (EVENTS_BYTES if runs_dir is not None else 0)) + HEADROOM_BYTES
     free = min(shutil.disk_usage(_existing(p)).free for p in (results_dir, cache_dir, *([runs_dir] if runs_dir else [])))
-    line = (f"disk: about {need / 2**20:.0f} MiB needed ({n_runs} records of <= {RECORD_BYTES // 1024} KiB"
-            f"{', TensorBoard events' if runs_dir is not None else ''}, {HEADROOM_BYTES // 2**20} MiB headroom), "
-            f"{free / 2**30:.1f} GiB free")
+    line = (
+        f"disk: about {need / 2**20:.0f} MiB needed ({n_runs} records of <= {RECORD_BYTES // 1024} KiB"
+        f"{', TensorBoard events' if runs_dir is not None else ''}, {HEADROOM_BYTES // 2**20} MiB headroom), "
+        f"{free / 2**30:.1f} GiB free"
+    )
     if free < need:
-        raise UserError(f"not enough free disk for the suite: {line}. Free some space, or pass folders on another disk "
-                        "with --results-dir / --cache-dir / --runs-dir.")
+        raise UserError(
+            f"not enough free disk for the suite: {line}. Free some space, or pass folders on another disk "
+            "with --results-dir / --cache-dir / --runs-dir."
+        )
     return line
 
 
@@ -149,8 +159,9 @@ def validate(dataset: Any, name: str, required: frozenset[str], notes: list[str]
         if split.labels is not None:
             _labels(split, where, len(dataset.class_names), split_name == "train" and "labels" in required)
         images += _images(split, where)
-    return f"{name}: {images} images checked, {captions} captions, splits " + \
-        ", ".join(f"{s} {len(dataset.splits[s])}" for s in ("train", "val", "test"))
+    return f"{name}: {images} images checked, {captions} captions, splits " + ", ".join(
+        f"{s} {len(dataset.splits[s])}" for s in ("train", "val", "test")
+    )
 
 
 def _columns(split: Split, where: str, required: frozenset[str]) -> None:
@@ -160,40 +171,55 @@ def _columns(split: Split, where: str, required: frozenset[str]) -> None:
             if field_name in required:
                 raise UserError(f"{where} has no {field_name}, which the task needs. Pick a dataset that provides {field_name}.")
         elif len(column) != len(split):
-            raise UserError(f"{where}: {len(column)} {field_name} for {len(split)} images; every column needs one entry per image.")
+            raise UserError(
+                f"{where}: {len(column)} {field_name} for {len(split)} images; every column needs one entry per image."
+            )
 
 
 def _captions(split: Split, where: str, notes: list[str]) -> int:
     count, longest = 0, (0, "")
     for i, caps in enumerate(split.captions):
         if not isinstance(caps, (tuple, list)) or not caps:
-            raise UserError(f"{where}, sample {split.ids[i]!r}: no captions (got {caps!r:.40}). "
-                            "Every image needs at least one caption: fix the annotation or drop the image.")
+            raise UserError(
+                f"{where}, sample {split.ids[i]!r}: no captions (got {caps!r:.40}). "
+                "Every image needs at least one caption: fix the annotation or drop the image."
+            )
         for k, caption in enumerate(caps):
             if not isinstance(caption, str) or not caption.strip():
-                raise UserError(f"{where}, sample {split.ids[i]!r}: caption {k} is empty. Fix the annotation or drop that caption.")
+                raise UserError(
+                    f"{where}, sample {split.ids[i]!r}: caption {k} is empty. Fix the annotation or drop that caption."
+                )
             words = len(caption.split())
             if words > longest[0]:
                 longest = (words, split.ids[i])
         count += len(caps)
     if longest[0] > LONG_CAPTION_WORDS:
-        notes.append(f"{where}: captions up to {longest[0]} words (sample {longest[1]!r}); text encoders truncate them "
-                     "to their token limit and each record counts the captions at that limit.")
+        notes.append(
+            f"{where}: captions up to {longest[0]} words (sample {longest[1]!r}); text encoders truncate them "
+            "to their token limit and each record counts the captions at that limit."
+        )
     return count
 
 
 def _labels(split: Split, where: str, num_classes: int, need_positives: bool) -> None:
     positives = 0
     for i, row in enumerate(split.labels):
-        bad = [c for c in row if isinstance(c, bool) or not isinstance(c, (int, np.integer))
-               or not 0 <= c < (num_classes or math.inf)]
+        bad = [
+            c
+            for c in row
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < (num_classes or math.inf)
+        ]
         if bad:
-            raise UserError(f"{where}, sample {split.ids[i]!r}: labels {bad} outside 0..{num_classes - 1} "
-                            f"(the dataset names {num_classes} classes). Fix the label column.")
+            raise UserError(
+                f"{where}, sample {split.ids[i]!r}: labels {bad} outside 0..{num_classes - 1} "
+                f"(the dataset names {num_classes} classes). Fix the label column."
+            )
         positives += len(row)
     if need_positives and positives == 0:
-        raise UserError(f"{where}: no sample has a label (the label column is empty everywhere), so nothing can be learned. "
-                        "Check the label column of the annotation file.")
+        raise UserError(
+            f"{where}: no sample has a label (the label column is empty everywhere), so nothing can be learned. "
+            "Check the label column of the annotation file."
+        )
 
 
 def _images(split: Split, where: str) -> int:
@@ -205,8 +231,10 @@ def _images(split: Split, where: str) -> int:
         with ThreadPoolExecutor(max(1, min(8, usable_cpu_count()))) as pool:
             for i, problem in enumerate(pool.map(_image_problem, paths)):
                 if problem:
-                    raise UserError(f"{where}, sample {split.ids[i]!r}: image {paths[i]} {problem}. "
-                                    "Restore it from the dataset archive or remove its entry from the annotations.")
+                    raise UserError(
+                        f"{where}, sample {split.ids[i]!r}: image {paths[i]} {problem}. "
+                        "Restore it from the dataset archive or remove its entry from the annotations."
+                    )
         return len(paths)
     indices = np.unique(np.linspace(0, len(split) - 1, min(len(split), SAMPLED_IMAGES)).astype(int))
     for i in indices.tolist():
@@ -215,11 +243,15 @@ def _images(split: Split, where: str) -> int:
         except UserError:
             raise
         except Exception as exc:  # the loader's own failure, named
-            raise UserError(f"{where}, sample {split.ids[i]!r}: the image could not be loaded ({type(exc).__name__}: {exc}).") from None
+            raise UserError(
+                f"{where}, sample {split.ids[i]!r}: the image could not be loaded ({type(exc).__name__}: {exc})."
+            ) from None
         shape = getattr(image, "shape", None)
         if getattr(image, "dtype", None) != np.uint8 or shape is None or len(shape) != 3 or shape[2] != 3:
-            raise UserError(f"{where}, sample {split.ids[i]!r}: load_image returned {getattr(image, 'dtype', type(image).__name__)} "
-                            f"{shape}; it must return an HxWx3 uint8 RGB array.")
+            raise UserError(
+                f"{where}, sample {split.ids[i]!r}: load_image returned {getattr(image, 'dtype', type(image).__name__)} "
+                f"{shape}; it must return an HxWx3 uint8 RGB array."
+            )
     return len(indices)
 
 
@@ -272,8 +304,10 @@ def _build_encoder(kind: str, choice: ComponentChoice, host: Any) -> None:
         raise
     except Exception as exc:  # stop before any run, naming the component
         source = f"weights file {choice.options['weights']}" if choice.options.get("weights") else "its pretrained weights"
-        raise UserError(f"{kind} encoder {choice.name!r} could not be built with {source}: {type(exc).__name__}: {exc}. "
-                        "Check the weights option in the suite (a state dict saved from the same architecture).") from None
+        raise UserError(
+            f"{kind} encoder {choice.name!r} could not be built with {source}: {type(exc).__name__}: {exc}. "
+            "Check the weights option in the suite (a state dict saved from the same architecture)."
+        ) from None
 
 
 def captions_at_limit(tokenize: Callable[[Sequence[str]], Any], dataset: Dataset, chunk: int = 1024) -> dict[str, int]:
@@ -284,7 +318,7 @@ def captions_at_limit(tokenize: Callable[[Sequence[str]], Any], dataset: Dataset
         texts = [c for caps in (split.captions or ()) for c in caps]
         at_limit = 0
         for start in range(0, len(texts), chunk):
-            mask = tokenize(texts[start:start + chunk]).attention_mask
+            mask = tokenize(texts[start : start + chunk]).attention_mask
             at_limit += int(mask[:, -1].sum())
         counts[name] = at_limit
     return counts

@@ -81,11 +81,18 @@ def source_of(kind: str, spec: ComponentSpec, choice: ComponentChoice) -> Source
     if spec.name == "clip_text":
         import open_clip
 
-        cfg = open_clip.get_pretrained_cfg(choice.options.get("model_name", "ViT-B-32"), choice.options.get("pretrained_tag", "openai"))
+        cfg = open_clip.get_pretrained_cfg(
+            choice.options.get("model_name", "ViT-B-32"), choice.options.get("pretrained_tag", "openai")
+        )
         repo, filename = os.path.split(cfg.get("hf_hub", "")) if cfg else ("", "")
         if repo:
-            files = (filename[:-4] + ".safetensors", filename) if filename.endswith((".bin", ".pth")) else (filename,) if filename else (
-                "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+            files = (
+                (filename[:-4] + ".safetensors", filename)
+                if filename.endswith((".bin", ".pth"))
+                else (filename,)
+                if filename
+                else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+            )
             return Source(kind, choice.name, "huggingface", repo, files)
     return Source(kind, choice.name, "plugin")
 
@@ -145,10 +152,12 @@ def ensure_available(runs: Any, host: Any, suite_path: Path, say: Any) -> None:
         return
     if offline():
         names = "; ".join(f"{s.kind} {s.component} ({s.describe()})" for s in missing)
-        raise UserError(f"{suite_path}: pretrained = true needs weights that are not in the caches: {names}. Downloads are "
-                        f"off (HF_HUB_OFFLINE or --offline), so nothing was run. On a machine with internet run "
-                        f"`vlbench weights fetch {suite_path}` with the same HF_HOME / TORCH_HOME, then copy or share "
-                        "those caches here (or drop --offline / HF_HUB_OFFLINE where downloading is allowed).")
+        raise UserError(
+            f"{suite_path}: pretrained = true needs weights that are not in the caches: {names}. Downloads are "
+            f"off (HF_HUB_OFFLINE or --offline), so nothing was run. On a machine with internet run "
+            f"`vlbench weights fetch {suite_path}` with the same HF_HOME / TORCH_HOME, then copy or share "
+            "those caches here (or drop --offline / HF_HUB_OFFLINE where downloading is allowed)."
+        )
     for source in missing:
         say(f"downloading {source.kind} {source.component}: {source.describe()} into its library's cache")
         fetch(source, suite_path)
@@ -158,8 +167,10 @@ def fetch(source: Source, suite_path: Path | None = None) -> Path:
     """Download ``source`` into its library's cache; a UserError with the command when it cannot."""
     again = f"`vlbench weights fetch {suite_path}` or " if suite_path else ""
     if offline():
-        raise UserError(f"{source.component}: HF_HUB_OFFLINE is set (or --offline), so nothing is downloaded; "
-                        f"on a machine with internet run {again}`{fetch_command(source)}`.")
+        raise UserError(
+            f"{source.component}: HF_HUB_OFFLINE is set (or --offline), so nothing is downloaded; "
+            f"on a machine with internet run {again}`{fetch_command(source)}`."
+        )
     try:
         if source.hub == "huggingface":
             import huggingface_hub  # the download timm, open_clip and transformers make themselves, into the same cache
@@ -179,12 +190,16 @@ def fetch(source: Source, suite_path: Path | None = None) -> Path:
             torch.hub.download_url_to_file(source.url, str(target), progress=False)
             return target
     except Exception as exc:  # any download failure gets the manual command
-        raise UserError(f"{source.component}: downloading {source.describe()} failed ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); nothing was run. Run {again}`{fetch_command(source)}` "
-                        "where the network allows and copy the cache here.") from None
+        raise UserError(
+            f"{source.component}: downloading {source.describe()} failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); nothing was run. Run {again}`{fetch_command(source)}` "
+            "where the network allows and copy the cache here."
+        ) from None
     found = locate(source)
     if found is None:
-        raise UserError(f"{source.component}: {source.describe()} is not in the cache and vlbench cannot fetch it: {fetch_command(source)}.")
+        raise UserError(
+            f"{source.component}: {source.describe()} is not in the cache and vlbench cannot fetch it: {fetch_command(source)}."
+        )
     return found
 
 
@@ -209,7 +224,9 @@ def provenance(kind: str, spec: ComponentSpec, choice: ComponentChoice) -> dict[
         revision = match.group(1) if match else revision
     stat = path.stat() if path is not None else None
     return {
-        "source": source.describe(), "hub": source.hub, "revision": revision,
+        "source": source.describe(),
+        "hub": source.hub,
+        "revision": revision,
         "file": path.name if path is not None else None,
         "sha256": _sha256(str(path), stat.st_size, stat.st_mtime) if stat else None,
     }
@@ -237,7 +254,9 @@ def _sources(runs: Any, host: Any) -> list[Source]:
 
 
 def add_parser(sub: Any) -> None:
-    weights = sub.add_parser("weights", help="pretrained weights a suite needs: list (present/missing) | fetch (download into the caches)")
+    weights = sub.add_parser(
+        "weights", help="pretrained weights a suite needs: list (present/missing) | fetch (download into the caches)"
+    )
     weights.add_argument("action", choices=("list", "fetch"))
     weights.add_argument("suite", type=Path)
     weights.add_argument("--offline", action="store_true", help="never download (sets HF_HUB_OFFLINE=1)")
@@ -262,10 +281,20 @@ def cmd_weights(args: Any, console: Any) -> int:
         missing += path is None and source.hub != "plugin"
         status = "present" if path is not None else "n/a" if source.hub == "plugin" else "missing"
         size = f"{path.stat().st_size / 1024**2:.1f} MiB" if path is not None else "-"
-        console.print(f"  {source.kind:<6} {source.component:<28} {status:<8} {size:>10}  {source.describe()}", markup=False, soft_wrap=True)
-        console.print(f"         {path if path is not None else 'fetch: ' + fetch_command(source)}", markup=False, soft_wrap=True, style="dim")
+        console.print(
+            f"  {source.kind:<6} {source.component:<28} {status:<8} {size:>10}  {source.describe()}", markup=False, soft_wrap=True
+        )
+        console.print(
+            f"         {path if path is not None else 'fetch: ' + fetch_command(source)}",
+            markup=False,
+            soft_wrap=True,
+            style="dim",
+        )
     if not sources:
         console.print("no component of this suite loads pretrained weights from a hub")
     elif missing:
-        console.print(f"{missing} missing: `vlbench weights fetch {args.suite}` on a machine with internet downloads them into the caches", markup=False)
+        console.print(
+            f"{missing} missing: `vlbench weights fetch {args.suite}` on a machine with internet downloads them into the caches",
+            markup=False,
+        )
     return 1 if missing and args.action == "list" else 0

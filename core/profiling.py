@@ -20,8 +20,13 @@ WAIT, WARMUP, ACTIVE = 1, 1, 3  # the profiler's schedule: skipped, warm-up (not
 
 
 def profile_steps(
-    step: Callable[[], object], out_dir: Path, worker: str, device: torch.device,
-    wait: int = WAIT, warmup: int = WARMUP, active: int = ACTIVE,
+    step: Callable[[], object],
+    out_dir: Path,
+    worker: str,
+    device: torch.device,
+    wait: int = WAIT,
+    warmup: int = WARMUP,
+    active: int = ACTIVE,
 ) -> None:
     """Run ``step`` wait + warmup + active times under torch.profiler; the active steps are traced."""
     out_dir = Path(out_dir)

@@ -58,8 +58,9 @@ def mark_observed(results_dir: Path, suite: str, run_id: str) -> None:
     (folder / run_id).touch()
 
 
-def replay_unobserved(results_dir: Path, suite: str, run_ids: set[str], board: ClaimBoard,
-                      notify: Callable[[dict[str, Any]], None]) -> list[str]:
+def replay_unobserved(
+    results_dir: Path, suite: str, run_ids: set[str], board: ClaimBoard, notify: Callable[[dict[str, Any]], None]
+) -> list[str]:
     """Call ``notify`` (the observers) with every record of ``run_ids`` on disk that has no
     observed mark and whose run no live process holds (it may be about to notify itself)."""
     live = board.live()

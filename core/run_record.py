@@ -26,7 +26,9 @@ def now() -> str:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(vlbench.__file__).parent, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(vlbench.__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -58,30 +60,49 @@ def components_block(
     return block
 
 
-def assemble_record(run: RunSpec, started: str, content: dict[str, Any] | None, error: BaseException | None,
-            host: PluginHost, fingerprint: dict[str, Any], extra_environment: Mapping[str, Any] | None = None) -> ResultRecord:
+def assemble_record(
+    run: RunSpec,
+    started: str,
+    content: dict[str, Any] | None,
+    error: BaseException | None,
+    host: PluginHost,
+    fingerprint: dict[str, Any],
+    extra_environment: Mapping[str, Any] | None = None,
+) -> ResultRecord:
     """``extra_environment``: what an executor adds (the device a worker ran on)."""
     empty: dict[str, Any] = {}
     content = content or {}
     environment = content.get("environment", {"vlbench": vlbench.__version__, "git_commit": git_commit()})
     return ResultRecord(
-        schema_version=SCHEMA_VERSION, run_id=run.run_id, suite=run.suite, label=run.label,
+        schema_version=SCHEMA_VERSION,
+        run_id=run.run_id,
+        suite=run.suite,
+        label=run.label,
         status="ok" if error is None else "error",
-        error=None if error is None else {
-            "type": type(error).__name__, "message": str(error),
+        error=None
+        if error is None
+        else {
+            "type": type(error).__name__,
+            "message": str(error),
             "traceback": "".join(traceback.format_exception(error)),
         },
         components=content.get("components") or components_block(run, _known_specs(run, host), {}),
         config=run_config(run, host.kinds),
-        metrics=content.get("metrics", empty), selection=content.get("selection", empty), cost=content.get("cost", empty),
-        training=content.get("training", empty), dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
+        metrics=content.get("metrics", empty),
+        selection=content.get("selection", empty),
+        cost=content.get("cost", empty),
+        training=content.get("training", empty),
+        dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
         environment={**environment, **(extra_environment or {}), "fingerprint": fingerprint},
-        seed=run.seed, started_at=started, finished_at=now(),
+        seed=run.seed,
+        started_at=started,
+        finished_at=now(),
     )
 
 
-def error_record(run: RunSpec, started: str, error: BaseException, host: PluginHost,
-                 environment: Mapping[str, Any] | None = None) -> ResultRecord:
+def error_record(
+    run: RunSpec, started: str, error: BaseException, host: PluginHost, environment: Mapping[str, Any] | None = None
+) -> ResultRecord:
     """The record of a run that failed outside :func:`run_suite` (e.g. its worker process died)."""
     return assemble_record(run, started, None, error, host, code_fingerprint(run, host), environment)
 

@@ -270,12 +270,16 @@ CONTRACTS = {"encoder": "VisionEncoderContract", "task": "TaskContract", "fusion
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "new-plugin", help="write a new plugin package that installs and passes the conformance kit",
+        "new-plugin",
+        help="write a new plugin package that installs and passes the conformance kit",
         # The docstring's whole body (the list of kinds included), kept as written.
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", help="distribution name, e.g. vlbench-acme (package vlbench_acme, component acme)")
-    parser.add_argument("--kind", choices=STARTER_TEMPLATES, default="encoder", help="the component to start with (default: encoder)")
+    parser.add_argument(
+        "--kind", choices=STARTER_TEMPLATES, default="encoder", help="the component to start with (default: encoder)"
+    )
     parser.add_argument("--dir", type=Path, default=Path("."), help="where to create the NAME/ folder (default: .)")
     parser.set_defaults(func=cmd_new_plugin)
 
@@ -294,10 +298,14 @@ def cmd_new_plugin(args: argparse.Namespace, console: Console) -> int:
 def names(dist: str) -> dict[str, str]:
     """Package, component and class names derived from a distribution name."""
     if not _NAME.match(dist):
-        raise UserError(f"new-plugin: {dist!r} is not a valid distribution name: use letters, digits, '-', '_' and '.', e.g. vlbench-acme.")
+        raise UserError(
+            f"new-plugin: {dist!r} is not a valid distribution name: use letters, digits, '-', '_' and '.', e.g. vlbench-acme."
+        )
     package = re.sub(r"[-_.]+", "_", dist).lower()
     if not package.isidentifier() or keyword.iskeyword(package):
-        raise UserError(f"new-plugin: {dist!r} gives the import package {package!r}, which is not a Python identifier; start the name with a letter.")
+        raise UserError(
+            f"new-plugin: {dist!r} gives the import package {package!r}, which is not a Python identifier; start the name with a letter."
+        )
     component = package.removeprefix("vlbench_") or package
     return {"dist": dist, "package": package, "component": component, "cls": "".join(p.title() for p in component.split("_"))}
 

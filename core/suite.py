@@ -75,15 +75,31 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "early_stopping_patience": (0, "stop after this many epochs without val improvement; 0 = off"),
     "max_steps_per_epoch": (0, "cap on steps per epoch; 0 = the whole train split"),
     "eval_batch_size": (128, "batch size for encoding val/test splits"),
-    "eval_train_split": (False, "also score the selected checkpoint on the train split (no augmentation), e.g. for a train-vs-val gap"),
+    "eval_train_split": (
+        False,
+        "also score the selected checkpoint on the train split (no augmentation), e.g. for a train-vs-val gap",
+    ),
     "num_workers": (0, "DataLoader worker processes"),
     "cost_batch_sizes": ([1, 32], "batch sizes of the throughput measurement (images/s)"),
     "cost_budget_s": (1.0, "seconds of timing per latency/throughput figure, after warm-up"),
 }
 # Names users carry over from other tools, for "did you mean" where spelling is no help.
-ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size", "epoch": "epochs",
-           "img_size": "image_size", "input_size": "image_size", "dataset_name": "dataset"}
-TOP_LEVEL = {"suite", "train", "defaults", "executor"}  # and every kind's axis (PluginHost.kinds); executor: read by vlbench.executors
+ALIASES = {
+    "learning_rate": "lr",
+    "wd": "weight_decay",
+    "bs": "batch_size",
+    "batch": "batch_size",
+    "epoch": "epochs",
+    "img_size": "image_size",
+    "input_size": "image_size",
+    "dataset_name": "dataset",
+}
+TOP_LEVEL = {
+    "suite",
+    "train",
+    "defaults",
+    "executor",
+}  # and every kind's axis (PluginHost.kinds); executor: read by vlbench.executors
 
 
 class _Entry(NamedTuple):
@@ -156,7 +172,9 @@ class _Validator:
         for name in given:
             if name not in allowed:
                 hint = f" Did you mean {ALIASES[name]!r}?" if ALIASES.get(name) in allowed else did_you_mean(name, list(allowed))
-                raise self.fail(f"{key}.{name}" if key else name, f"unknown key.{hint} Allowed here: {', '.join(sorted(allowed))}.")
+                raise self.fail(
+                    f"{key}.{name}" if key else name, f"unknown key.{hint} Allowed here: {', '.join(sorted(allowed))}."
+                )
 
     def typed(self, value: Any, default: Any, key: str) -> Any:
         """``value`` checked against the type of ``default`` (None: anything)."""
@@ -187,13 +205,18 @@ class _Validator:
         meta = {k: self.typed(meta.get(k, d), d, f"suite.{k}") for k, (d, _) in SUITE_KEYS.items()}
         # Starting with a letter or digit keeps "." and ".." from naming a folder outside the results.
         if not meta["name"] or not meta["name"][0].isalnum() or not all(c.isalnum() or c in "-_." for c in meta["name"]):
-            raise self.fail("suite.name", 'required: a name of letters, digits, "-", "_" or ".", starting with a letter or digit, '
-                            'e.g. name = "quickstart".')
+            raise self.fail(
+                "suite.name",
+                'required: a name of letters, digits, "-", "_" or ".", starting with a letter or digit, '
+                'e.g. name = "quickstart".',
+            )
         if meta["device"] not in ("auto", "cpu", "cuda"):
             raise self.fail("suite.device", f'must be "auto", "cpu" or "cuda", got {meta["device"]!r}.')
         seeds = tuple(meta["seeds"]) or (meta["seed"],)
         if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
-            raise self.fail("suite.seeds" if meta["seeds"] else "suite.seed", f"seeds are integers in [0, 2**32), got {list(seeds)}.")
+            raise self.fail(
+                "suite.seeds" if meta["seeds"] else "suite.seed", f"seeds are integers in [0, 2**32), got {list(seeds)}."
+            )
         if not 0 <= meta["data_seed"] < 2**32:
             raise self.fail("suite.data_seed", f"must be an integer in [0, 2**32), got {meta['data_seed']}.")
 
@@ -225,7 +248,9 @@ class _Validator:
                 raise self.fail(f"train.{key}", f"must be positive, got {train[key]}.")
         sizes = train["cost_batch_sizes"]
         if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
-            raise self.fail("train.cost_batch_sizes", f"expected a non-empty array of integers >= 1, e.g. [1, 32], got {json.dumps(sizes)}.")
+            raise self.fail(
+                "train.cost_batch_sizes", f"expected a non-empty array of integers >= 1, e.g. [1, 32], got {json.dumps(sizes)}."
+            )
         if not 0 <= train["warmup_fraction"] < 1:
             raise self.fail("train.warmup_fraction", f"must be in [0, 1), got {train['warmup_fraction']}.")
         if train["amp"] not in ("auto", "bf16", "fp16", "off"):
@@ -248,7 +273,8 @@ class _Validator:
         allowed = {"name": None, "options": None, **kind.common_options}
         self.check_keys(defaults, allowed, f"defaults.{key}")
         return [
-            self.entry(kind, {**defaults, **self.table(_as_entry(raw), f"{key}[{i}]")}, f"{key}[{i}]") for i, raw in enumerate(entries)
+            self.entry(kind, {**defaults, **self.table(_as_entry(raw), f"{key}[{i}]")}, f"{key}[{i}]")
+            for i, raw in enumerate(entries)
         ]
 
     def entry(self, kind: ComponentKind, entry: dict[str, Any], key: str) -> _Entry:
@@ -266,7 +292,9 @@ class _Validator:
         if "image_size" in common:
             common["image_size"] = self.image_size(common["image_size"] or list(spec.default_image_size), f"{key}.image_size")
         if common.get("weights") and not Path(common["weights"]).expanduser().is_file():
-            raise self.fail(f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory).")
+            raise self.fail(
+                f"{key}.weights", f"file {common['weights']!r} does not exist (paths are relative to the working directory)."
+            )
         if "pretrained" in common and "pretrained" not in entry and hasattr(spec, "pretrained_by_default"):
             common["pretrained"] = spec.pretrained_by_default
         options = self.options(entry.get("options", {}), spec, f"{key}.options")
@@ -292,9 +320,11 @@ class _Validator:
         # A cost-only task that reads no sample field (throughput) runs without a dataset.
         dataless = not dataset_name and not task_spec.measures_quality and not task_spec.required_fields
         if not dataset_name and not dataless:
-            raise self.fail(f"{task.key}.dataset", f"task {task.name!r} has no default dataset: set dataset = \"...\".")
+            raise self.fail(f"{task.key}.dataset", f'task {task.name!r} has no default dataset: set dataset = "...".')
         if dataless and dataset_given:
-            raise self.fail(f"{task.key}.dataset_options", f"task {task.name!r} uses no dataset: remove dataset_options or name a dataset.")
+            raise self.fail(
+                f"{task.key}.dataset_options", f"task {task.name!r} uses no dataset: remove dataset_options or name a dataset."
+            )
         dataset = None
         if not dataless:
             try:
@@ -303,16 +333,22 @@ class _Validator:
                 raise self.fail(f"{task.key}.dataset", str(exc)) from None
             missing = task_spec.required_fields - dataset_spec.provides
             if missing:
-                raise self.fail(f"{task.key}.dataset", f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task.name!r} needs.")
+                raise self.fail(
+                    f"{task.key}.dataset",
+                    f"dataset {dataset_name!r} does not provide {sorted(missing)}, which task {task.name!r} needs.",
+                )
             dataset = ComponentChoice(dataset_name, self.options(dataset_given, dataset_spec, f"{task.key}.dataset_options"))
         train = dict(train)
         if not dataless and not getattr(dataset_spec, "hflip_safe", True):
             # Flip safety is the dataset's contract: the default flip turns off for it (the
             # resolved config says hflip = false), an explicit request is refused.
             if self.hflip_asked:
-                raise self.fail("train.hflip", f"dataset {dataset_name!r} declares that a horizontal flip can contradict its "
-                                "captions (they name left and right), so hflip = true would train on mislabelled pairs. Remove "
-                                "hflip from [train] (it defaults to off for this dataset) or set hflip = false.")
+                raise self.fail(
+                    "train.hflip",
+                    f"dataset {dataset_name!r} declares that a horizontal flip can contradict its "
+                    "captions (they name left and right), so hflip = true would train on mislabelled pairs. Remove "
+                    "hflip from [train] (it defaults to off for this dataset) or set hflip = false.",
+                )
             train["hflip"] = False
         entries = self.fusion_inputs(fusion, entries)
         choices: dict[Kind, ComponentChoice | None] = {
@@ -325,11 +361,20 @@ class _Validator:
         self.check_run(entries, choices)
         # Build order; a kind the run has none of stays out unless the first record schema had it (null_in_config),
         # so a kind a plugin adds leaves the labels and ids of runs without it as they were.
-        choices = {kind: choices[kind] for kind, spec in self.host.kinds.items()
-                   if kind in choices and (choices[kind] is not None or spec.null_in_config)}
+        choices = {
+            kind: choices[kind]
+            for kind, spec in self.host.kinds.items()
+            if kind in choices and (choices[kind] is not None or spec.null_in_config)
+        }
         draft = RunSpec(suite=suite, components=choices, train=dict(train), seed=seed, data_seed=data_seed, run_id="")
-        return RunSpec(suite=suite, components=choices, train=dict(train), seed=seed, data_seed=data_seed,
-                       run_id=run_id(run_config(draft, self.host.kinds)))
+        return RunSpec(
+            suite=suite,
+            components=choices,
+            train=dict(train),
+            seed=seed,
+            data_seed=data_seed,
+            run_id=run_id(run_config(draft, self.host.kinds)),
+        )
 
     def fusion_inputs(self, fusion: _Entry | None, entries: dict[Kind, _Entry | None]) -> dict[Kind, _Entry | None]:
         """Kinds built for the fusion only (``fusion_input``): required by a fusion that needs them, dropped otherwise."""
@@ -338,8 +383,11 @@ class _Validator:
         for name, kind in self.host.kinds.items():
             if name in needs and entries.get(name) is None:
                 axis = f"[[{kind.axis}]]" if kind.axis else f"a {name} component"
-                raise self.fail(f"{fusion.key}.name", f"fusion {fusion.name!r} needs a {name} component: add a {axis} entry "
-                                f"(`vlbench plugins` lists the {name} components).")
+                raise self.fail(
+                    f"{fusion.key}.name",
+                    f"fusion {fusion.name!r} needs a {name} component: add a {axis} entry "
+                    f"(`vlbench plugins` lists the {name} components).",
+                )
             if kind.fusion_input and name not in needs:
                 entries[name] = None  # the fusion does not read it: the run builds none
         return entries
@@ -363,8 +411,11 @@ class _Validator:
         objective = task.spec.objective
         if objective is None:
             if fusion is not None:
-                raise self.fail(f"{fusion.key}.name", f"task {task.name!r} measures encoders only (no objective, no quality): "
-                                f"remove the [[fusions]] entries, or run it in a suite of its own.")
+                raise self.fail(
+                    f"{fusion.key}.name",
+                    f"task {task.name!r} measures encoders only (no objective, no quality): "
+                    f"remove the [[fusions]] entries, or run it in a suite of its own.",
+                )
             return
         try:
             self.host.objective(objective)
@@ -372,13 +423,17 @@ class _Validator:
             raise self.fail(f"{task.key}.name", f"task {task.name!r}: {exc}") from None
         able = [n for n, s in self.host.specs("fusion").items() if objective in s.objectives]
         if fusion is None:
-            raise self.fail("fusions", f"task {task.name!r} needs a fusion serving the {objective!r} objective: add a [[fusions]] "
-                            f"entry. Fusions that can serve it: {', '.join(able) or 'none installed'}.")
+            raise self.fail(
+                "fusions",
+                f"task {task.name!r} needs a fusion serving the {objective!r} objective: add a [[fusions]] "
+                f"entry. Fusions that can serve it: {', '.join(able) or 'none installed'}.",
+            )
         assert isinstance(fusion.spec, FusionSpec)
         if objective not in fusion.spec.objectives:
             raise self.fail(
-                f"{fusion.key}.name", f"fusion {fusion.name!r} provides {sorted(fusion.spec.objectives)} but task {task.name!r} "
-                f"needs the {objective!r} objective. Fusions that can serve it: {', '.join(able) or 'none installed'}."
+                f"{fusion.key}.name",
+                f"fusion {fusion.name!r} provides {sorted(fusion.spec.objectives)} but task {task.name!r} "
+                f"needs the {objective!r} objective. Fusions that can serve it: {', '.join(able) or 'none installed'}.",
             )
 
 

@@ -139,8 +139,13 @@ def fit(
         model.eval()
         metrics = validate()
         value = metrics.values[metrics.main]
-        row = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), f"val_{metrics.main}": value,
-               "lr": scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - epoch_start}
+        row = {
+            "epoch": epoch,
+            "train_loss": sum(losses) / max(1, len(losses)),
+            f"val_{metrics.main}": value,
+            "lr": scheduler.get_last_lr()[0],
+            "epoch_s": time.perf_counter() - epoch_start,
+        }
         result.curve.append(row)
         on_epoch(row)
         if sign * value > sign * result.best_value:

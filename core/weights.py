@@ -53,7 +53,7 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
     """Drop ``prefix`` from the keys that have it, when any has it."""
     if not any(k.startswith(prefix) for k in state):
         return state
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def load_into(

@@ -79,7 +79,9 @@ def main(argv: list[str]) -> int:
 
         results.os.replace = replace_then_die  # results.write_record's rename
     outcome = run_suite(suite.runs, host, results_dir, cache_dir, torch.device("cpu"), reporter, warn=log.write)
-    print(f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped, {len(outcome.elsewhere)} elsewhere")
+    print(
+        f"{len(outcome.ok)} ok, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped, {len(outcome.elsewhere)} elsewhere"
+    )
     return 0 if not outcome.failed else 1
 
 

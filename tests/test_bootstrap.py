@@ -29,8 +29,16 @@ def test_interval_is_reproducible_by_seed_and_records_how_it_was_drawn():
     assert intervals(m, seed=4, n_resamples=500)[0] != ci
     lo, hi = ci["R1"]
     assert lo <= scores.mean() <= hi and lo < hi
-    assert block == {"method": "percentile bootstrap", "level": 0.95, "unit": "identity", "n_units": 40, "n_resamples": 500,
-                     "seed": 3, "metrics": ["R1"], "items_per_unit": {"min": 5, "max": 5}}
+    assert block == {
+        "method": "percentile bootstrap",
+        "level": 0.95,
+        "unit": "identity",
+        "n_units": 40,
+        "n_resamples": 500,
+        "seed": 3,
+        "metrics": ["R1"],
+        "items_per_unit": {"min": 5, "max": 5},
+    }
 
 
 def test_resampling_whole_units_widens_the_interval_of_correlated_items():
@@ -50,7 +58,9 @@ def test_a_statistic_and_item_means_give_the_same_interval_for_a_mean():
     units = np.unique(groups)
     by_mean = intervals(metrics_with(UnitScores(unit="identity", scores={"R1": (groups, scores)})), seed=5, n_resamples=300)[0]
     statistic = lambda drawn: {"R1": float(np.concatenate([scores[groups == u] for u in drawn]).mean())}  # noqa: E731
-    by_statistic = intervals(metrics_with(UnitScores(unit="identity", statistic=statistic, units=units)), seed=5, n_resamples=300)[0]
+    by_statistic = intervals(
+        metrics_with(UnitScores(unit="identity", statistic=statistic, units=units)), seed=5, n_resamples=300
+    )[0]
     assert by_statistic["R1"] == pytest.approx(by_mean["R1"])
 
 

@@ -44,7 +44,9 @@ def test_rows_group_into_images_with_their_captions_in_file_order():
 def test_duplicate_report_counts_repeats_and_shared_captions():
     report = load(FIXTURE).info["duplicates"]["train"]
     assert report["same_image_repeats"] == report["same_image_repeats_dropped"] == 1
-    assert report["same_image_examples"] == [{"image": "rsicd/airport_1.jpg", "caption": "Many planes are parked near  a terminal"}]
+    assert report["same_image_examples"] == [
+        {"image": "rsicd/airport_1.jpg", "caption": "Many planes are parked near  a terminal"}
+    ]
     assert report["captions_on_several_images"] == 1 and report["images_sharing_a_caption"] == 2
     assert report["several_images_examples"] == [{"caption": "many green trees", "images": 2}]
     kept = load(FIXTURE, drop_duplicates=False)
@@ -54,9 +56,7 @@ def test_duplicate_report_counts_repeats_and_shared_captions():
 
 def test_other_column_names_and_wide_files(copy):
     (copy / "train.csv").write_text(
-        "source,filepath,caption_1,caption_2\n"
-        "rsicd,rsicd/airport_1.jpg,a terminal,planes\n"
-        "rsicd,rsicd/beach_2.jpg,a beach,\n"
+        "source,filepath,caption_1,caption_2\nrsicd,rsicd/airport_1.jpg,a terminal,planes\nrsicd,rsicd/beach_2.jpg,a beach,\n"
     )
     (copy / "val.csv").write_text("filepath,caption_1,caption_2\nrsicd/airport_5.jpg,a plane,an apron\n")
     (copy / "test.csv").write_text("filepath,caption_1,caption_2\nrsicd/beach_7.jpg,a beach,\n")
@@ -69,13 +69,16 @@ def test_missing_column_names_the_option(copy):
         load(copy, caption_column="text")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("image,caption\n,a caption\n", "line 2: empty 'image' cell"),
-    ("image,caption\nrsicd/airport_1.jpg,\n", r"line 2: no caption in \['caption'\]"),
-    ("image,caption\n", "no rows under the header"),
-    ("", "not a readable CSV"),
-    ("image,caption\nrsicd/missing.jpg,a caption\n", "1 images are not under"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("image,caption\n,a caption\n", "line 2: empty 'image' cell"),
+        ("image,caption\nrsicd/airport_1.jpg,\n", r"line 2: no caption in \['caption'\]"),
+        ("image,caption\n", "no rows under the header"),
+        ("", "not a readable CSV"),
+        ("image,caption\nrsicd/missing.jpg,a caption\n", "1 images are not under"),
+    ],
+)
 def test_bad_rows_are_clear_errors(copy, content, message):
     (copy / "train.csv").write_text(content)
     with pytest.raises(UserError, match=message):

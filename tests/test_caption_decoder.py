@@ -137,7 +137,16 @@ def test_pruning_refuses_bad_options(kwargs: dict, message: str) -> None:
 
 
 def small_decoder(**kwargs) -> CaptionDecoder:
-    options = {"visual_dim": 12, "vocab_size": 11, "d_model": 16, "layers": 2, "heads": 4, "ff_dim": 32, "max_length": 8, **kwargs}
+    options = {
+        "visual_dim": 12,
+        "vocab_size": 11,
+        "d_model": 16,
+        "layers": 2,
+        "heads": 4,
+        "ff_dim": 32,
+        "max_length": 8,
+        **kwargs,
+    }
     return CaptionDecoder(**options)
 
 
@@ -208,9 +217,7 @@ def test_loss_and_accuracy_skip_padding_and_the_decoder_learns() -> None:
     memory, memory_mask = decoder.memory(tokens, None)
     decoded = greedy(lambda x: decoder.step(memory, memory_mask, x), 2, 1, 2, max_length=8)
     assert decoded.tolist() == [[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]]
-    beams = beam_search(
-        lambda x: decoder.step(memory.repeat_interleave(3, 0), None, x), 2, 1, 2, max_length=8, beam_size=3
-    )
+    beams = beam_search(lambda x: decoder.step(memory.repeat_interleave(3, 0), None, x), 2, 1, 2, max_length=8, beam_size=3)
     assert beams.tolist() == decoded.tolist()
 
 
@@ -302,7 +309,9 @@ def test_wide_beam_equals_brute_force(seed: int, length_penalty: float) -> None:
     table = random_table(100 + seed, vocab, max_length)
     best, _ = brute_force_best(table, max_length, length_penalty)
     # A beam as wide as every live prefix never prunes the optimum.
-    found = beam_search(markov_step(table), 1, BOS, EOS, max_length, beam_size=vocab ** (max_length - 1), length_penalty=length_penalty)
+    found = beam_search(
+        markov_step(table), 1, BOS, EOS, max_length, beam_size=vocab ** (max_length - 1), length_penalty=length_penalty
+    )
     assert [t for t in found[0].tolist() if t != PAD] == best
 
 

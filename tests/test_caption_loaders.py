@@ -67,9 +67,15 @@ def test_karpathy_tokens_stand_in_for_a_missing_raw(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "message"),
-    [("no_split", "images[1], key 'split': missing"), ("bad_split", "images[1], key 'split': 'dev'"),
-     ("empty_sentences", "images[1], key 'sentences'"), ("empty_raw", "images[1].sentences[0]"),
-     ("missing_image", "1 of 6 images named in"), ("not_json", "not valid JSON"), ("no_test", "no image has split 'test'")],
+    [
+        ("no_split", "images[1], key 'split': missing"),
+        ("bad_split", "images[1], key 'split': 'dev'"),
+        ("empty_sentences", "images[1], key 'sentences'"),
+        ("empty_raw", "images[1].sentences[0]"),
+        ("missing_image", "1 of 6 images named in"),
+        ("not_json", "not valid JSON"),
+        ("no_test", "no image has split 'test'"),
+    ],
 )
 def test_karpathy_bad_input_names_file_and_key(tmp_path: Path, damage: str, message: str) -> None:
     file = write_karpathy(tmp_path)
@@ -110,15 +116,33 @@ def write_coco(root: Path, n_val: int = 6) -> tuple[Path, Path]:
         for i in range(n):
             image_id = (1 if split == "train" else 2) * 100_000 + i * 7  # ids need not be contiguous
             name = f"COCO_{split}2014_{image_id:012d}.jpg"
-            images.append({"id": image_id, "width": 16, "height": 12, "file_name": name, "license": 1,
-                           "flickr_url": "", "coco_url": "", "date_captured": "2013-11-14 16:28:13"})
+            images.append(
+                {
+                    "id": image_id,
+                    "width": 16,
+                    "height": 12,
+                    "file_name": name,
+                    "license": 1,
+                    "flickr_url": "",
+                    "coco_url": "",
+                    "date_captured": "2013-11-14 16:28:13",
+                }
+            )
             for c in range(5):
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "caption": f"A cat {i} sits {c}."})
             _image(root / f"{split}2014" / name, i)
         file = root / "annotations" / f"captions_{split}2014.json"
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps({"info": {"year": 2014}, "licenses": [{"id": 1, "name": "x", "url": ""}],
-                                    "images": images, "annotations": annotations}))
+        file.write_text(
+            json.dumps(
+                {
+                    "info": {"year": 2014},
+                    "licenses": [{"id": 1, "name": "x", "url": ""}],
+                    "images": images,
+                    "annotations": annotations,
+                }
+            )
+        )
         files.append(file)
     return files[0], files[1]
 
@@ -136,8 +160,13 @@ def test_coco_captions_splits(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "message"),
-    [("unknown_image", "annotations[3].image_id"), ("no_caption", "empty caption list"),
-     ("blank_caption", "annotations[0].caption"), ("missing_image", "images named in"), ("no_annotations", "annotations")],
+    [
+        ("unknown_image", "annotations[3].image_id"),
+        ("no_caption", "empty caption list"),
+        ("blank_caption", "annotations[0].caption"),
+        ("missing_image", "images named in"),
+        ("no_annotations", "annotations"),
+    ],
 )
 def test_coco_bad_input_names_file_and_key(tmp_path: Path, damage: str, message: str) -> None:
     _, val = write_coco(tmp_path)

@@ -33,7 +33,7 @@ WORDS = ["a", "the", "red", "blue", "green", "circle", "square", "two", "one", "
         ("the man's hat and the dogs' bowls", "the man 's hat and the dogs bowls"),
         ("a half-covered kite - flying -- high", "a half-covered kite flying high"),
         ("It costs 3.5 dollars for 1,000 at 10:30.", "it costs 3.5 dollars for 1,000 at 10:30"),
-        ("He said \"hello\" (quietly) [twice] {ok}", "he said hello quietly twice ok"),
+        ('He said "hello" (quietly) [twice] {ok}', "he said hello quietly twice ok"),
         ("'quoted' and ``latex''", "quoted and latex"),
         ("Wait...what... ok", "wait what ok"),
         ("Mr. Smith of the U.S. team.", "mr. smith of the u.s. team"),
@@ -49,6 +49,7 @@ def test_ptb_tokenize_rules(text: str, tokens: str) -> None:
 def random_corpus(rng: random.Random, n_images: int) -> tuple[dict[int, str], dict[int, list[str]]]:
     """Captions over a small vocabulary; each candidate copies a prefix of one reference
     and adds noise, so n-grams of every order match somewhere in the corpus."""
+
     def sentence() -> str:
         return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12)))
 
@@ -111,7 +112,7 @@ def test_single_image_and_input_checks() -> None:
     one = caption_scores({"a": "a red circle"}, {"a": ["a red circle"]})
     # 3 words, no 4-gram: coco-caption's (0 + 1e-15) / (0 + 1e-9) factor gives 100 * 1e-6 ** (1/4),
     # not 0 (sacrebleu's answer); documented in docs/metrics.md.
-    assert one.corpus["BLEU-4"] == pytest.approx(100 * 1e-6 ** 0.25)
+    assert one.corpus["BLEU-4"] == pytest.approx(100 * 1e-6**0.25)
     assert one.corpus["BLEU-3"] == pytest.approx(100.0)
     assert one.corpus["CIDEr-D"] == 0.0  # IDF = log(1 image) = 0
     two = caption_scores({"a": "a red circle", "b": "two blue squares"}, {"a": ["a red circle"], "b": ["two blue squares"]})

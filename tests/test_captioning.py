@@ -89,10 +89,18 @@ def test_a_captioning_run_records_scores_baselines_examples_pruning_and_generati
     assert low <= test["values"]["CIDEr-D"] <= high
     assert [e["image"] for e in test["details"]["examples"]] == ["test/000000", "test/000001", "test/000002"]
     # mock_vision at 32x32 with patch 8: a 4x4 grid, half of it kept
-    assert test["details"]["pruning"] == {"rule": "l2", "keep_ratio": 0.5, "prune_ratio": 0.5, "spatial_tokens": 16,
-                                          "kept_tokens": 8, "prefix_tokens_kept": 0}
+    assert test["details"]["pruning"] == {
+        "rule": "l2",
+        "keep_ratio": 0.5,
+        "prune_ratio": 0.5,
+        "spatial_tokens": 16,
+        "kept_tokens": 8,
+        "prefix_tokens_kept": 0,
+    }
     generation = record["cost"]["generation"]
-    assert generation["memory_tokens"] == 8 and generation["decode_step_macs"]["last"] > generation["decode_step_macs"]["first"] > 0
+    assert (
+        generation["memory_tokens"] == 8 and generation["decode_step_macs"]["last"] > generation["decode_step_macs"]["first"] > 0
+    )
     assert [b["batch"] for b in generation["batches"]] == [1, 2] and all(b["tokens_per_s"] > 0 for b in generation["batches"])
     assert generation["largest_train_batch"]["measured"] is False  # CPU
     assert set(record["cost"]["flops"]["components"]) == {"vision", "fusion"} and record["config"]["text"] is None
@@ -123,12 +131,15 @@ def test_targets_are_the_decoders_ids_and_pad_is_masked():
     assert torch.allclose(teacher_forced_loss(logits, ids, 0), teacher_forced_loss(changed, ids, 0))
 
 
-@pytest.mark.parametrize(("fusion", "message"), [
-    (options(keep_ratio=0.0), r"keep_ratio must be in \(0, 1\]"),
-    (options(keep_ratio=1.5), r"keep_ratio must be in \(0, 1\]"),
-    (options(heads=3), r"heads \(3\) must divide d_model \(32\)"),
-    (options(prune_rule="norm"), r"prune_rule must be one of"),
-])
+@pytest.mark.parametrize(
+    ("fusion", "message"),
+    [
+        (options(keep_ratio=0.0), r"keep_ratio must be in \(0, 1\]"),
+        (options(keep_ratio=1.5), r"keep_ratio must be in \(0, 1\]"),
+        (options(heads=3), r"heads \(3\) must divide d_model \(32\)"),
+        (options(prune_rule="norm"), r"prune_rule must be one of"),
+    ],
+)
 def test_decoder_options_out_of_range_are_refused_at_load(tmp_path, fusion, message):
     with pytest.raises(SuiteError, match=rf"cap.toml: fusions\[0\]\.options: 'cross_attention_decoder': {message}"):
         load_suite(write(tmp_path, fusion), HOST)
@@ -137,15 +148,34 @@ def test_decoder_options_out_of_range_are_refused_at_load(tmp_path, fusion, mess
 def test_objective_mismatch_is_refused_at_load(tmp_path):
     text = SUITE.replace('name = "cross_attention_decoder"', 'name = "mock_fusion"').replace("options = { FUSION }", "")
     text += '[[text]]\nname = "mock_text"\n'
-    with pytest.raises(SuiteError, match=r"fusion 'mock_fusion' provides \['classification', 'embedding'\] but task 'captioning' "
-                                         r"needs the 'generation' objective\. Fusions that can serve it: .*cross_attention_decoder"):
+    with pytest.raises(
+        SuiteError,
+        match=r"fusion 'mock_fusion' provides \['classification', 'embedding'\] but task 'captioning' "
+        r"needs the 'generation' objective\. Fusions that can serve it: .*cross_attention_decoder",
+    ):
         load_suite(write(tmp_path, "", text), HOST)
 
 
 def test_bad_input_exits_2_before_anything_is_written(tmp_path):
     path = write(tmp_path, options(keep_ratio=0.0), SUITE.replace('"mock_vision"', '"convnext_atto"'))
-    out = subprocess.run([sys.executable, "-m", "vlbench.cli", "run", str(path), "--results-dir", str(tmp_path / "results"),
-                          "--cache-dir", str(tmp_path / "cache"), "--runs-dir", ""], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlbench.cli",
+            "run",
+            str(path),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--runs-dir",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "keep_ratio must be in (0, 1]" in out.stderr + out.stdout and "Traceback" not in out.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
 

@@ -60,7 +60,15 @@ def env() -> dict[str, str]:
 
 
 def driver(tmp: Path, *kill: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, str(DRIVER), str(tmp / "tiny.toml"), str(tmp / "results"), str(tmp / "cache"), str(tmp / "log"), *kill]
+    args = [
+        sys.executable,
+        str(DRIVER),
+        str(tmp / "tiny.toml"),
+        str(tmp / "results"),
+        str(tmp / "cache"),
+        str(tmp / "log"),
+        *kill,
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env())
 
 
@@ -102,9 +110,23 @@ def test_kill_9_at_each_stage_then_resume(stage, tmp_path):
 @pytest.mark.slow
 def test_three_processes_on_one_suite_train_each_run_once(tmp_path):
     tiny_suite(tmp_path, runs=4)
-    cmd = [sys.executable, "-m", "vlbench.cli", "run", str(tmp_path / "tiny.toml"), "--results-dir", str(tmp_path / "results"),
-           "--cache-dir", str(tmp_path / "cache"), "--runs-dir", ""]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlbench.cli",
+        "run",
+        str(tmp_path / "tiny.toml"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--runs-dir",
+        "",
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=900) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     trained = sum(int(re.search(r"(\d+) ok,", " ".join(out.split())).group(1)) for out, _ in outs)

@@ -55,15 +55,26 @@ def write_dataset(root: Path, folder: str, file_name: str, records: list[dict[st
 
 def cuhk_records() -> list[dict[str, Any]]:
     """reid_raw.json: {"split", "captions", "file_path", "processed_tokens", "id"}, ids from 1."""
+
     def rec(split: str, pid: int, path: str, n_captions: int) -> dict[str, Any]:
         captions = [f"A person number {pid}, caption {c}." for c in range(n_captions)]
-        return {"split": split, "captions": captions, "file_path": path,
-                "processed_tokens": [c.lower().rstrip(".").split() for c in captions], "id": pid}
+        return {
+            "split": split,
+            "captions": captions,
+            "file_path": path,
+            "processed_tokens": [c.lower().rstrip(".").split() for c in captions],
+            "id": pid,
+        }
+
     return [
-        rec("train", 1, "cam_a/001_1.jpg", 2), rec("train", 1, "cam_b/001_2.jpg", 2),
-        rec("train", 2, "cam_a/002_1.jpg", 2), rec("train", 3, "CUHK01/0003001.png", 3),
-        rec("val", 4, "cam_a/004_1.jpg", 2), rec("val", 5, "test_query/p5_s1.jpg", 2),
-        rec("test", 6, "cam_a/006_1.jpg", 2), rec("test", 6, "cam_b/006_2.jpg", 1),
+        rec("train", 1, "cam_a/001_1.jpg", 2),
+        rec("train", 1, "cam_b/001_2.jpg", 2),
+        rec("train", 2, "cam_a/002_1.jpg", 2),
+        rec("train", 3, "CUHK01/0003001.png", 3),
+        rec("val", 4, "cam_a/004_1.jpg", 2),
+        rec("val", 5, "test_query/p5_s1.jpg", 2),
+        rec("test", 6, "cam_a/006_1.jpg", 2),
+        rec("test", 6, "cam_b/006_2.jpg", 1),
         rec("test", 7, "Market/0007_c1.jpg", 2),
     ]
 
@@ -71,13 +82,22 @@ def cuhk_records() -> list[dict[str, Any]]:
 def icfg_records() -> list[dict[str, Any]]:
     """ICFG-PEDES.json: {"split", "captions", "file_path", "id"}; train and test only."""
     records = [
-        {"split": "train", "captions": [f"train person {pid} view {v}."], "file_path": f"train/{pid:04d}/{pid:04d}_{v}.jpg",
-         "id": pid}
-        for pid in range(10) for v in range(2)
+        {
+            "split": "train",
+            "captions": [f"train person {pid} view {v}."],
+            "file_path": f"train/{pid:04d}/{pid:04d}_{v}.jpg",
+            "id": pid,
+        }
+        for pid in range(10)
+        for v in range(2)
     ]
     records += [
-        {"split": "test", "captions": [f"test person {pid}.", "another caption."], "file_path": f"test/{pid:04d}/{pid:04d}_0.jpg",
-         "id": pid}
+        {
+            "split": "test",
+            "captions": [f"test person {pid}.", "another caption."],
+            "file_path": f"test/{pid:04d}/{pid:04d}_0.jpg",
+            "id": pid,
+        }
         for pid in (3000, 3001, 3002)
     ]
     return records
@@ -85,11 +105,25 @@ def icfg_records() -> list[dict[str, Any]]:
 
 def rstp_records() -> list[dict[str, Any]]:
     """data_captions.json: {"id", "img_path", "captions", "split"}; img_path, not file_path."""
+
     def rec(split: str, pid: int, view: int) -> dict[str, Any]:
-        return {"id": pid, "img_path": f"{pid:04d}_c{view}_{view:04d}.jpg",
-                "captions": [f"person {pid} seen {view}.", f"second caption {pid}."], "split": split}
-    return [rec("train", 0, 1), rec("train", 0, 2), rec("train", 1, 1), rec("val", 7, 1),
-            rec("val", 7, 2), rec("test", 9, 1), rec("test", 9, 3), rec("test", 10, 1)]
+        return {
+            "id": pid,
+            "img_path": f"{pid:04d}_c{view}_{view:04d}.jpg",
+            "captions": [f"person {pid} seen {view}.", f"second caption {pid}."],
+            "split": split,
+        }
+
+    return [
+        rec("train", 0, 1),
+        rec("train", 0, 2),
+        rec("train", 1, 1),
+        rec("val", 7, 1),
+        rec("val", 7, 2),
+        rec("test", 9, 1),
+        rec("test", 9, 3),
+        rec("test", 10, 1),
+    ]
 
 
 def test_three_specs_registered() -> None:
@@ -168,8 +202,12 @@ def test_missing_file_names_every_expected_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "bad", "expected"),
-    [("captions", None, "missing"), ("id", "5", "integer"), ("captions", "one caption", "list of strings"),
-     ("file_path", None, "missing")],
+    [
+        ("captions", None, "missing"),
+        ("id", "5", "integer"),
+        ("captions", "one caption", "list of strings"),
+        ("file_path", None, "missing"),
+    ],
 )
 def test_malformed_record_names_file_index_and_key(tmp_path: Path, key: str, bad: Any, expected: str) -> None:
     records = cuhk_records()
@@ -209,8 +247,12 @@ def attributes(ds: Dataset) -> list[dict[str, str]]:
 def test_synthetic_spec() -> None:
     spec = specs(synth)["synthetic_pedestrians"]
     assert spec.synthetic and spec.provides == frozenset({"image", "captions", "identity"})
-    assert spec.options == {"identities": [240, 60, 60], "views_per_identity": 4, "image_size": [128, 64],
-                            "hard_negative_fraction": 0.3}
+    assert spec.options == {
+        "identities": [240, 60, 60],
+        "views_per_identity": 4,
+        "image_size": [128, 64],
+        "hard_negative_fraction": 0.3,
+    }
 
 
 def test_synthetic_default_dataset(tmp_path: Path) -> None:
@@ -222,8 +264,7 @@ def test_synthetic_default_dataset(tmp_path: Path) -> None:
     assert n_images == 4 * (240 + 60 + 60)
     test = ds.splits["test"]
     assert test.load_image(0).shape == (128, 64, 3) and test.load_image(0).dtype == np.uint8
-    assert ds.info["splits"]["test"] == {"n_identities": 60, "n_images": 240, "n_captions": 480,
-                                         "n_hard_negative_identities": 18}
+    assert ds.info["splits"]["test"] == {"n_identities": 60, "n_images": 240, "n_captions": 480, "n_hard_negative_identities": 18}
     assert set(ds.info["attribute_vocabulary"]["upper"]) >= {"t-shirt", "jacket", "coat"}
     assert len(ds.info["checksum"]["sha256"]) == 64
 

@@ -84,7 +84,7 @@ def test_docs_hooks_names_no_hook_that_does_not_exist():
 
 
 def test_every_hook_has_a_test():
-    """"Has a test": the hook's name appears in a tests/test_*.py other than this file."""
+    """ "Has a test": the hook's name appears in a tests/test_*.py other than this file."""
     sources = [path.read_text() for path in (ROOT / "tests").glob("test_*.py") if path.name != Path(__file__).name]
     assert [hook for hook in HOOKS if not any(hook in source for source in sources)] == []
 
@@ -112,10 +112,17 @@ def test_hooks_md_examples_run_and_pass_the_contracts(tmp_path, monkeypatch):
 
 def test_tutorial_files_are_the_example_package():
     titled = {title: code for _, title, code in blocks(TUTORIAL) if title}
-    assert set(titled) >= {"pyproject.toml", "src/vlbench_example_plugin/encoder.py", "src/vlbench_example_plugin/task.py",
-                           "suites/example.toml", "tests/test_example_plugin.py"}
+    assert set(titled) >= {
+        "pyproject.toml",
+        "src/vlbench_example_plugin/encoder.py",
+        "src/vlbench_example_plugin/task.py",
+        "suites/example.toml",
+        "tests/test_example_plugin.py",
+    }
     for title, code in titled.items():
-        assert code == (EXAMPLE / title).read_text(), f"docs/writing-plugins.md shows a {title} that differs from {EXAMPLE / title}"
+        assert code == (EXAMPLE / title).read_text(), (
+            f"docs/writing-plugins.md shows a {title} that differs from {EXAMPLE / title}"
+        )
 
 
 def test_tutorial_encoder_registers_and_passes_the_contract():
@@ -141,6 +148,12 @@ def test_tutorial_task_registers_and_passes_the_contract():
 
 def test_tutorial_documents_plugin_selection_and_the_commands():
     text = TUTORIAL.read_text()
-    for needle in ("VLBENCH_BLOCK_PLUGINS", "VLBENCH_LOAD_PLUGINS", "vlbench plugins", "vlbench check-plugin", "vlbench new-plugin",
-                   "[project.entry-points.vlbench]"):
+    for needle in (
+        "VLBENCH_BLOCK_PLUGINS",
+        "VLBENCH_LOAD_PLUGINS",
+        "vlbench plugins",
+        "vlbench check-plugin",
+        "vlbench new-plugin",
+        "[project.entry-points.vlbench]",
+    ):
         assert needle in text, f"docs/writing-plugins.md does not mention {needle}"

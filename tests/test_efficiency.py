@@ -38,7 +38,9 @@ class TinyVision(VisionEncoder):
         self.conv1 = nn.Conv2d(3, 32, 4, stride=4)
         self.bn = nn.BatchNorm2d(32)
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.info = VisionInfo(token_dim=64, pooled_dim=64, input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(8, 8))
+        self.info = VisionInfo(
+            token_dim=64, pooled_dim=64, input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(8, 8)
+        )
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         tokens = self.conv2(F.relu(self.bn(self.conv1(images)))).flatten(2).transpose(1, 2)
@@ -176,7 +178,12 @@ def test_backbone_counts_agree_with_fvcore_and_timm(name):
     assert abs(macs - fvcore["macs"]) / fvcore["macs"] <= vlcost.FVCORE_TOLERANCE
 
     params, gmacs = TIMM_PUBLISHED[name]
-    assert round(vlcost.parameter_counts(VLModel({"vision": classifier, "text": None, "fusion": Logits()}))["total"]["total"] / 1e6, 2) == params
+    assert (
+        round(
+            vlcost.parameter_counts(VLModel({"vision": classifier, "text": None, "fusion": Logits()}))["total"]["total"] / 1e6, 2
+        )
+        == params
+    )
     if gmacs is not None:
         # timm's GMACs are fvcore's default total, which adds batch/layer norm at one per element:
         # like with like, our MACs plus those terms; bare MACs of the mobile nets sit 3.5-6% lower.
@@ -188,8 +195,9 @@ def test_flops_of_an_attention_pool_head_and_requires_grad_kept():
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
-    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
-                            class_token=False, global_pool="map", num_classes=0).eval()
+    vit = VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, class_token=False, global_pool="map", num_classes=0
+    ).eval()
     vit.pos_embed.requires_grad_(False)
     flops = vlcost.count_flops(VLModel({"vision": vit, "text": None, "fusion": Logits()}), image_size=(32, 32))
     assert flops["components"]["vision"]["flops"] > 0
@@ -311,7 +319,19 @@ def test_measure_assembles_a_consistent_block_and_keeps_the_model():
     stages = {"image@1": vlcost.CostStage(lambda: model.encode_image(torch.randn(1, 3, 32, 32)), unit="images")}
     cost = vlcost.measure(model, CPU, batch_sizes=(1, 4), budget_s=0.01, stages=stages, **FAST)
     assert cost["problems"] == []
-    assert set(cost) == {"params", "flops", "latency", "throughput", "memory", "fp16_size", "stages", "checks", "hardware", "problems", "conditions"}
+    assert set(cost) == {
+        "params",
+        "flops",
+        "latency",
+        "throughput",
+        "memory",
+        "fp16_size",
+        "stages",
+        "checks",
+        "hardware",
+        "problems",
+        "conditions",
+    }
     assert {"vision", "text", "model"} <= set(cost["latency"]) and cost["latency"]["batch"] == 1
     assert [e["batch"] for e in cost["throughput"]["batches"]] == [1, 4]
     assert cost["memory"]["inference"]["batch"] == 4 and cost["memory"]["train_step"]["measured"]
@@ -329,15 +349,19 @@ def test_measure_through_the_timm_plugin_adapter():
     fvcore = cost["checks"]["fvcore_vision"]
     assert fvcore["measured"] and fvcore["macs"] == cost["flops"]["components"]["vision"]["macs"]
     assert cost["params"]["components"]["vision"]["total"] == sum(
-        p.numel() for p in timm.create_model("mobilenetv3_small_100", num_classes=0).parameters())
+        p.numel() for p in timm.create_model("mobilenetv3_small_100", num_classes=0).parameters()
+    )
 
 
 def test_invariants_catch_inconsistent_blocks():
     model = tiny_model()
-    good = {"params": vlcost.parameter_counts(model), "flops": vlcost.count_flops(model),
-            "fp16_size": vlcost.fp16_size(model),
-            "latency": {"unit": "ms", "vision": {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0}},
-            "checks": {"fvcore_vision": {"measured": True, "macs": VISION_MACS}}}
+    good = {
+        "params": vlcost.parameter_counts(model),
+        "flops": vlcost.count_flops(model),
+        "fp16_size": vlcost.fp16_size(model),
+        "latency": {"unit": "ms", "vision": {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0}},
+        "checks": {"fvcore_vision": {"measured": True, "macs": VISION_MACS}},
+    }
     assert vlcost.check_cost_invariants(good) == []
 
     def broken(change) -> list[str]:

@@ -98,7 +98,9 @@ def _run_counting(suite_file, host, results, cache, monkeypatch) -> tuple[list[i
     return counts, records
 
 
-def test_a_frozen_text_tower_computes_nothing_after_the_first_run_with_metrics_of_an_uncached_suite(suite_file, host, tmp_path, monkeypatch):
+def test_a_frozen_text_tower_computes_nothing_after_the_first_run_with_metrics_of_an_uncached_suite(
+    suite_file, host, tmp_path, monkeypatch
+):
     monkeypatch.setenv("VLBENCH_EMBEDDING_CACHE", "off")
     plain_counts, plain = _run_counting(suite_file, host, tmp_path / "plain", tmp_path / "cache", monkeypatch)
     monkeypatch.setenv("VLBENCH_EMBEDDING_CACHE", "on")
@@ -133,7 +135,11 @@ def test_the_key_separates_weights_options_and_inputs(tmp_path, host):
         assert (wa.hits, wa.computed) == (0, 2)
         again = wa(text)
         assert (wa.hits, wa.computed) == (2, 2)
-        assert torch.equal(first.pooled, again.pooled) and torch.equal(first.tokens, again.tokens) and torch.equal(first.mask, again.mask)
+        assert (
+            torch.equal(first.pooled, again.pooled)
+            and torch.equal(first.tokens, again.tokens)
+            and torch.equal(first.mask, again.mask)
+        )
         assert torch.equal(wa(a.tokenize(["a woman with a bag"])).pooled, a(a.tokenize(["a woman with a bag"])).pooled)
         other_b = wb(text)
         assert wb.computed == 2 and not torch.equal(other_b.pooled, first.pooled)
@@ -144,7 +150,9 @@ def test_cache_info_and_clear(tmp_path, capsys, host):
     spec = host.get("text", "clip_text")
     encoder = spec.factory(width=32, layers=1, heads=2, context_length=16).eval()
     store = embedding_cache.open_store(tmp_path)
-    wrapped = embedding_cache.CachedEncoder(encoder, embedding_cache.encoder_identity("text", spec, ComponentChoice("clip_text", {}), encoder), store)
+    wrapped = embedding_cache.CachedEncoder(
+        encoder, embedding_cache.encoder_identity("text", spec, ComponentChoice("clip_text", {}), encoder), store
+    )
     with torch.inference_mode():
         wrapped(encoder.tokenize(["one", "two", "three"]))
     store.close()

@@ -200,7 +200,9 @@ def test_bad_weights_files_are_user_errors(tmp_path: Path) -> None:
 
     pickled = tmp_path / "whole_model.pt"
     torch.save(build_timm_encoder("resnet18", SIZE).model, pickled)  # a module, so pickled code, not a state dict
-    with pytest.raises(UserError, match=r"whole_model.pt holds pickled objects.*torch.save\(model.state_dict\(\), path\)") as refused:
+    with pytest.raises(
+        UserError, match=r"whole_model.pt holds pickled objects.*torch.save\(model.state_dict\(\), path\)"
+    ) as refused:
         build_timm_encoder("resnet18", SIZE, weights=pickled)
     assert "weights_only=False" not in str(refused.value)
 

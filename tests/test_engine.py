@@ -56,8 +56,9 @@ options = { embed_dim = 32 }
 
 def vlbench_cli(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "VLBENCH_CACHE": str(cwd / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "vlbench.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vlbench.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
@@ -155,7 +156,10 @@ def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_
     outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
     assert outcome.failed == [suite.runs[0].run_id] and outcome.ok == [suite.runs[1].run_id]
     failed = read_record(tmp_path / "results" / "tiny" / f"{outcome.failed[0]}.json")
-    assert failed["error"]["type"] == "RecordError" and "training.first_loss = nan is not a finite number" in failed["error"]["message"]
+    assert (
+        failed["error"]["type"] == "RecordError"
+        and "training.first_loss = nan is not a finite number" in failed["error"]["message"]
+    )
 
 
 def test_the_quickstart_recipe_learns_far_above_chance(tmp_path):

@@ -84,7 +84,9 @@ def test_shards_cover_every_run_exactly_once_whatever_the_order(host):
         assert sorted(ids) == sorted(run.run_id for run in runs)  # every run, none twice
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
         shuffled = list(reversed(runs))  # another process may list the runs in another order
-        assert [{r.run_id for r in select_shard(shuffled, k, n)} for k in range(1, n + 1)] == [{r.run_id for r in s} for s in shards]
+        assert [{r.run_id for r in select_shard(shuffled, k, n)} for k in range(1, n + 1)] == [
+            {r.run_id for r in s} for s in shards
+        ]
 
 
 @pytest.mark.parametrize("spec", ["3/2", "0/0", "0/2", "1/0", "a/b", "2", "-1/2", "1/2/3", ""])
@@ -106,15 +108,18 @@ def test_devices_are_checked_against_this_machine():
         parse_devices("gpu0", lambda: 2)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--executor", "nope"], "unknown executor; choose one of local, devices, slurm"),
-    (["--shard", "3/2"], "K/N with 1 <= K <= N"),
-    (["--shard", "0/0"], "K/N with 1 <= K <= N"),
-    (["--executor", "devices", "--devices", "cuda:3"], "cuda:3 does not exist"),
-    (["--devices", "cpu"], "--devices is for --executor devices"),
-    (["--detach"], "are for --executor slurm"),
-    (["--executor", "slurm", "--slurm-gpus", "-1"], "--slurm-gpus -1: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--executor", "nope"], "unknown executor; choose one of local, devices, slurm"),
+        (["--shard", "3/2"], "K/N with 1 <= K <= N"),
+        (["--shard", "0/0"], "K/N with 1 <= K <= N"),
+        (["--executor", "devices", "--devices", "cuda:3"], "cuda:3 does not exist"),
+        (["--devices", "cpu"], "--devices is for --executor devices"),
+        (["--detach"], "are for --executor slurm"),
+        (["--executor", "slurm", "--slurm-gpus", "-1"], "--slurm-gpus -1: must be >= 0"),
+    ],
+)
 def test_bad_executor_input_exits_2_before_anything_runs(tiny, tmp_path, capsys, flags, message):
     results = tmp_path / "results"
     code = cli.main(["run", str(tiny), "--results-dir", str(results), "--runs-dir", str(tmp_path / "runs"), *flags])
@@ -162,7 +167,9 @@ def test_a_killed_worker_becomes_its_runs_error_record_and_the_others_go_on(tiny
     runs = load_suite(tiny, host).runs[:2]
     job = _job(tmp_path)
     result = {}
-    thread = threading.Thread(target=lambda: result.update(outcome=DevicesExecutor(["cpu"]).run(runs, job, host, SilentReporter(), print)))
+    thread = threading.Thread(
+        target=lambda: result.update(outcome=DevicesExecutor(["cpu"]).run(runs, job, host, SilentReporter(), print))
+    )
     thread.start()
     lock = tmp_path / "results" / "tiny" / ".claims" / f"{runs[0].run_id}.claim"
     # Generous limits: on a loaded 2-core machine spawning a worker (torch and timm imported
@@ -196,8 +203,24 @@ def test_a_run_held_by_another_process_is_skipped_not_run_twice(tiny, tmp_path, 
 
 def test_slurm_array_through_submitits_debug_cluster_writes_records_and_resubmits_nothing_finished(tiny, tmp_path, capsys):
     pytest.importorskip("submitit")
-    args = ["run", str(tiny), "--executor", "slurm", "--slurm-cluster", "debug", "--slurm-gpus", "0", "--slurm-runs-per-task", "2",
-            "--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"), "--shard", "1/2"]
+    args = [
+        "run",
+        str(tiny),
+        "--executor",
+        "slurm",
+        "--slurm-cluster",
+        "debug",
+        "--slurm-gpus",
+        "0",
+        "--slurm-runs-per-task",
+        "2",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--shard",
+        "1/2",
+    ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "submitted job array" in out and "1 task(s)" in out
@@ -210,11 +233,22 @@ def test_slurm_array_through_submitits_debug_cluster_writes_records_and_resubmit
 
 def test_sbatch_script_for_person_search_matches_the_snapshot(tmp_path, capsys):
     pytest.importorskip("submitit")
-    code = cli.main(["run", str(ROOT / "suites" / "person_search.toml"), "--executor", "slurm", "--dry-run",
-                     "--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs")])
+    code = cli.main(
+        [
+            "run",
+            str(ROOT / "suites" / "person_search.toml"),
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
-    script = out[out.index("#!/bin/bash"):]
+    script = out[out.index("#!/bin/bash") :]
     script = script.replace(str((tmp_path / "runs").resolve()), "<runs-dir>").replace(sys.executable, "<python>")
     script = re.sub(r"[ \t]+\n", "\n", script).strip() + "\n"
     assert script == (FIXTURES / "person_search.sbatch").read_text()

@@ -37,7 +37,9 @@ def tiny_suite(host: PluginHost, tmp_path: Path):
 def bump(monkeypatch, host: PluginHost, kind: str, name: str, version: str) -> None:
     """The installed plugin of ``name`` now reports ``version`` (a release with a fix)."""
     get = host.get
-    monkeypatch.setattr(host, "get", lambda k, n: dataclasses.replace(get(k, n), version=version) if (k, n) == (kind, name) else get(k, n))
+    monkeypatch.setattr(
+        host, "get", lambda k, n: dataclasses.replace(get(k, n), version=version) if (k, n) == (kind, name) else get(k, n)
+    )
 
 
 def test_a_version_bump_reruns_the_run_and_keeps_the_old_record_aside(vlbench_host, tmp_path, monkeypatch):
@@ -74,10 +76,23 @@ def test_dry_run_lists_stale_runs_with_the_reason(vlbench_host, tmp_path, monkey
     run = tiny_suite(vlbench_host, tmp_path)
     monkeypatch.setattr(cli, "_host", lambda: vlbench_host)
     bump(monkeypatch, vlbench_host, "dataset", "mock_dataset", "2.0")
-    args = ["run", str(tmp_path / "tiny.toml"), "--dry-run", "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "run",
+        str(tmp_path / "tiny.toml"),
+        "--dry-run",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert f"stale {run.run_id}: " in out and "dataset: mock_dataset (" in out and "2.0)" in out and "1 stale (would run again)" in out
+    assert (
+        f"stale {run.run_id}: " in out
+        and "dataset: mock_dataset (" in out
+        and "2.0)" in out
+        and "1 stale (would run again)" in out
+    )
     assert read_record(record_path(tmp_path / "results", run.suite, run.run_id))  # a dry run moves nothing
 
 

@@ -19,8 +19,13 @@ from vlbench.leaderboard.terminal import fit, show
 from vlbench.results import read_record
 
 QUIET = {
-    "host_cores": 2, "usable_cores": 2, "timing_threads": 1, "steal_share": 0.0, "seconds": 3.0,
-    "before": {"load_1min": 0.3, "other_runnable": 0}, "after": {"load_1min": 0.4, "other_runnable": 1},
+    "host_cores": 2,
+    "usable_cores": 2,
+    "timing_threads": 1,
+    "steal_share": 0.0,
+    "seconds": 3.0,
+    "before": {"load_1min": 0.3, "other_runnable": 0},
+    "after": {"load_1min": 0.4, "other_runnable": 1},
     "probe": {"before": {"median_ms": 1.0, "min_ms": 0.95}, "after": {"median_ms": 1.05, "min_ms": 0.97}},
     "spread": {"worst_p90_over_p50": 1.1, "of": "latency.model"},
 }
@@ -49,8 +54,14 @@ def test_quiet_conditions_pass_and_each_kind_of_interference_is_named():
         assert name in {p["name"] for p in found}, (name, found)
         assert all(p["value"] > p["limit"] for p in found)
     # the load average counts the measurement's own threads: two timing threads on 2 cores are not interference
-    assert interference.judge(loaded(timing_threads=2, before={"load_1min": 2.1, "other_runnable": 0},
-                                     after={"load_1min": 2.1, "other_runnable": 0})) == []
+    assert (
+        interference.judge(
+            loaded(
+                timing_threads=2, before={"load_1min": 2.1, "other_runnable": 0}, after={"load_1min": 2.1, "other_runnable": 0}
+            )
+        )
+        == []
+    )
     two_threads = loaded(timing_threads=2, after={"load_1min": 0.4, "other_runnable": 1})  # no core left free
     assert [p["name"] for p in interference.judge(two_threads)] == ["runnable"]
 
@@ -119,8 +130,11 @@ def test_show_fits_80_columns_keeping_model_and_main_metric_whole(tmp_path):
     results = tmp_path / "results"
     for i, vision in enumerate(("timm:edgenext_xx_small", "mobilenetv3_large_100", "convnext_atto")):
         write(results, make_record(f"000000000000000{i}", vision=vision, value=30.0 - i, cost=FULL_COST))
-    write(results, make_record("00000000000000ff", status="error", finished_at="2026-01-01T00:20:00+00:00")
-          | {"error": {"type": "ValueError", "message": "a long message " * 12 + "THE FIX IS HERE", "traceback": ""}})
+    write(
+        results,
+        make_record("00000000000000ff", status="error", finished_at="2026-01-01T00:20:00+00:00")
+        | {"error": {"type": "ValueError", "message": "a long message " * 12 + "THE FIX IS HERE", "traceback": ""}},
+    )
     board = leaderboard.load(results)
     for width in (80, 120):
         console = Console(width=width, record=True, force_terminal=False)
@@ -182,10 +196,14 @@ def test_cost_retries_replace_a_noisy_block_with_the_first_quiet_one(tmp_path):
         suite, run_id, label = record["suite"], record["run_id"], record["label"]
 
     calls = []
-    outcome = cost_retry.remeasure_noisy([Run()], None, results, tmp_path, torch.device("cpu"), retries=3, say=calls.append,
-                                         measure=lambda *args: next(attempts))
+    outcome = cost_retry.remeasure_noisy(
+        [Run()], None, results, tmp_path, torch.device("cpu"), retries=3, say=calls.append, measure=lambda *args: next(attempts)
+    )
     assert outcome == {record["run_id"]: True} and len(calls) == 3  # two attempts announced, then the outcome
     cost = read_record(results / record["suite"] / f"{record['run_id']}.json")["cost"]
     assert cost["conditions"]["noisy"] is False
     assert [(a["attempt"], a["noisy"], a["problems"]) for a in cost["retries"]] == [
-        (0, True, "load, spread"), (1, True, "runnable"), (2, False, "")]
+        (0, True, "load, spread"),
+        (1, True, "runnable"),
+        (2, False, ""),
+    ]

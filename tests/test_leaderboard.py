@@ -22,7 +22,9 @@ from vlbench.results import SCHEMA_VERSION, problems
 
 XSS = "<img src=x onerror=alert(1)>"
 _PARAMS = {"trainable": 1_500_000, "frozen": 500_000, "total": 2_000_000}
-PARAMS_ONLY = {"params": {"unit": "parameters", "components": {"vision": _PARAMS}, "total": _PARAMS}}  # what the engine records today
+PARAMS_ONLY = {
+    "params": {"unit": "parameters", "components": {"vision": _PARAMS}, "total": _PARAMS}
+}  # what the engine records today
 
 
 def make_record(
@@ -43,65 +45,132 @@ def make_record(
     seed: int = 0,
 ) -> dict[str, Any]:
     """A valid record dict, as the engine writes it; it must pass the record schema."""
+
     def component(name: str, **extra: Any) -> dict[str, Any]:
         return {"name": name, "plugin": f"plugin.{name}", "distribution": "vlbench", "version": "0.1.0", "options": {}, **extra}
 
-    config = {"vision": {"name": vision, "options": {"image_size": [128, 64]}}, "text": {"name": "clip_text", "options": {}},
-              "fusion": {"name": "contrastive", "options": {}}, "task": {"name": task, "options": {}},
-              "dataset": {"name": dataset, "options": {}}, "train": {"epochs": 2, "batch_size": 32}, "seed": seed, "data_seed": 0}
+    config = {
+        "vision": {"name": vision, "options": {"image_size": [128, 64]}},
+        "text": {"name": "clip_text", "options": {}},
+        "fusion": {"name": "contrastive", "options": {}},
+        "task": {"name": task, "options": {}},
+        "dataset": {"name": dataset, "options": {}},
+        "train": {"epochs": 2, "batch_size": 32},
+        "seed": seed,
+        "data_seed": 0,
+    }
     ok = status == "ok"
     split = lambda v: {  # noqa: E731
-        "values": {"R1": v, "R5": min(100.0, v + 20), "mAP": v / 2}, "main": "R1", "chance": {"R1": 1.0, "R5": 5.0, "mAP": 1.2},
-        "ci95": {"R1": [v - 2.5, v + 2.5]}, "units": {"R1": "%", "R5": "%", "mAP": "%"}, "details": {"n_queries": 100},
+        "values": {"R1": v, "R5": min(100.0, v + 20), "mAP": v / 2},
+        "main": "R1",
+        "chance": {"R1": 1.0, "R5": 5.0, "mAP": 1.2},
+        "ci95": {"R1": [v - 2.5, v + 2.5]},
+        "units": {"R1": "%", "R5": "%", "mAP": "%"},
+        "details": {"n_queries": 100},
     }
     record = {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id, "suite": suite,
-        "label": label if label is not None else f"{vision}+clip_text+contrastive/{task}", "status": status,
-        "error": None if ok else {"type": "RuntimeError", "message": "CUDA out of memory <b>boom</b>", "traceback": "Traceback ..."},
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "suite": suite,
+        "label": label if label is not None else f"{vision}+clip_text+contrastive/{task}",
+        "status": status,
+        "error": None
+        if ok
+        else {"type": "RuntimeError", "message": "CUDA out of memory <b>boom</b>", "traceback": "Traceback ..."},
         "components": {
-            "vision": component(vision, weights=weights), "text": component("clip_text", weights=weights),
-            "fusion": component("contrastive"), "task": component(task), "dataset": component(dataset),
+            "vision": component(vision, weights=weights),
+            "text": component("clip_text", weights=weights),
+            "fusion": component("contrastive"),
+            "task": component(task),
+            "dataset": component(dataset),
         },
         "config": config,
-        "metrics": {"main": "R1", "higher_is_better": True, "splits": {"val": split(value + 1), "test": split(value)}} if ok else {},
+        "metrics": {"main": "R1", "higher_is_better": True, "splits": {"val": split(value + 1), "test": split(value)}}
+        if ok
+        else {},
         "selection": {"split": "val", "metric": "R1", "best_epoch": 2, "best_value": value + 1} if ok else {},
         "cost": (PARAMS_ONLY if cost is None else cost) if ok else {},
-        "training": {"epochs_run": 2, "steps": 20, "wall_s": 3.5, "curve": [
-            {"epoch": 1, "train_loss": 3.2, "val_R1": value - 3, "lr": 1e-4, "epoch_s": 1.7},
-            {"epoch": 2, "train_loss": 2.1, "val_R1": value + 1, "lr": 0.0, "epoch_s": 1.8}]} if ok else {},
+        "training": {
+            "epochs_run": 2,
+            "steps": 20,
+            "wall_s": 3.5,
+            "curve": [
+                {"epoch": 1, "train_loss": 3.2, "val_R1": value - 3, "lr": 1e-4, "epoch_s": 1.7},
+                {"epoch": 2, "train_loss": 2.1, "val_R1": value + 1, "lr": 0.0, "epoch_s": 1.8},
+            ],
+        }
+        if ok
+        else {},
         "dataset": {"name": dataset, "synthetic": True},
-        "environment": {"device": "cpu", "device_name": device_name, "precision": precision, "torch": "2.4.0", "git_commit": "abc123"}
-        if ok else {"vlbench": "0.1.0", "git_commit": "abc123"},
-        "seed": seed, "started_at": "2026-01-01T00:00:00+00:00", "finished_at": finished_at,
+        "environment": {
+            "device": "cpu",
+            "device_name": device_name,
+            "precision": precision,
+            "torch": "2.4.0",
+            "git_commit": "abc123",
+        }
+        if ok
+        else {"vlbench": "0.1.0", "git_commit": "abc123"},
+        "seed": seed,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "finished_at": finished_at,
     }
     assert problems(record) == [], problems(record)
     return record
 
 
 def timed(p50: float) -> dict[str, Any]:
-    return {"p50_ms": p50, "p90_ms": p50 * 1.25, "p99_ms": p50 * 1.9, "mean_ms": p50 * 1.05, "min_ms": p50 * 0.9,
-            "iterations": 40, "warmup_iterations": 5, "budget_s": 1.0}
+    return {
+        "p50_ms": p50,
+        "p90_ms": p50 * 1.25,
+        "p99_ms": p50 * 1.9,
+        "mean_ms": p50 * 1.05,
+        "min_ms": p50 * 0.9,
+        "iterations": 40,
+        "warmup_iterations": 5,
+        "budget_s": 1.0,
+    }
 
 
 # A cost block shaped as efficiency.measure() writes it.
 FULL_COST = {
-    "params": {"unit": "parameters",
-               "components": {"vision": {"trainable": 2_000_000, "frozen": 0, "total": 2_000_000},
-                              "text": {"trainable": 0, "frozen": 1_000_000, "total": 1_000_000}},
-               "total": {"trainable": 2_000_000, "frozen": 1_000_000, "total": 3_000_000}},
-    "flops": {"unit_flops": "FLOPs", "unit_macs": "MACs", "convention": "2 FLOPs per multiply-add", "objective": "embedding",
-              "input": {"image": [1, 3, 128, 64], "text_length": 16, "batch": 1},
-              "components": {"vision": {"flops": 2_400_000_000, "macs": 1_200_000_000, "ops": {"aten.convolution": 2_400_000_000}},
-                             "text": {"flops": 500_000_000, "macs": 250_000_000}, "fusion": {"flops": 100_000_000, "macs": 50_000_000}},
-              "total": {"flops": 3_000_000_000, "macs": 1_500_000_000}},
+    "params": {
+        "unit": "parameters",
+        "components": {
+            "vision": {"trainable": 2_000_000, "frozen": 0, "total": 2_000_000},
+            "text": {"trainable": 0, "frozen": 1_000_000, "total": 1_000_000},
+        },
+        "total": {"trainable": 2_000_000, "frozen": 1_000_000, "total": 3_000_000},
+    },
+    "flops": {
+        "unit_flops": "FLOPs",
+        "unit_macs": "MACs",
+        "convention": "2 FLOPs per multiply-add",
+        "objective": "embedding",
+        "input": {"image": [1, 3, 128, 64], "text_length": 16, "batch": 1},
+        "components": {
+            "vision": {"flops": 2_400_000_000, "macs": 1_200_000_000, "ops": {"aten.convolution": 2_400_000_000}},
+            "text": {"flops": 500_000_000, "macs": 250_000_000},
+            "fusion": {"flops": 100_000_000, "macs": 50_000_000},
+        },
+        "total": {"flops": 3_000_000_000, "macs": 1_500_000_000},
+    },
     "latency": {"unit": "ms", "batch": 1, "protocol": "timm", "vision": timed(3.0), "text": timed(0.5), "model": timed(4.0)},
-    "throughput": {"unit": "images/s", "of": "vision encoder, synthetic images", "protocol": "timm", "batches": [
-        {"requested_batch": 1, "batch": 1, "oom_batches": [], "images_per_s": 200.0, **timed(5.0)},
-        {"requested_batch": 64, "batch": 64, "oom_batches": [], "images_per_s": 1800.0, **timed(35.0)},
-        {"requested_batch": 512, "batch": None, "oom_batches": [512, 256, 128, 64, 32, 16, 8, 4, 2, 1]}]},
-    "memory": {"unit": "bytes",
-               "inference": {"measured": True, "unit": "bytes", "method": "MemTracker", "peak_bytes": 512_000_000, "batch": 64},
-               "train_step": {"measured": True, "unit": "bytes", "peak_bytes": 2_000_000_000, "batch": 32}},
+    "throughput": {
+        "unit": "images/s",
+        "of": "vision encoder, synthetic images",
+        "protocol": "timm",
+        "batches": [
+            {"requested_batch": 1, "batch": 1, "oom_batches": [], "images_per_s": 200.0, **timed(5.0)},
+            {"requested_batch": 64, "batch": 64, "oom_batches": [], "images_per_s": 1800.0, **timed(35.0)},
+            {"requested_batch": 512, "batch": None, "oom_batches": [512, 256, 128, 64, 32, 16, 8, 4, 2, 1]},
+        ],
+    },
+    "memory": {
+        "unit": "bytes",
+        "inference": {"measured": True, "unit": "bytes", "method": "MemTracker", "peak_bytes": 512_000_000, "batch": 64},
+        "train_step": {"measured": True, "unit": "bytes", "peak_bytes": 2_000_000_000, "batch": 32},
+    },
     "fp16_size": {"bytes": 6_000_000, "mb": 6.0, "unit_mb": "MB = 10^6 bytes", "params": 3_000_000, "bytes_over_2x_params": 1.0},
     "problems": [],
 }
@@ -118,8 +187,13 @@ def sample_results(root: Path) -> Path:
     """Two tasks, two hardware classes, a failed run, random-init runs and a model named like an XSS attack."""
     results = root / "results"
     write(results, make_record("a1", vision="mobilenetv3_small_100", value=30.0, cost=FULL_COST, weights="pretrained"))
-    cheap = copy.deepcopy(FULL_COST) | {"params": {"unit": "parameters", "total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}}
-    write(results, make_record("a2", vision="efficientnet_b0", value=45.0, cost=cheap | {"latency": {"unit": "ms", "model": timed(9.0)}}))
+    cheap = copy.deepcopy(FULL_COST) | {
+        "params": {"unit": "parameters", "total": {"trainable": 1_000_000, "frozen": 0, "total": 1_000_000}}
+    }
+    write(
+        results,
+        make_record("a2", vision="efficientnet_b0", value=45.0, cost=cheap | {"latency": {"unit": "ms", "model": timed(9.0)}}),
+    )
     write(results, make_record("a3", vision=XSS, value=20.0, device_name="NVIDIA H100", precision="bf16", cost=FULL_COST))
     write(results, make_record("b1", task="multilabel", dataset="scenes", vision="resnet18", value=70.0))
     write(results, make_record("f1", status="error", vision="convnext_tiny"))
@@ -186,8 +260,12 @@ def test_partitions_by_suite_task_and_hardware_class(tmp_path):
     titles = [(p.suite, p.task, p.hardware, list(p.rows["model"])) for p in board.partitions()]
     assert titles == [
         ("quick", "multilabel", "Intel Xeon Platinum (fp32)", ["resnet18+clip_text+contrastive/multilabel"]),
-        ("quick", "person_search", "Intel Xeon Platinum (fp32)",
-         ["efficientnet_b0+clip_text+contrastive/person_search", "mobilenetv3_small_100+clip_text+contrastive/person_search"]),
+        (
+            "quick",
+            "person_search",
+            "Intel Xeon Platinum (fp32)",
+            ["efficientnet_b0+clip_text+contrastive/person_search", "mobilenetv3_small_100+clip_text+contrastive/person_search"],
+        ),
         ("quick", "person_search", "NVIDIA H100 (bf16)", [f"{XSS}+clip_text+contrastive/person_search"]),
     ]
     # ranks restart in each partition: the H100 run is first on its own hardware
@@ -209,7 +287,12 @@ def test_cost_fields_are_optional_and_read_with_their_units(tmp_path):
     board = leaderboard.load(results)
     runs = board.runs.set_index("run id")
     full = runs.loc["full"]
-    assert (full["params (M)"], full["trainable params (M)"], full["vision params (M)"], full["text params (M)"]) == (3.0, 2.0, 2.0, 1.0)
+    assert (full["params (M)"], full["trainable params (M)"], full["vision params (M)"], full["text params (M)"]) == (
+        3.0,
+        2.0,
+        2.0,
+        1.0,
+    )
     assert (full["GMACs"], full["vision GMACs"], full["GFLOPs"]) == pytest.approx((1.5, 1.2, 3.0))
     assert (full["latency p50 (ms)"], full["latency p90 (ms)"], full["vision latency p50 (ms)"]) == (4.0, 5.0, 3.0)
     assert (full["throughput (img/s)"], full["throughput batch"]) == (1800.0, 64)
@@ -225,11 +308,17 @@ def test_cost_fields_are_optional_and_read_with_their_units(tmp_path):
     assert "3 FLOPs but 1 MACs" in leaderboard.load(results).runs.set_index("run id").loc["problem", "cost problems"]
 
 
-def cost_only_record(run_id: str, images_per_s: float, finished_at: str = "2026-01-01T00:10:00+00:00", **kw: Any) -> dict[str, Any]:
+def cost_only_record(
+    run_id: str, images_per_s: float, finished_at: str = "2026-01-01T00:10:00+00:00", **kw: Any
+) -> dict[str, Any]:
     """A throughput-task record: cost block, no quality metric."""
     record = make_record(run_id, task="throughput", finished_at=finished_at, cost=copy.deepcopy(FULL_COST), **kw)
     record["cost"]["throughput"]["batches"][1]["images_per_s"] = images_per_s
-    record |= {"metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}}, "selection": {}, "training": {}}
+    record |= {
+        "metrics": {"quality": False, "main": None, "higher_is_better": None, "splits": {}},
+        "selection": {},
+        "training": {},
+    }
     assert problems(record) == [], problems(record)
     return record
 
@@ -244,7 +333,9 @@ def test_cost_only_runs_get_unranked_cost_tables_fastest_first(tmp_path):
     board = leaderboard.load(results, results)
     assert list(board.runs["run id"]) == ["q1"]  # never ranked beside quality runs
     (part,) = board.cost_partitions()
-    assert part.cost_only and list(part.rows["run id"]) == ["t2", "t1"] and list(part.rows["throughput (img/s)"]) == [900.0, 300.0]
+    assert (
+        part.cost_only and list(part.rows["run id"]) == ["t2", "t1"] and list(part.rows["throughput (img/s)"]) == [900.0, 300.0]
+    )
     assert board.failed.empty  # the error was followed by a successful cost-only record
     headers = [c.header for c in leaderboard.table_columns(part, detailed=False)]
     assert "#" not in headers and "Pareto-optimal on" not in headers
@@ -278,7 +369,9 @@ def test_missing_runs_come_from_the_suite_files(tmp_path, monkeypatch):
     monkeypatch.setattr("vlbench.suite.load_suite", lambda path, host: argparse.Namespace(runs=runs))
     board = leaderboard.load(results, suites)
     declared_in = str(suites / "quick.toml")
-    assert board.missing.to_dict("records") == [{"suite": "quick", "run id": "todo", "model": "model-todo", "suite file": declared_in}]
+    assert board.missing.to_dict("records") == [
+        {"suite": "quick", "run id": "todo", "model": "model-todo", "suite file": declared_in}
+    ]
     assert list(board.failed["run id"]) == ["broken"]
     assert any("'later'" in note and "no records yet" in note for note in board.notes)
 
@@ -334,10 +427,22 @@ def test_build_writes_markdown_csv_site_and_plots(published):
     rows = list(csv.DictReader((out / "leaderboard.csv").open(encoding="utf-8")))
     assert sorted(r["run id"] for r in rows) == ["a1", "a2", "a3", "b1"]
     header = rows[0].keys()
-    for column in ("params (M)", "GMACs", "latency p50 (ms)", "throughput (img/s)", "main test", "CI95 low", "chance", "test R5 (%)"):
+    for column in (
+        "params (M)",
+        "GMACs",
+        "latency p50 (ms)",
+        "throughput (img/s)",
+        "main test",
+        "CI95 low",
+        "chance",
+        "test R5 (%)",
+    ):
         assert column in header
     markdown = (out / "LEADERBOARD.md").read_text(encoding="utf-8")
-    assert "| # | model | weights | R1 test (%) | 95% CI (%) | vs leader | chance (%) | params (M) | GMACs | latency p50 (ms) |" in markdown
+    assert (
+        "| # | model | weights | R1 test (%) | 95% CI (%) | vs leader | chance (%) | params (M) | GMACs | latency p50 (ms) |"
+        in markdown
+    )
     assert "## Failed runs" in markdown and "convnext" in markdown and "## Missing runs" in markdown
     assert "random-init" in markdown and "![R1 against cost" in markdown
     for page in ("index.html", "suites/quick.html", "runs/quick/a1.html", "runs/quick/f1.error.html", "assets/leaderboard.js"):
@@ -349,10 +454,16 @@ def test_build_writes_markdown_csv_site_and_plots(published):
     index = (out / "index.html").read_text(encoding="utf-8")
     assert index.count("<tr data-random-init>") == 3 and '<span class="badge">random-init</span>' in index
     for heading in ("params (M)", "GMACs", "latency p50 (ms)", "R1 test (%)"):
-        assert f"<button type=\"button\">{heading}</button>" in index
+        assert f'<button type="button">{heading}</button>' in index
     run = (out / "runs/quick/a1.html").read_text(encoding="utf-8")
-    facts = ("plugin.mobilenetv3_small_100", "abc123", "Intel Xeon Platinum", "train loss, first → last epoch", "3.2 → 2.1",
-             "1,500,000,000")
+    facts = (
+        "plugin.mobilenetv3_small_100",
+        "abc123",
+        "Intel Xeon Platinum",
+        "train loss, first → last epoch",
+        "3.2 → 2.1",
+        "1,500,000,000",
+    )
     for fact in facts:
         assert fact in run, fact
 
@@ -409,13 +520,17 @@ def test_a_script_in_a_component_name_or_option_is_escaped_on_every_page(tmp_pat
     out = leaderboard.build(results, tmp_path / "site").out
     pages = [*out.rglob("*.html"), out / "LEADERBOARD.md"]
     assert {"index.html", "suites/quick.html", "runs/quick/s1.html", "runs/quick/s2.error.html"} <= {
-        p.relative_to(out).as_posix() for p in pages}
+        p.relative_to(out).as_posix() for p in pages
+    }
     for page in pages:
         text = page.read_text(encoding="utf-8")
         assert "<script>alert" not in text, page
         parser = _Links()
         parser.feed(text)
-        assert [attrs.get("src") for tag, attrs in parser.tags if tag == "script"] in ([], ["../" * page.relative_to(out).as_posix().count("/") + "assets/leaderboard.js"]), page
+        assert [attrs.get("src") for tag, attrs in parser.tags if tag == "script"] in (
+            [],
+            ["../" * page.relative_to(out).as_posix().count("/") + "assets/leaderboard.js"],
+        ), page
     run = (out / "runs/quick/s1.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in run  # the option, shown as text
 
@@ -494,6 +609,16 @@ def test_rich_markup_in_names_is_printed_as_text(tmp_path):
 def test_rows_whose_interval_overlaps_the_leaders_are_flagged():
     from vlbench.leaderboard.tables import _versus_leader
 
-    runs = pd.DataFrame({"suite": "s", "task": "t", "dataset": "d", "hardware": "h", "model": list("abcd"),
-                         "#": [1, 2, 3, 4], "CI95 low": [50.0, 45.0, 20.0, None], "CI95 high": [60.0, 52.0, 30.0, None]})
+    runs = pd.DataFrame(
+        {
+            "suite": "s",
+            "task": "t",
+            "dataset": "d",
+            "hardware": "h",
+            "model": list("abcd"),
+            "#": [1, 2, 3, 4],
+            "CI95 low": [50.0, 45.0, 20.0, None],
+            "CI95 high": [60.0, 52.0, 30.0, None],
+        }
+    )
     assert _versus_leader(runs).tolist() == ["leader", "CI overlaps", "", "no CI"]

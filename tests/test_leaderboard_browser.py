@@ -40,8 +40,10 @@ RUNS = [
 
 
 def _cost(params_m: float) -> dict[str, Any]:
-    return FULL_COST | {"params": {"unit": "parameters", "total": {"trainable": 0, "frozen": 0, "total": int(params_m * 1e6)}},
-                        "latency": {"unit": "ms", "batch": 1, "model": timed(params_m * 1.5)}}
+    return FULL_COST | {
+        "params": {"unit": "parameters", "total": {"trainable": 0, "frozen": 0, "total": int(params_m * 1e6)}},
+        "latency": {"unit": "ms", "batch": 1, "model": timed(params_m * 1.5)},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,9 @@ def test_sorting_by_a_column_reorders_rows(driver, base_url):
 def test_filtering_hides_rows(driver, base_url):
     driver.get(f"{base_url}/index.html")
     driver.find_element(By.CSS_SELECTOR, ".controls input[type=search]").send_keys("efficientnet")
-    assert [row.text.split()[1] for row in _rows(driver) if row.is_displayed()] == ["efficientnet_b0+clip_text+contrastive/person_search"]
+    assert [row.text.split()[1] for row in _rows(driver) if row.is_displayed()] == [
+        "efficientnet_b0+clip_text+contrastive/person_search"
+    ]
     driver.find_element(By.CSS_SELECTOR, ".controls input[type=search]").clear()
     driver.find_element(By.CSS_SELECTOR, ".controls input[type=checkbox]").click()
     assert sum(row.is_displayed() for row in _rows(driver)) == sum(w != "random-init" for *_, w in RUNS)
@@ -139,7 +143,13 @@ def test_provenance_page_opens(driver, base_url):
     assert driver.current_url.endswith("/runs/quick/r2.html")
     assert driver.find_element(By.TAG_NAME, "h1").text == "efficientnet_b0+clip_text+contrastive/person_search"
     page = driver.find_element(By.TAG_NAME, "main").text
-    for fact in ("git commit", "abc123", "plugin.efficientnet_b0", "Intel Xeon Platinum (fp32)", "train loss, first → last epoch"):
+    for fact in (
+        "git commit",
+        "abc123",
+        "plugin.efficientnet_b0",
+        "Intel Xeon Platinum (fp32)",
+        "train loss, first → last epoch",
+    ):
         assert fact in page
     driver.find_element(By.LINK_TEXT, "quick").click()
     assert driver.find_element(By.TAG_NAME, "h1").text == "Suite quick"

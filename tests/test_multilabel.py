@@ -70,8 +70,12 @@ def test_metrics_equal_sklearn_on_random_cases():
         keep = y.sum(axis=0) > 0
         seen_no_positive += int((~keep).any())
         seen_empty_prediction += int((pred.sum(axis=1) == 0).any())
-        assert values["mAP"] == pytest.approx(100 * average_precision_score(y[:, keep], probs[:, keep], average="macro"), abs=1e-9)
-        assert values["mAP"] == pytest.approx(100 * np.mean([_reference_ap(y[:, j], probs[:, j]) for j in np.flatnonzero(keep)]), abs=1e-9)
+        assert values["mAP"] == pytest.approx(
+            100 * average_precision_score(y[:, keep], probs[:, keep], average="macro"), abs=1e-9
+        )
+        assert values["mAP"] == pytest.approx(
+            100 * np.mean([_reference_ap(y[:, j], probs[:, j]) for j in np.flatnonzero(keep)]), abs=1e-9
+        )
         for avg in ("samples", "micro", "macro"):
             expected = 100 * f1_score(y, pred, average=avg, zero_division=zero_division)
             assert values[f"F1_{avg}"] == pytest.approx(expected, abs=1e-9), avg
@@ -145,14 +149,18 @@ class _ScoreModel(torch.nn.Module):
 
 
 def _coded(name: str, labels: list[tuple[int, ...]]) -> Split:
-    return Split(name=name, ids=[str(i) for i in range(len(labels))], load_image=lambda i: np.full((4, 4, 3), i, np.uint8), labels=labels)
+    return Split(
+        name=name, ids=[str(i) for i in range(len(labels))], load_image=lambda i: np.full((4, 4, 3), i, np.uint8), labels=labels
+    )
 
 
 def test_task_tunes_thresholds_on_val_only_and_applies_them_to_test():
     rng = np.random.default_rng(0)
     labels = [tuple(np.flatnonzero(rng.random(3) < 0.4).tolist()) for _ in range(80)]
     logits = rng.normal(size=(80, 3)) + 2 * np.array([[c in row for c in range(3)] for row in labels]) - 1.5
-    loader = SplitBatcher(VisionInfo(1, 1, (4, 4), (0.0,) * 3, (1.0,) * 3), None, Precision(torch.device("cpu"), None, False), 16, num_classes=3)
+    loader = SplitBatcher(
+        VisionInfo(1, 1, (4, 4), (0.0,) * 3, (1.0,) * 3), None, Precision(torch.device("cpu"), None, False), 16, num_classes=3
+    )
     task = MultilabelTask(threshold=0.5, tune_thresholds=True, zero_division=0.0)
     model = _ScoreModel(logits)
 
@@ -161,14 +169,20 @@ def test_task_tunes_thresholds_on_val_only_and_applies_them_to_test():
 
     val = task.evaluate(model, _coded("val", labels), loader)
     tuned = val.details["thresholds"]["per_class"]
-    assert tuned is not None and val.details["thresholds"]["tuned_on"] == "val" and "optimistic" in val.details["thresholds"]["note"]
+    assert (
+        tuned is not None and val.details["thresholds"]["tuned_on"] == "val" and "optimistic" in val.details["thresholds"]["note"]
+    )
 
     shuffled = [labels[i] for i in rng.permutation(80)]  # a test split must not move the thresholds
     test = task.evaluate(model, _coded("test", shuffled), loader)
     assert test.details["thresholds"]["per_class"] == tuned
     assert {"F1_samples_tuned", "F1_micro_tuned", "F1_macro_tuned"} <= set(test.values)
-    assert test.values["mAP"] == pytest.approx(multilabel_metrics(
-        np.array([[c in row for c in range(3)] for row in shuffled]), 1 / (1 + np.exp(-logits)), 0.5, 0.0)[0]["mAP"], abs=1e-4)
+    assert test.values["mAP"] == pytest.approx(
+        multilabel_metrics(np.array([[c in row for c in range(3)] for row in shuffled]), 1 / (1 + np.exp(-logits)), 0.5, 0.0)[0][
+            "mAP"
+        ],
+        abs=1e-4,
+    )
     assert test.units["mAP"] == "%" and test.main == "mAP" and "mAP" in test.chance
 
 
@@ -180,15 +194,23 @@ def test_task_contract(tune):
 # ---------------------------------------------------------------- fusions
 
 CNN = VisionInfo(token_dim=32, pooled_dim=40, input_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(3, 3))
-VIT = VisionInfo(token_dim=24, pooled_dim=24, input_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3, num_prefix_tokens=1, grid_size=(2, 2))
+VIT = VisionInfo(
+    token_dim=24, pooled_dim=24, input_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3, num_prefix_tokens=1, grid_size=(2, 2)
+)
 TEXT = TextInfo(token_dim=16, pooled_dim=16, max_length=7)
 SMALL = {"dim": 32, "heads": 4, "ff_dim": 64, "layers": 1}
 
 
-@pytest.mark.parametrize("name,options", [
-    ("early", {}), ("early", {"image_tokenizer": "linear"}), ("early", {"image_tokenizer": "attention_pool", "pool_layers": 1, "pool_heads": 2}),
-    ("image_only", {}), ("late", {}),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("early", {}),
+        ("early", {"image_tokenizer": "linear"}),
+        ("early", {"image_tokenizer": "attention_pool", "pool_layers": 1, "pool_heads": 2}),
+        ("image_only", {}),
+        ("late", {}),
+    ],
+)
 def test_fusion_contract(name, options):
     check_fusion(HOST.get("fusion", name), **options)
 
@@ -198,7 +220,9 @@ def test_auto_tokenizer_follows_the_backbone_and_counts_positions():
     vit = EarlyFusion(VIT, TEXT, 5, image_tokenizer="auto", pool_layers=1, pool_heads=4, dropout=0.0, who="t", **SMALL)
     assert cnn.image_tokenizer == "attention_pool" and cnn.pos.shape[1] == 1 + (1 + 9) + 7
     assert vit.image_tokenizer == "linear" and vit.pos.shape[1] == 1 + (1 + 4) + 7
-    pooled = EarlyFusion(VIT, None, 5, image_tokenizer="attention_pool", pool_layers=1, pool_heads=4, dropout=0.0, who="t", **SMALL)
+    pooled = EarlyFusion(
+        VIT, None, 5, image_tokenizer="attention_pool", pool_layers=1, pool_heads=4, dropout=0.0, who="t", **SMALL
+    )
     assert pooled.pos.shape[1] == 1 + (1 + 4)  # the ViT class token is dropped for the mean token
     assert pooled(EncoderOutput(torch.randn(2, 5, 24), torch.randn(2, 24)), None).shape == (2, 5)
 
@@ -398,14 +422,26 @@ def test_tiny_suite_runs_end_to_end(tmp_path):
     for record in records.values():
         test = record["metrics"]["splits"]["test"]
         assert test["main"] == "mAP" and {"F1_samples", "F1_samples_tuned", "loss"} <= set(test["values"])
-        assert test["details"]["thresholds"]["per_class"] == record["metrics"]["splits"]["val"]["details"]["thresholds"]["per_class"]
+        assert (
+            test["details"]["thresholds"]["per_class"] == record["metrics"]["splits"]["val"]["details"]["thresholds"]["per_class"]
+        )
         assert record["metrics"]["splits"]["train"]["values"]["mAP"] >= 0
 
     # Study 000's Table 1 from the records of this one suite run: the suite page's columns
     board = leaderboard.load(tmp_path / "results", tmp_path)
     (part,) = board.partitions()
     headers = [column.header for column in leaderboard.table_columns(part, detailed=True)]
-    table1 = ["best epoch", "runtime (s)", "train mAP (%)", "train F1_samples (%)", "mAP val (%)", "val F1_samples (%)",
-              "mAP test (%)", "test F1_samples (%)", "fp16 size (MB)", "GMACs"]
+    table1 = [
+        "best epoch",
+        "runtime (s)",
+        "train mAP (%)",
+        "train F1_samples (%)",
+        "mAP val (%)",
+        "val F1_samples (%)",
+        "mAP test (%)",
+        "test F1_samples (%)",
+        "fp16 size (MB)",
+        "GMACs",
+    ]
     assert set(table1) <= set(headers), set(table1) - set(headers)
     assert part.rows[["best epoch", "runtime (s)", "train mAP (%)", "GMACs"]].notna().all().all()

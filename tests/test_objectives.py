@@ -75,13 +75,28 @@ class Matcher(nn.Module):
 
 @hookimpl
 def _register_objectives(register):
-    register(ObjectiveSpec(name="matching", description="a match score per image", fusion_methods={"match": "(image, text) -> [B]"},
-                           model_methods={}, fuse=lambda model, image, text: model.fusion.match(image, text),
-                           synthetic_loss=lambda model, images, text: model.fusion.match(model.vision(images), None).square().mean(),
-                           check_fusion=CLASSIFICATION.check_fusion))
-    register(ObjectiveSpec(name="embedding", description="a second owner", fusion_methods={}, model_methods={},
-                           fuse=BUILTIN["embedding"].fuse, synthetic_loss=BUILTIN["embedding"].synthetic_loss,
-                           check_fusion=BUILTIN["embedding"].check_fusion))
+    register(
+        ObjectiveSpec(
+            name="matching",
+            description="a match score per image",
+            fusion_methods={"match": "(image, text) -> [B]"},
+            model_methods={},
+            fuse=lambda model, image, text: model.fusion.match(image, text),
+            synthetic_loss=lambda model, images, text: model.fusion.match(model.vision(images), None).square().mean(),
+            check_fusion=CLASSIFICATION.check_fusion,
+        )
+    )
+    register(
+        ObjectiveSpec(
+            name="embedding",
+            description="a second owner",
+            fusion_methods={},
+            model_methods={},
+            fuse=BUILTIN["embedding"].fuse,
+            synthetic_loss=BUILTIN["embedding"].synthetic_loss,
+            check_fusion=BUILTIN["embedding"].check_fusion,
+        )
+    )
 
 
 @hookimpl
@@ -91,8 +106,15 @@ def _register_fusions(register):
 
 @hookimpl
 def _register_tasks(register):
-    register(TaskSpec(name="match_task", factory=object, objective="matching", required_fields=frozenset({"image"}),
-                      default_dataset="mock_dataset"))
+    register(
+        TaskSpec(
+            name="match_task",
+            factory=object,
+            objective="matching",
+            required_fields=frozenset({"image"}),
+            default_dataset="mock_dataset",
+        )
+    )
 
 
 matching.vlbench_register_objectives = _register_objectives
@@ -107,7 +129,9 @@ def test_vlbench_register_objectives_adds_an_objective_and_refuses_a_taken_name(
     host = PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks), ("matching", matching)], load_entry_points=False)
     assert [f.stage for f in host.failures] == ["objective registration"] and "matching" not in host.objectives
     ok = types.ModuleType("matching_ok")
-    ok.vlbench_register_objectives = hookimpl(lambda register: _register_objectives(lambda spec: spec.name == "matching" and register(spec)))
+    ok.vlbench_register_objectives = hookimpl(
+        lambda register: _register_objectives(lambda spec: spec.name == "matching" and register(spec))
+    )
     ok.vlbench_register_fusions, ok.vlbench_register_tasks = _register_fusions, _register_tasks
     host = PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks), ("matching", ok)], load_entry_points=False)
     assert host.objective("matching").plugin == "matching"
@@ -116,7 +140,9 @@ def test_vlbench_register_objectives_adds_an_objective_and_refuses_a_taken_name(
     (run,) = load_suite(path, host).runs  # the fusion serves the plugin's objective
     assert run.choice("fusion").name == "matcher"
     path.write_text(SUITE.replace('"mock_classification"', '"match_task"'))
-    with pytest.raises(SuiteError, match=r"fusions\[0\].name: fusion 'mock_fusion' provides .* needs the 'matching' objective.*matcher"):
+    with pytest.raises(
+        SuiteError, match=r"fusions\[0\].name: fusion 'mock_fusion' provides .* needs the 'matching' objective.*matcher"
+    ):
         load_suite(path, host)
 
 
@@ -135,11 +161,22 @@ class Adapter(nn.Module):
 
 
 adapters = types.ModuleType("adapters_plugin")
-adapters.vlbench_register_component_kinds = hookimpl(lambda register: register(ComponentKind(
-    name="adapter", spec_type=AdapterSpec, order=30, axis="adapters",
-    build=lambda spec, choice, parts, inputs, cache_dir: spec.factory(width=parts["vision"].info.pooled_dim, **choice.options))))
-adapters.vlbench_register_components = hookimpl(lambda register: register(
-    AdapterSpec(name="tiny_adapter", factory=Adapter, options={"scale": 1.0})))
+adapters.vlbench_register_component_kinds = hookimpl(
+    lambda register: register(
+        ComponentKind(
+            name="adapter",
+            spec_type=AdapterSpec,
+            order=30,
+            axis="adapters",
+            build=lambda spec, choice, parts, inputs, cache_dir: spec.factory(
+                width=parts["vision"].info.pooled_dim, **choice.options
+            ),
+        )
+    )
+)
+adapters.vlbench_register_components = hookimpl(
+    lambda register: register(AdapterSpec(name="tiny_adapter", factory=Adapter, options={"scale": 1.0}))
+)
 
 
 def test_vlbench_register_component_kinds_and_components_add_a_kind_with_no_core_edit(tmp_path):
@@ -151,7 +188,9 @@ def test_vlbench_register_component_kinds_and_components_add_a_kind_with_no_core
     path.write_text(SUITE)
     # Without the axis, a run's id is what it was before the kind existed.
     assert [r.run_id for r in load_suite(path, host).runs] == [r.run_id for r in load_suite(path, plain).runs]
-    path.write_text(SUITE + '[[adapters]]\nname = "tiny_adapter"\n[[adapters]]\nname = "tiny_adapter"\noptions = { scale = 2.0 }\n')
+    path.write_text(
+        SUITE + '[[adapters]]\nname = "tiny_adapter"\n[[adapters]]\nname = "tiny_adapter"\noptions = { scale = 2.0 }\n'
+    )
     runs = load_suite(path, host).runs
     assert len(runs) == 2 and runs[0].label == "mock_vision+mock_text+tiny_adapter+mock_fusion/mock_classification"
     outcome = run_suite(runs[:1], host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
@@ -160,7 +199,8 @@ def test_vlbench_register_component_kinds_and_components_add_a_kind_with_no_core
     assert record["components"]["adapter"]["name"] == "tiny_adapter" and record["config"]["adapter"]["options"] == {"scale": 1.0}
     assert record["cost"]["params"]["components"]["adapter"]["total"] == 16 * 16 + 16
     wrong = types.ModuleType("wrong")
-    wrong.vlbench_register_components = hookimpl(lambda register: register(FusionSpec(
-        name="x", factory=object, objectives=frozenset({"embedding"}))))
+    wrong.vlbench_register_components = hookimpl(
+        lambda register: register(FusionSpec(name="x", factory=object, objectives=frozenset({"embedding"})))
+    )
     host = PluginHost(extra_plugins=[("wrong", wrong)], load_entry_points=False)
     assert host.failures and re.search("expected a .*got FusionSpec", host.failures[0].error)

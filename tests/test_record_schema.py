@@ -79,8 +79,10 @@ def test_plugins_may_add_fields_where_the_schema_is_open(validator):
     assert list(validator.iter_errors(record)) == []
     record["metrics"]["splits"]["test"]["extra"] = 1  # the engine owns the split block: closed
     record["surprise"] = 1  # and the top level
-    assert problems(record) == ["at the top level: Additional properties are not allowed ('surprise' was unexpected)",
-                                "at metrics.splits.test: Additional properties are not allowed ('extra' was unexpected)"]
+    assert problems(record) == [
+        "at the top level: Additional properties are not allowed ('surprise' was unexpected)",
+        "at metrics.splits.test: Additional properties are not allowed ('extra' was unexpected)",
+    ]
 
 
 def test_validate_command(tmp_path, capsys):

@@ -55,10 +55,22 @@ name = "{fusion}"
 """
 
 
-def suite_text(task="person_search", dataset="rstpreid", dataset_options="", vision_extra="", fusion="contrastive",
-               fusion_options="options = { embed_dim = 16 }") -> str:
-    return SUITE.format(task=task, dataset=dataset, dataset_options=dataset_options, vision_extra=vision_extra,
-                        fusion=fusion, fusion_options=fusion_options)
+def suite_text(
+    task="person_search",
+    dataset="rstpreid",
+    dataset_options="",
+    vision_extra="",
+    fusion="contrastive",
+    fusion_options="options = { embed_dim = 16 }",
+) -> str:
+    return SUITE.format(
+        task=task,
+        dataset=dataset,
+        dataset_options=dataset_options,
+        vision_extra=vision_extra,
+        fusion=fusion,
+        fusion_options=fusion_options,
+    )
 
 
 # ---------------------------------------------------------------- fixtures in the real formats
@@ -73,8 +85,9 @@ def rstpreid(root: Path, edit: Callable[[list[dict]], None] = lambda records: No
         for view in range(2):
             name = f"{pid:04d}_{view}.jpg"
             Image.fromarray(rng.integers(0, 255, (48, 24, 3), dtype=np.uint8)).save(folder / "imgs" / name)
-            records.append({"id": pid, "img_path": name, "captions": [f"a person number {pid} seen from view {view}"] * 2,
-                            "split": split})
+            records.append(
+                {"id": pid, "img_path": name, "captions": [f"a person number {pid} seen from view {view}"] * 2, "split": split}
+            )
     edit(records)
     (folder / "data_captions.json").write_text(json.dumps(records))
     return folder
@@ -88,8 +101,13 @@ def multilabel_root(root: Path, edit: Callable[[str], str] = lambda text: text) 
 
 
 def ml_suite(root: Path) -> str:
-    return suite_text(task="multilabel", dataset="multilabel_csv", dataset_options=f'root = "{root}", oversample_min = 0',
-                      fusion="early", fusion_options="")
+    return suite_text(
+        task="multilabel",
+        dataset="multilabel_csv",
+        dataset_options=f'root = "{root}", oversample_min = 0',
+        fusion="early",
+        fusion_options="",
+    )
 
 
 def pedes_suite(root: Path, extra: str = "") -> str:
@@ -136,9 +154,17 @@ class ThirdParty:
             "third_empty_val": lambda cache_dir, seed: self.dataset(val=self.split("val", 0)),
             "third_short_column": lambda cache_dir, seed: self.dataset(train=self.split("train", identities=(0, 1))),
             "third_bad_image": lambda cache_dir, seed: self.dataset(
-                test=Split("test", ("t0", "t1"), lambda i: np.zeros((8, 8), dtype=np.float32), captions=(("a",), ("b",)), identities=(0, 1))),
+                test=Split(
+                    "test",
+                    ("t0", "t1"),
+                    lambda i: np.zeros((8, 8), dtype=np.float32),
+                    captions=(("a",), ("b",)),
+                    identities=(0, 1),
+                )
+            ),
             "third_failing_loader": lambda cache_dir, seed: self.dataset(
-                val=Split("val", ("v0", "v1"), lambda i: 1 / 0, captions=(("a",), ("b",)), identities=(0, 1))),
+                val=Split("val", ("v0", "v1"), lambda i: 1 / 0, captions=(("a",), ("b",)), identities=(0, 1))
+            ),
             "third_no_identity": lambda cache_dir, seed: self.dataset(train=self.split("train", identities=None)),
         }
         for name, factory in cases.items():
@@ -162,68 +188,153 @@ def weights_case(tmp: Path, payload, name: str = "w.pt") -> str:
         path.write_bytes(payload)
     else:
         torch.save(payload, path)
-    return suite_text(dataset="synthetic_pedestrians", dataset_options="identities = [4, 2, 2], image_size = [64, 32]",
-                      vision_extra=f'weights = "{path}"')
+    return suite_text(
+        dataset="synthetic_pedestrians",
+        dataset_options="identities = [4, 2, 2], image_size = [64, 32]",
+        vision_extra=f'weights = "{path}"',
+    )
 
 
-SYNTHETIC = 'identities = [4, 2, 2], image_size = [64, 32]'
+SYNTHETIC = "identities = [4, 2, 2], image_size = [64, 32]"
 
 CASES = [
     # suite files
     Case("suite file missing", lambda tmp: ["nope.toml"], "nope.toml"),
     Case("suite not TOML", lambda tmp: "[suite\nname=", "TOML"),
-    Case("unknown vision component", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("timm:resnet10t", "resnet_nope"),
-         "unknown vision component"),
-    Case("unknown train option", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("epochs = 1", "epochz = 1"), "epochz"),
-    Case("negative epochs", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("epochs = 1", "epochs = -1"), "epochs"),
-    Case("nan learning rate", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("epochs = 1", "epochs = 1\nlr = nan"), "lr"),
-    Case("negative seed", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace('device = "cpu"', 'device = "cpu"\nseed = -3'),
-         "seed"),
-    Case("bad cost batch sizes", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("[1]", "[0]"), "cost_batch_sizes"),
+    Case(
+        "unknown vision component",
+        lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("timm:resnet10t", "resnet_nope"),
+        "unknown vision component",
+    ),
+    Case(
+        "unknown train option",
+        lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("epochs = 1", "epochz = 1"),
+        "epochz",
+    ),
+    Case(
+        "negative epochs", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("epochs = 1", "epochs = -1"), "epochs"
+    ),
+    Case(
+        "nan learning rate",
+        lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("epochs = 1", "epochs = 1\nlr = nan"),
+        "lr",
+    ),
+    Case(
+        "negative seed",
+        lambda tmp: suite_text(dataset="synthetic_pedestrians").replace('device = "cpu"', 'device = "cpu"\nseed = -3'),
+        "seed",
+    ),
+    Case(
+        "bad cost batch sizes", lambda tmp: suite_text(dataset="synthetic_pedestrians").replace("[1]", "[0]"), "cost_batch_sizes"
+    ),
     # folders and disk
-    Case("results folder is a file", lambda tmp: [(tmp / "f").write_text("x") and "--results-dir", str(tmp / "f")], "is not a folder"),
-    Case("results folder under a file", lambda tmp: [(tmp / "f").write_text("x") and "--results-dir", str(tmp / "f" / "r")],
-         "is not a folder"),
+    Case(
+        "results folder is a file",
+        lambda tmp: [(tmp / "f").write_text("x") and "--results-dir", str(tmp / "f")],
+        "is not a folder",
+    ),
+    Case(
+        "results folder under a file",
+        lambda tmp: [(tmp / "f").write_text("x") and "--results-dir", str(tmp / "f" / "r")],
+        "is not a folder",
+    ),
     Case("results folder on a read-only file system", lambda tmp: ["--results-dir", "/proc/vlbench-results"], "not writable"),
     Case("cache folder is a file", lambda tmp: [(tmp / "c").write_text("x") and "--cache-dir", str(tmp / "c")], "cache folder"),
     Case("runs folder is a file", lambda tmp: [(tmp / "t").write_text("x") and "--runs-dir", str(tmp / "t")], "runs folder"),
     # person-search annotations (RSTPReid format)
     Case("dataset root not set", lambda tmp: suite_text(), "option 'root' is not set"),
     Case("dataset root missing", lambda tmp: pedes_suite(tmp / "absent"), "is not a directory"),
-    Case("annotation file missing", lambda tmp: (rstpreid(tmp) / "data_captions.json").unlink() or pedes_suite(tmp),
-         "annotation file not found"),
-    Case("annotation JSON truncated", lambda tmp: truncate_file(rstpreid(tmp) / "data_captions.json") or pedes_suite(tmp),
-         "not valid JSON"),
-    Case("annotation not a list", lambda tmp: (rstpreid(tmp) / "data_captions.json").write_text("{}") and pedes_suite(tmp),
-         "expected a JSON list"),
-    Case("record without captions", lambda tmp: rstpreid(tmp, lambda r: r[3].pop("captions")) and pedes_suite(tmp), "record 3, key 'captions'"),
+    Case(
+        "annotation file missing",
+        lambda tmp: (rstpreid(tmp) / "data_captions.json").unlink() or pedes_suite(tmp),
+        "annotation file not found",
+    ),
+    Case(
+        "annotation JSON truncated",
+        lambda tmp: truncate_file(rstpreid(tmp) / "data_captions.json") or pedes_suite(tmp),
+        "not valid JSON",
+    ),
+    Case(
+        "annotation not a list",
+        lambda tmp: (rstpreid(tmp) / "data_captions.json").write_text("{}") and pedes_suite(tmp),
+        "expected a JSON list",
+    ),
+    Case(
+        "record without captions",
+        lambda tmp: rstpreid(tmp, lambda r: r[3].pop("captions")) and pedes_suite(tmp),
+        "record 3, key 'captions'",
+    ),
     Case("captions: []", lambda tmp: rstpreid(tmp, lambda r: r[2].update(captions=[])) and pedes_suite(tmp), "no captions"),
-    Case("empty caption", lambda tmp: rstpreid(tmp, lambda r: r[12].update(captions=["fine", ""])) and pedes_suite(tmp), "caption 1 is empty"),
-    Case("blank caption", lambda tmp: rstpreid(tmp, lambda r: r[9].update(captions=["  \t "])) and pedes_suite(tmp), "caption 0 is empty"),
+    Case(
+        "empty caption",
+        lambda tmp: rstpreid(tmp, lambda r: r[12].update(captions=["fine", ""])) and pedes_suite(tmp),
+        "caption 1 is empty",
+    ),
+    Case(
+        "blank caption",
+        lambda tmp: rstpreid(tmp, lambda r: r[9].update(captions=["  \t "])) and pedes_suite(tmp),
+        "caption 0 is empty",
+    ),
     Case("id not an integer", lambda tmp: rstpreid(tmp, lambda r: r[0].update(id="7")) and pedes_suite(tmp), "key 'id'"),
     Case("image missing", lambda tmp: (rstpreid(tmp) / "imgs" / "0005_1.jpg").unlink() or pedes_suite(tmp), "0005_1.jpg"),
-    Case("corrupt image in the test split", lambda tmp: truncate_file(rstpreid(tmp) / "imgs" / "0007_0.jpg", 0.3) or pedes_suite(tmp),
-         "0007_0.jpg does not decode"),
-    Case("text file named .jpg", lambda tmp: (rstpreid(tmp) / "imgs" / "0006_1.jpg").write_text("hello") and pedes_suite(tmp),
-         "0006_1.jpg does not decode"),
+    Case(
+        "corrupt image in the test split",
+        lambda tmp: truncate_file(rstpreid(tmp) / "imgs" / "0007_0.jpg", 0.3) or pedes_suite(tmp),
+        "0007_0.jpg does not decode",
+    ),
+    Case(
+        "text file named .jpg",
+        lambda tmp: (rstpreid(tmp) / "imgs" / "0006_1.jpg").write_text("hello") and pedes_suite(tmp),
+        "0006_1.jpg does not decode",
+    ),
     Case("dataset option out of range", lambda tmp: rstpreid(tmp) and pedes_suite(tmp, ", val_fraction = 1.5"), "val_fraction"),
-    Case("synthetic option out of range", lambda tmp: suite_text(dataset="synthetic_pedestrians",
-                                                                  dataset_options="image_size = [32, 16]"), "image_size[1]"),
+    Case(
+        "synthetic option out of range",
+        lambda tmp: suite_text(dataset="synthetic_pedestrians", dataset_options="image_size = [32, 16]"),
+        "image_size[1]",
+    ),
     # multi-label CSV
-    Case("label column empty everywhere", lambda tmp: ml_suite(multilabel_root(tmp, lambda t: "\n".join(
-        [t.splitlines()[0]] + [f"{line.split(',', 2)[0]},,{line.split(',', 2)[2]}" for line in t.splitlines()[1:]]))),
-        "no sample has a label"),
-    Case("label 12 (not a competition id)", lambda tmp: ml_suite(multilabel_root(tmp, lambda t: t.replace("0.jpg,1,", "0.jpg,12,"))),
-         "line 2: label '12'"),
+    Case(
+        "label column empty everywhere",
+        lambda tmp: ml_suite(
+            multilabel_root(
+                tmp,
+                lambda t: "\n".join(
+                    [t.splitlines()[0]] + [f"{line.split(',', 2)[0]},,{line.split(',', 2)[2]}" for line in t.splitlines()[1:]]
+                ),
+            )
+        ),
+        "no sample has a label",
+    ),
+    Case(
+        "label 12 (not a competition id)",
+        lambda tmp: ml_suite(multilabel_root(tmp, lambda t: t.replace("0.jpg,1,", "0.jpg,12,"))),
+        "line 2: label '12'",
+    ),
     Case("CSV header wrong", lambda tmp: ml_suite(multilabel_root(tmp, lambda t: t.replace("ImageID", "Image"))), "header"),
-    Case("duplicate ImageID", lambda tmp: ml_suite(multilabel_root(tmp, lambda t: t.replace("1.jpg,", "0.jpg,", 1))), "repeats line 2"),
-    Case("image folder wrong", lambda tmp: ml_suite(multilabel_root(tmp)).replace("oversample_min = 0", 'oversample_min = 0, images_dir = "imgs"'),
-         "images are not in"),
-    Case("CSV image corrupt", lambda tmp: truncate_file(multilabel_root(tmp) / "data" / "5.jpg", 0.2) or ml_suite(tmp / "ml"),
-         "5.jpg does not decode"),
+    Case(
+        "duplicate ImageID",
+        lambda tmp: ml_suite(multilabel_root(tmp, lambda t: t.replace("1.jpg,", "0.jpg,", 1))),
+        "repeats line 2",
+    ),
+    Case(
+        "image folder wrong",
+        lambda tmp: ml_suite(multilabel_root(tmp)).replace("oversample_min = 0", 'oversample_min = 0, images_dir = "imgs"'),
+        "images are not in",
+    ),
+    Case(
+        "CSV image corrupt",
+        lambda tmp: truncate_file(multilabel_root(tmp) / "data" / "5.jpg", 0.2) or ml_suite(tmp / "ml"),
+        "5.jpg does not decode",
+    ),
     # weights files
-    Case("weights file missing", lambda tmp: suite_text(dataset="synthetic_pedestrians", dataset_options=SYNTHETIC,
-                                                        vision_extra=f'weights = "{tmp / "absent.pt"}"'), "absent.pt"),
+    Case(
+        "weights file missing",
+        lambda tmp: suite_text(
+            dataset="synthetic_pedestrians", dataset_options=SYNTHETIC, vision_extra=f'weights = "{tmp / "absent.pt"}"'
+        ),
+        "absent.pt",
+    ),
     Case("weights file garbage", lambda tmp: weights_case(tmp, b"\x00garbage" * 10, "w.safetensors"), "could not be read"),
     Case("weights pickled objects", lambda tmp: weights_case(tmp, {"w": Path("/etc")}), "pickled objects"),
     Case("weights of another model", lambda tmp: weights_case(tmp, {"fc.weight": torch.zeros(3, 3)}), "do not fit"),
@@ -232,7 +343,9 @@ CASES = [
     Case("third-party factory has a bug", lambda tmp: suite_text(dataset="third_bug"), "could not be built: KeyError"),
     Case("third-party dataset without a test split", lambda tmp: suite_text(dataset="third_no_test"), "no test split"),
     Case("third-party empty val split", lambda tmp: suite_text(dataset="third_empty_val"), "split 'val' is empty"),
-    Case("third-party column of the wrong length", lambda tmp: suite_text(dataset="third_short_column"), "2 identity for 4 images"),
+    Case(
+        "third-party column of the wrong length", lambda tmp: suite_text(dataset="third_short_column"), "2 identity for 4 images"
+    ),
     Case("third-party loader returns floats", lambda tmp: suite_text(dataset="third_bad_image"), "HxWx3 uint8"),
     Case("third-party loader raises", lambda tmp: suite_text(dataset="third_failing_loader"), "ZeroDivisionError"),
     Case("third-party dataset without identities", lambda tmp: suite_text(dataset="third_no_identity"), "no identity"),
@@ -240,7 +353,9 @@ CASES = [
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    return (
+        {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    )
 
 
 @pytest.fixture(scope="module")

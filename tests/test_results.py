@@ -13,11 +13,23 @@ from vlbench.types import ResultRecord
 def record(run_id="abc", status="ok", **changes) -> ResultRecord:
     test = {"values": {"R1": 40.0}, "main": "R1", "chance": {"R1": 1.0}}
     fields = dict(
-        schema_version=SCHEMA_VERSION, run_id=run_id, suite="s", label="a+b+c/d", status=status,
+        schema_version=SCHEMA_VERSION,
+        run_id=run_id,
+        suite="s",
+        label="a+b+c/d",
+        status=status,
         error=None if status == "ok" else {"type": "RuntimeError", "message": "boom"},
-        components={}, config={}, metrics={"main": "R1", "splits": {"test": test}} if status == "ok" else {},
-        selection={}, cost={}, training={}, dataset={}, environment={}, seed=0,
-        started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:01:00+00:00",
+        components={},
+        config={},
+        metrics={"main": "R1", "splits": {"test": test}} if status == "ok" else {},
+        selection={},
+        cost={},
+        training={},
+        dataset={},
+        environment={},
+        seed=0,
+        started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:01:00+00:00",
     )
     fields.update(changes)
     return ResultRecord(**fields)
@@ -36,7 +48,10 @@ def test_round_trip_and_resume(tmp_path):
     ("change", "problem"),
     [
         ({"seed": "0"}, "at seed: '0' is not of type 'integer'"),
-        ({"metrics": {"main": "R1", "splits": {"test": {"values": {"R1": float("nan")}, "main": "R1", "chance": {"R1": 1}}}}}, "not a finite number"),
+        (
+            {"metrics": {"main": "R1", "splits": {"test": {"values": {"R1": float("nan")}, "main": "R1", "chance": {"R1": 1}}}}},
+            "not a finite number",
+        ),
         ({"metrics": {"main": "R1", "splits": {"test": {"values": {"R1": 3.0}, "main": "R1", "chance": {}}}}}, "no chance level"),
         ({"metrics": {"splits": {}}}, "at metrics: 'main' is a required property"),
         ({"metrics": {"main": "R1", "splits": {}}}, "at metrics.splits: 'test' is a required property"),

@@ -61,9 +61,23 @@ def build_site(work: Path) -> Path:
     sources += [write_plugin(dist, kind, work) for kind, dist in SCAFFOLDS.items()]
     target = work / "site"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check",
-         "--quiet", "--target", str(target), *map(str, sources)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            str(target),
+            *map(str, sources),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert pip.returncode == 0, pip.stdout + pip.stderr
     return target
@@ -131,7 +145,11 @@ def run_command(add_parser, argv: list[str]) -> tuple[int, str]:
 
 def test_vlbench_plugins_lists_the_example_with_distribution_and_version(site, capsys):
     assert cli.main(["plugins"]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and not line.startswith("   ")}
+    rows = {
+        line.split()[0]: line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    }
     for name, plugin in (("tiny_cnn", "vlbench_example_plugin.encoder"), ("caption_choice", "vlbench_example_plugin.task")):
         assert rows[name][1:] == [plugin, "vlbench-example-plugin", "0.1.0"], rows[name]
     assert rows["resnet50"][1:] == ["vision.resnet", "vlbench", vlbench.__version__]
@@ -140,19 +158,30 @@ def test_vlbench_plugins_lists_the_example_with_distribution_and_version(site, c
 def test_example_suite_runs_to_an_ok_record_naming_both_plugins(site, tmp_path, capsys):
     results = tmp_path / "results"
     suite = EXAMPLE / "suites" / "example.toml"
-    assert cli.main(["run", str(suite), "--results-dir", str(results), "--cache-dir", str(tmp_path / "cache")]) == 0, capsys.readouterr()
+    assert cli.main(["run", str(suite), "--results-dir", str(results), "--cache-dir", str(tmp_path / "cache")]) == 0, (
+        capsys.readouterr()
+    )
     (path,) = (results / "example").glob("*.json")
     record = read_record(path)
     assert record["status"] == "ok"
-    for kind, name, plugin in (("vision", "tiny_cnn", "vlbench_example_plugin.encoder"), ("task", "caption_choice", "vlbench_example_plugin.task")):
+    for kind, name, plugin in (
+        ("vision", "tiny_cnn", "vlbench_example_plugin.encoder"),
+        ("task", "caption_choice", "vlbench_example_plugin.task"),
+    ):
         component = record["components"][kind]
         assert (component["name"], component["plugin"], component["distribution"], component["version"]) == (
-            name, plugin, "vlbench-example-plugin", "0.1.0")
+            name,
+            plugin,
+            "vlbench-example-plugin",
+            "0.1.0",
+        )
     test = record["metrics"]["splits"]["test"]
     assert test["main"] == "accuracy" and test["chance"]["accuracy"] == 20.0 and 0 <= test["values"]["accuracy"] <= 100
 
 
-def test_encoder_output_breaking_the_contract_is_caught_on_the_first_batch_naming_the_plugin(site, kit_host, tmp_path, monkeypatch):
+def test_encoder_output_breaking_the_contract_is_caught_on_the_first_batch_naming_the_plugin(
+    site, kit_host, tmp_path, monkeypatch
+):
     from vlbench_example_plugin.encoder import TinyCNN
 
     def wrong_width(self, images):
@@ -178,14 +207,20 @@ def test_block_and_load_variables_take_the_example_distribution_and_plugin_names
 
 
 def test_a_name_taken_by_another_distribution_is_refused_naming_both_owners(fake_site):
-    make_distribution(fake_site, "vlbench-copycat", "2.0", "thirdparty_copycat", """
+    make_distribution(
+        fake_site,
+        "vlbench-copycat",
+        "2.0",
+        "thirdparty_copycat",
+        """
         from vlbench import hookimpl
         from vlbench.types import VisionEncoderSpec
 
         @hookimpl
         def vlbench_register_vision_encoders(register):
             register(VisionEncoderSpec(name="tiny_cnn", factory=lambda **kw: None))
-    """)
+    """,
+    )
     host = PluginHost()
     with pytest.raises(UserError) as err:
         host.get("vision", "tiny_cnn")
@@ -207,7 +242,12 @@ def test_check_plugin_passes_the_example_and_every_scaffold(kit_host, dist):
 
 
 def test_check_plugin_command_prints_the_table_and_exits_0_1_or_2(fake_site):
-    make_distribution(fake_site, "vlbench-broken-kit", "0.3", "thirdparty_broken", """
+    make_distribution(
+        fake_site,
+        "vlbench-broken-kit",
+        "0.3",
+        "thirdparty_broken",
+        """
         import torch
         from vlbench import hookimpl
         from vlbench.types import EncoderOutput, VisionEncoder, VisionEncoderSpec, VisionInfo
@@ -232,7 +272,8 @@ def test_check_plugin_command_prints_the_table_and_exits_0_1_or_2(fake_site):
         @hookimpl
         def vlbench_run_finished(record):
             pass
-    """)
+    """,
+    )
     status, out = run_command(add_check_parser, ["check-plugin", "vlbench-broken-kit"])
     assert status == 1, out
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if line.count("│") == 6]
@@ -251,7 +292,8 @@ def test_check_plugin_command_prints_the_table_and_exits_0_1_or_2(fake_site):
 def test_contract_classes_pass_in_the_authors_own_test_suites(site, tmp_path):
     """The example's and the scaffolds' tests/ folders, run by pytest with vlbench's pytest plugin as
     their authors would, plus the two contract classes those do not use, over the kit's own mocks."""
-    (tmp_path / "test_kit_contracts.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_kit_contracts.py").write_text(
+        textwrap.dedent("""
         from vlbench.testing import DatasetContract, TextEncoderContract
 
         class TestMockText(TextEncoderContract):
@@ -261,13 +303,25 @@ def test_contract_classes_pass_in_the_authors_own_test_suites(site, tmp_path):
         class TestMockDataset(DatasetContract):
             spec_name = "mock_dataset"
             options = {"images_per_split": 30}
-    """))
+    """)
+    )
     folders = [site.parent / EXAMPLE.name / "tests", *(site.parent / dist / "tests" for dist in SCAFFOLDS.values()), tmp_path]
     # Autoload off and the plugin named: the same command whether or not vlbench's pytest11 entry point is installed yet.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "vlbench.testing.plugin", "-p", "no:cacheprovider", *map(str, folders)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "vlbench.testing.plugin", "-p", "no:cacheprovider", *map(str, folders)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "21 passed" in proc.stdout
 

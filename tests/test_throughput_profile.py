@@ -90,7 +90,9 @@ def test_throughput_suite_records_cost_and_no_quality(tmp_path):
     host = PluginHost()
     suite = load_suite(path, host)
     assert len(suite.runs) == 2 and all(run.choice("dataset") is None and run.choice("fusion") is None for run in suite.runs)
-    outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), runs_dir=tmp_path / "runs")
+    outcome = run_suite(
+        suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), runs_dir=tmp_path / "runs"
+    )
     assert not outcome.failed and len(outcome.ok) == 2
     for file in outcome.records:
         record = read_record(file)  # validates
@@ -129,8 +131,12 @@ def test_a_quality_task_still_needs_a_dataset(tmp_path):
     from vlbench.errors import SuiteError
 
     path = tmp_path / "bad.toml"
-    path.write_text(THROUGHPUT.replace('name = "throughput"\noptions = { iterations = 3, warmup = 1 }',
-                                       'name = "throughput"\ndataset_options = { identities = [1, 1, 1] }'))
+    path.write_text(
+        THROUGHPUT.replace(
+            'name = "throughput"\noptions = { iterations = 3, warmup = 1 }',
+            'name = "throughput"\ndataset_options = { identities = [1, 1, 1] }',
+        )
+    )
     with pytest.raises(SuiteError, match="uses no dataset"):
         load_suite(path, PluginHost())
 
@@ -139,8 +145,19 @@ def test_profile_writes_traces_and_tensorboard_gets_curves_and_final_metrics(tmp
     path = tmp_path / "q.toml"
     path.write_text(QUALITY)
     runs = tmp_path / "runs"
-    code = main(["run", str(path), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
-                 "--runs-dir", str(runs), "--profile"])
+    code = main(
+        [
+            "run",
+            str(path),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--runs-dir",
+            str(runs),
+            "--profile",
+        ]
+    )
     assert code == 0
     (record_file,) = (tmp_path / "results" / "tiny_profile").glob("*.json")
     record = read_record(record_file)

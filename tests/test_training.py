@@ -15,12 +15,22 @@ from vlbench.training import fit, param_groups, warmup_cosine
 from vlbench.types import Batch, Metrics
 
 CPU = Precision(torch.device("cpu"), None, False)
-TRAIN = {"epochs": 3, "lr": 0.1, "encoder_lr": 0.01, "weight_decay": 0.1, "encoder_weight_decay": 0.02,
-         "warmup_fraction": 0.25, "grad_clip": 1.0, "early_stopping_patience": 0}
+TRAIN = {
+    "epochs": 3,
+    "lr": 0.1,
+    "encoder_lr": 0.01,
+    "weight_decay": 0.1,
+    "encoder_weight_decay": 0.02,
+    "warmup_fraction": 0.25,
+    "grad_clip": 1.0,
+    "early_stopping_patience": 0,
+}
 
 
 def tiny_model() -> VLModel:
-    return VLModel({"vision": nn.Linear(2, 2), "text": nn.Linear(2, 2), "fusion": nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))})
+    return VLModel(
+        {"vision": nn.Linear(2, 2), "text": nn.Linear(2, 2), "fusion": nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))}
+    )
 
 
 def batches(epoch):
@@ -60,15 +70,31 @@ def test_selects_the_best_val_epoch_and_restores_its_weights():
 def test_early_stopping():
     scores = iter([5.0, 4.0, 3.0])
     train = {**TRAIN, "early_stopping_patience": 1}
-    result = fit(tiny_model(), lambda m, b: m.vision(b.images).sum() * 0 + 1.0 * m.vision(b.images).mean(), batches, 4,
-                 lambda: Metrics(values={"m": next(scores)}, main="m"), train, CPU, frozen=set())
+    result = fit(
+        tiny_model(),
+        lambda m, b: m.vision(b.images).sum() * 0 + 1.0 * m.vision(b.images).mean(),
+        batches,
+        4,
+        lambda: Metrics(values={"m": next(scores)}, main="m"),
+        train,
+        CPU,
+        frozen=set(),
+    )
     assert result.stopped_early and len(result.curve) == 2
 
 
 def test_nan_loss_raises():
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
-        fit(tiny_model(), lambda m, b: m.vision(b.images).sum() * float("nan"), batches, 4,
-            lambda: Metrics(values={"m": 0.0}, main="m"), TRAIN, CPU, frozen=set())
+        fit(
+            tiny_model(),
+            lambda m, b: m.vision(b.images).sum() * float("nan"),
+            batches,
+            4,
+            lambda: Metrics(values={"m": 0.0}, main="m"),
+            TRAIN,
+            CPU,
+            frozen=set(),
+        )
 
 
 def test_selects_the_lowest_val_value_when_lower_is_better():

@@ -55,22 +55,38 @@ def measure(
         "params": parameter_counts(model),
         "flops": count_flops(model, size, length, objective=objective),
         "latency": latency(model, precision, size, length, budget_s, objective=objective, **timing),
-        "throughput": {"unit": "images/s", "of": "vision encoder, synthetic images", "protocol": TIMING_PROTOCOL,
-                       "batches": throughput(model.vision, precision, size, batch_sizes, budget_s, **timing)},
+        "throughput": {
+            "unit": "images/s",
+            "of": "vision encoder, synthetic images",
+            "protocol": TIMING_PROTOCOL,
+            "batches": throughput(model.vision, precision, size, batch_sizes, budget_s, **timing),
+        },
     }
     cost["memory"] = {
         "unit": "bytes",
-        "inference": inference_memory(model, precision, max(batch_sizes), objective=objective, image_size=size, text_length=length),
-        "train_step": train_step_memory(model, precision, max(batch_sizes), loss_fn=loss_fn, train_batch=train_batch,
-                                        objective=objective, image_size=size, text_length=length)
-        if train_memory else {"measured": False, "reason": "not measured: encoder-only run (no training)"},
+        "inference": inference_memory(
+            model, precision, max(batch_sizes), objective=objective, image_size=size, text_length=length
+        ),
+        "train_step": train_step_memory(
+            model,
+            precision,
+            max(batch_sizes),
+            loss_fn=loss_fn,
+            train_batch=train_batch,
+            objective=objective,
+            image_size=size,
+            text_length=length,
+        )
+        if train_memory
+        else {"measured": False, "reason": "not measured: encoder-only run (no training)"},
     }
     cost["fp16_size"] = fp16_size(model)
     if stages:
         cost["stages"] = {"unit": "ms", "protocol": TIMING_PROTOCOL, **run_stages(stages, precision, budget_s, **timing)}
     if objective is not None and objective.extra_cost is not None:
-        cost[objective.name] = objective.extra_cost(model, precision, size, batch_sizes, budget_s,
-                                                    loss_fn=loss_fn, train_batch=train_batch, **timing)
+        cost[objective.name] = objective.extra_cost(
+            model, precision, size, batch_sizes, budget_s, loss_fn=loss_fn, train_batch=train_batch, **timing
+        )
     if cross_check:
         cost["checks"] = {"fvcore_vision": fvcore_macs(model.vision, synthetic_images(1, size, device))}
     cost["hardware"] = fingerprint(precision, compile_mode)

@@ -87,7 +87,9 @@ class _Scope(nn.Module):
         return self.fn(*args)
 
 
-def count_component(name: str, component: nn.Module, fn: Callable[..., Any], *args: Any, depth: int) -> tuple[dict[str, Any], Any]:
+def count_component(
+    name: str, component: nn.Module, fn: Callable[..., Any], *args: Any, depth: int
+) -> tuple[dict[str, Any], Any]:
     """FLOPs and MACs of ``fn(*args)``, which runs ``component`` (named ``name``): in total, per
     op, and per submodule down to ``depth`` levels; with what ``fn`` returned."""
     counter = FlopCounterMode(display=False, depth=None, custom_mapping=_EXTRA_FLOP_FORMULAS)
@@ -97,9 +99,9 @@ def count_component(name: str, component: nn.Module, fn: Callable[..., Any], *ar
     flops = counter.get_total_flops()
     prefix = f"{_Scope.__name__}.{name}."
     modules = {
-        path[len(prefix):]: sum(ops.values())
+        path[len(prefix) :]: sum(ops.values())
         for path, ops in counts.items()
-        if path.startswith(prefix) and path[len(prefix):].count(".") < depth
+        if path.startswith(prefix) and path[len(prefix) :].count(".") < depth
     }
     ops = {str(op): n for op, n in counts.get("Global", {}).items()}
     return {"flops": flops, "macs": flops // 2, "ops": ops, "modules": modules}, out
@@ -150,8 +152,14 @@ def count_flops(
 
 # fvcore handles that do not count multiply-adds (by_operator names).
 _FVCORE_NON_MAC = {
-    "batch_norm", "group_norm", "layer_norm", "instance_norm", "upsample_nearest2d",
-    "upsample_bilinear2d", "adaptive_avg_pool2d", "grid_sampler",
+    "batch_norm",
+    "group_norm",
+    "layer_norm",
+    "instance_norm",
+    "upsample_nearest2d",
+    "upsample_bilinear2d",
+    "adaptive_avg_pool2d",
+    "grid_sampler",
 }
 
 

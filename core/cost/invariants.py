@@ -49,10 +49,14 @@ def _invariant_problems(cost: Mapping[str, Any]) -> list[str]:
     if size and params:
         expected = 2 * params["total"]["total"]
         if _relative(expected, size["bytes"]) >= FP16_TOLERANCE:
-            problems.append(f"fp16_size: {size['bytes']} bytes vs 2 x {params['total']['total']} params = {expected} (more than 5% apart)")
+            problems.append(
+                f"fp16_size: {size['bytes']} bytes vs 2 x {params['total']['total']} params = {expected} (more than 5% apart)"
+            )
     timed = [(f"latency.{k}", v) for k, v in cost.get("latency", {}).items() if isinstance(v, dict)]
     timed += [(f"stages.{k}", v) for k, v in cost.get("stages", {}).items() if isinstance(v, dict)]
-    timed += [(f"throughput.batch{e['requested_batch']}", e) for e in cost.get("throughput", {}).get("batches", []) if e.get("batch")]
+    timed += [
+        (f"throughput.batch{e['requested_batch']}", e) for e in cost.get("throughput", {}).get("batches", []) if e.get("batch")
+    ]
     for where, stats in timed:
         if not 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]:
             ms = ", ".join(str(stats[key]) for key in ("p50_ms", "p90_ms", "p99_ms"))

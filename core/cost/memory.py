@@ -72,8 +72,14 @@ def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[
         fn()
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
-        return {"measured": True, "unit": "bytes", "method": "torch.cuda.max_memory_allocated",
-                "peak_bytes": peak, "baseline_bytes": baseline, "peak_above_baseline_bytes": peak - baseline}
+        return {
+            "measured": True,
+            "unit": "bytes",
+            "method": "torch.cuda.max_memory_allocated",
+            "peak_bytes": peak,
+            "baseline_bytes": baseline,
+            "peak_above_baseline_bytes": peak - baseline,
+        }
     baseline = _held_bytes(track)
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
     # Kineto also warns, inside fn, of every block freed that was allocated before the start:
@@ -93,9 +99,15 @@ def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[
         return {"measured": False, "reason": "the profiler recorded no allocations"}
     live = np.cumsum([e.nbytes() for e in events])
     above = max(0, int(live.max()))
-    return {"measured": True, "unit": "bytes", "method": "torch.profiler allocator events (profile_memory)",
-            "peak_bytes": baseline + above, "baseline_bytes": baseline, "peak_above_baseline_bytes": above,
-            "baseline_of": "parameters, gradients, buffers and optimizer state held before"}
+    return {
+        "measured": True,
+        "unit": "bytes",
+        "method": "torch.profiler allocator events (profile_memory)",
+        "peak_bytes": baseline + above,
+        "baseline_bytes": baseline,
+        "peak_above_baseline_bytes": above,
+        "baseline_of": "parameters, gradients, buffers and optimizer state held before",
+    }
 
 
 def inference_memory(
@@ -125,7 +137,13 @@ def inference_memory(
     used, result, failed = with_backoff(batch, device, attempt)
     if result is None:
         return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
-    return {**result, "requested_batch": batch, "batch": used, "oom_batches": failed, "of": f"{objective_name(objective)} forward, synthetic input"}
+    return {
+        **result,
+        "requested_batch": batch,
+        "batch": used,
+        "oom_batches": failed,
+        "of": f"{objective_name(objective)} forward, synthetic input",
+    }
 
 
 def train_step_memory(
@@ -187,6 +205,12 @@ def train_step_memory(
             used, result, failed = with_backoff(batch, device, attempt)
     if result is None:
         return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
-    return {**result, "requested_batch": requested, "batch": used, "oom_batches": failed,
-            "loss": "task loss on a training batch" if train_batch is not None else f"synthetic {objective_name(objective)} loss",
-            "steps": 2, "optimizer": "AdamW"}
+    return {
+        **result,
+        "requested_batch": requested,
+        "batch": used,
+        "oom_batches": failed,
+        "loss": "task loss on a training batch" if train_batch is not None else f"synthetic {objective_name(objective)} loss",
+        "steps": 2,
+        "optimizer": "AdamW",
+    }

@@ -41,6 +41,11 @@ def fp16_size(model: nn.Module) -> dict[str, Any]:
     torch.save(state, buffer)
     size = buffer.getbuffer().nbytes
     params = sum(p.numel() for p in model.parameters())
-    return {"bytes": size, "mb": size / MB, "unit_mb": "MB = 10^6 bytes",
-            "format": "torch.save of the state dict, floating tensors as float16",
-            "params": params, "bytes_over_2x_params": size / (2 * params) if params else None}
+    return {
+        "bytes": size,
+        "mb": size / MB,
+        "unit_mb": "MB = 10^6 bytes",
+        "format": "torch.save of the state dict, floating tensors as float16",
+        "params": params,
+        "bytes_over_2x_params": size / (2 * params) if params else None,
+    }

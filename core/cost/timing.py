@@ -70,9 +70,14 @@ def time_stage(
     ms = np.asarray(times) * 1e3
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {
-        "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-        "mean_ms": float(ms.mean()), "min_ms": float(ms.min()),
-        "iterations": len(times), "warmup_iterations": warmed, "budget_s": budget_s,
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+        "iterations": len(times),
+        "warmup_iterations": warmed,
+        "budget_s": budget_s,
     }
 
 
@@ -141,8 +146,13 @@ def run_stages(stages: Mapping[str, CostStage], precision: Precision, budget_s: 
     with inference(precision):
         for name, stage in stages.items():
             stats = time_stage(stage.fn, budget_s, device=precision.device, **timing)
-            out[name] = {"items": stage.items, "unit": stage.unit, "group": stage.group,
-                         "items_per_s": stage.items * 1e3 / stats["mean_ms"], **stats}
+            out[name] = {
+                "items": stage.items,
+                "unit": stage.unit,
+                "group": stage.group,
+                "items_per_s": stage.items * 1e3 / stats["mean_ms"],
+                **stats,
+            }
     for name, stage in stages.items():
         if stage.group is None or stage.items == 1:
             continue

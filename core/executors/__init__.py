@@ -39,8 +39,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``K/N`` with 1 <= K <= N -> (K, N); a UserError otherwise."""
     k, slash, n = text.partition("/")
     if not (slash and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
-        raise UserError(f"--shard {text}: expected K/N with 1 <= K <= N (shard K of N, counted from 1), e.g. --shard 1/4 "
-                        "... --shard 4/4; with a 0-based index such as $JOB_COMPLETION_INDEX use $((index + 1))/N.")
+        raise UserError(
+            f"--shard {text}: expected K/N with 1 <= K <= N (shard K of N, counted from 1), e.g. --shard 1/4 "
+            "... --shard 4/4; with a 0-based index such as $JOB_COMPLETION_INDEX use $((index + 1))/N."
+        )
     return int(k), int(n)
 
 
@@ -48,7 +50,7 @@ def select_shard(runs: Sequence[RunSpec], k: int, n: int) -> list[RunSpec]:
     """Shard K of N: every N-th run in run-id order, starting at the K-th. Depends only on the
     run ids, so every process computes the same split, the N shards cover each run exactly
     once, and their sizes differ by at most one. The suite's own order is kept within a shard."""
-    mine = set(sorted(run.run_id for run in runs)[k - 1::n])
+    mine = set(sorted(run.run_id for run in runs)[k - 1 :: n])
     return [run for run in runs if run.run_id in mine]
 
 
@@ -68,11 +70,15 @@ def from_args(args: argparse.Namespace, suite_path: Path) -> Executor:
     from vlbench.executors.slurm import slurm_flags_given
 
     if args.executor not in EXECUTORS:
-        raise UserError(f"--executor {args.executor}: unknown executor; choose one of {', '.join(EXECUTORS)} (docs/executors.md).")
+        raise UserError(
+            f"--executor {args.executor}: unknown executor; choose one of {', '.join(EXECUTORS)} (docs/executors.md)."
+        )
     if args.devices is not None and args.executor != "devices":
         raise UserError(f"--devices is for --executor devices, not {args.executor}: add --executor devices or drop --devices.")
     if slurm_flags_given(args) and args.executor != "slurm":
-        raise UserError(f"--slurm-* and --detach are for --executor slurm, not {args.executor}: add --executor slurm or drop them.")
+        raise UserError(
+            f"--slurm-* and --detach are for --executor slurm, not {args.executor}: add --executor slurm or drop them."
+        )
     if args.executor == "local":
         from vlbench.executors.local import LocalExecutor
 

@@ -48,7 +48,12 @@ def run_all(runs: Sequence[RunSpec], job: Job, host: Any, reporter: Reporter | N
     from vlbench.engine import SilentReporter, resolve_device, run_suite
 
     return run_suite(
-        runs, host, job.results_dir, job.cache_dir, resolve_device(job.device), reporter or SilentReporter(),
+        runs,
+        host,
+        job.results_dir,
+        job.cache_dir,
+        resolve_device(job.device),
+        reporter or SilentReporter(),
         warn=warn or functools.partial(print, file=sys.stderr),
         profile_dir=Path(job.runs_dir or "runs") if job.profile else None,
         environment={"executor": job.executor},

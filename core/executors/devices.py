@@ -43,11 +43,15 @@ def parse_devices(text: str, cuda_count: Callable[[], int]) -> list[str]:
             continue
         kind, _, index = device.partition(":")
         if kind != "cuda" or not index.isdigit():
-            raise UserError(f"--devices {text}: {device!r} is not a device; use cuda:N or cpu, comma-separated (e.g. cuda:0,cuda:1), or all.")
+            raise UserError(
+                f"--devices {text}: {device!r} is not a device; use cuda:N or cpu, comma-separated (e.g. cuda:0,cuda:1), or all."
+            )
         count = cuda_count()
         if int(index) >= count:
-            raise UserError(f"--devices {text}: {device} does not exist; torch sees {count} CUDA device(s) here"
-                            f"{f' (cuda:0..cuda:{count - 1})' if count else ''}. Use --devices all or existing indices.")
+            raise UserError(
+                f"--devices {text}: {device} does not exist; torch sees {count} CUDA device(s) here"
+                f"{f' (cuda:0..cuda:{count - 1})' if count else ''}. Use --devices all or existing indices."
+            )
     if len({d for d in devices if d != "cpu"}) != len([d for d in devices if d != "cpu"]):
         raise UserError(f"--devices {text}: a CUDA device is named twice; each device runs one run at a time, so name it once.")
     return devices
@@ -67,7 +71,7 @@ def _slots(devices: Sequence[str]) -> list[_Slot]:
     share = max(1, (len(cpus) or usable_cpu_count()) // len(devices))
     slots = []
     for i, device in enumerate(devices):
-        mine = tuple(cpus[i * share:(i + 1) * share]) if len(cpus) >= len(devices) else ()
+        mine = tuple(cpus[i * share : (i + 1) * share]) if len(cpus) >= len(devices) else ()
         slots.append(_Slot(device, mine, share))
     return slots
 
@@ -104,7 +108,9 @@ class DevicesExecutor:
         stop = threading.Event()
         slots = _slots(self.devices)
         feeders = [
-            threading.Thread(target=self._feed, args=(slot, pending, finished, stop, job, host), daemon=True, name=f"vlbench-{slot.device}")
+            threading.Thread(
+                target=self._feed, args=(slot, pending, finished, stop, job, host), daemon=True, name=f"vlbench-{slot.device}"
+            )
             for slot in slots
         ]
         for feeder in feeders:
@@ -120,11 +126,22 @@ class DevicesExecutor:
             stop.set()  # on Ctrl-C the workers got the same SIGINT; feeders stop taking runs
         return outcome
 
-    def _feed(self, slot: _Slot, pending: queue.SimpleQueue, finished: queue.SimpleQueue, stop: threading.Event, job: Job, host: Any) -> None:
+    def _feed(
+        self, slot: _Slot, pending: queue.SimpleQueue, finished: queue.SimpleQueue, stop: threading.Event, job: Job, host: Any
+    ) -> None:
         context = get_context("spawn")  # a forked CUDA or OpenMP runtime is not safe to use
-        job = replace(job, device="cuda" if slot.device.startswith("cuda") else "cpu",
-                      executor={**job.executor, "name": self.name, "device": slot.device, "workers": len(self.devices),
-                                "cpu_cores": len(slot.cpus) or None, "torch_threads": slot.threads})
+        job = replace(
+            job,
+            device="cuda" if slot.device.startswith("cuda") else "cpu",
+            executor={
+                **job.executor,
+                "name": self.name,
+                "device": slot.device,
+                "workers": len(self.devices),
+                "cpu_cores": len(slot.cpus) or None,
+                "torch_threads": slot.threads,
+            },
+        )
         pool = ProcessPoolExecutor(1, mp_context=context, initializer=_pin, initargs=(slot,))
         try:
             while not stop.is_set():
@@ -148,8 +165,10 @@ class DevicesExecutor:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _died(self, run: RunSpec, job: Job, host: Any, started: str, slot: _Slot) -> Done:
-        error = WorkerDied(f"the worker process on {slot.device} died while running this run (killed, out of memory, "
-                           "or a crash in native code); the next `vlbench run` of this suite retries it")
+        error = WorkerDied(
+            f"the worker process on {slot.device} died while running this run (killed, out of memory, "
+            "or a crash in native code); the next `vlbench run` of this suite retries it"
+        )
         return self._failed(run, job, host, started, error)
 
     def _failed(self, run: RunSpec, job: Job, host: Any, started: str, error: BaseException) -> Done:

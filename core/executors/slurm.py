@@ -50,10 +50,18 @@ CLUSTERS = ("slurm", "local", "debug")  # local/debug: submitit runs the same ar
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     for key in ("partition", "time_min", "gpus", "cpus", "mem_gb", "runs_per_task"):
         default, text = SLURM_KEYS[key]
-        group.add_argument(f"--slurm-{key.replace('_', '-')}", dest=f"slurm_{key}", type=type(default),
-                           help=f"slurm executor: {text}; overrides [executor.slurm] {key} (default {default!r})")
-    group.add_argument("--slurm-cluster", choices=CLUSTERS, default=None,
-                       help="slurm executor: 'local' or 'debug' run the same job array here through submitit (tests)")
+        group.add_argument(
+            f"--slurm-{key.replace('_', '-')}",
+            dest=f"slurm_{key}",
+            type=type(default),
+            help=f"slurm executor: {text}; overrides [executor.slurm] {key} (default {default!r})",
+        )
+    group.add_argument(
+        "--slurm-cluster",
+        choices=CLUSTERS,
+        default=None,
+        help="slurm executor: 'local' or 'debug' run the same job array here through submitit (tests)",
+    )
     group.add_argument("--detach", action="store_true", help="slurm executor: submit and return at once")
 
 
@@ -65,7 +73,9 @@ def suite_table(suite_path: Path) -> dict[str, Any]:
     """The suite's ``[executor.slurm]`` table, checked key by key."""
     data = tomllib.loads(Path(suite_path).read_text(encoding="utf-8")).get("executor", {})
     if not isinstance(data, dict) or set(data) - {"slurm"}:
-        raise UserError(f"{suite_path}: executor: only an [executor.slurm] table is allowed here, got {sorted(data) if isinstance(data, dict) else data!r}.")
+        raise UserError(
+            f"{suite_path}: executor: only an [executor.slurm] table is allowed here, got {sorted(data) if isinstance(data, dict) else data!r}."
+        )
     table = data.get("slurm", {})
     if not isinstance(table, dict):
         raise UserError(f"{suite_path}: executor.slurm: expected a table, got {table!r}.")
@@ -75,8 +85,10 @@ def suite_table(suite_path: Path) -> dict[str, Any]:
         default = SLURM_KEYS[key][0]
         bad_type = type(value) is not type(default) or isinstance(value, list) and not all(isinstance(v, str) for v in value)
         if bad_type or isinstance(value, int) and value < (0 if key == "gpus" else 1):
-            raise UserError(f"{suite_path}: executor.slurm.{key}: expected {'a list of strings' if isinstance(default, list) else type(default).__name__}"
-                            f"{' >= 1' if isinstance(default, int) and key != 'gpus' else ''}, got {value!r} (default {default!r}).")
+            raise UserError(
+                f"{suite_path}: executor.slurm.{key}: expected {'a list of strings' if isinstance(default, list) else type(default).__name__}"
+                f"{' >= 1' if isinstance(default, int) and key != 'gpus' else ''}, got {value!r} (default {default!r})."
+            )
     return table
 
 
@@ -92,8 +104,9 @@ class SlurmExecutor:
         try:
             import submitit  # noqa: F401
         except ImportError:
-            raise UserError("--executor slurm needs submitit, which is not installed: pip install 'vlbench[slurm]' "
-                            "(or pip install submitit).") from None
+            raise UserError(
+                "--executor slurm needs submitit, which is not installed: pip install 'vlbench[slurm]' (or pip install submitit)."
+            ) from None
         options = {key: default for key, (default, _) in SLURM_KEYS.items()} | suite_table(suite_path)
         for key in SLURM_KEYS:
             flag = getattr(args, f"slurm_{key}", None)
@@ -108,7 +121,7 @@ class SlurmExecutor:
 
     def chunks(self, runs: Sequence[RunSpec]) -> list[list[RunSpec]]:
         size = self.options["runs_per_task"]
-        return [list(runs[i:i + size]) for i in range(0, len(runs), size)]
+        return [list(runs[i : i + size]) for i in range(0, len(runs), size)]
 
     def folder(self, job: Job, suite: str) -> Path:
         return (Path(job.runs_dir or "runs") / suite / "slurm").resolve()
@@ -121,8 +134,15 @@ class SlurmExecutor:
         slurm = {f"slurm_{k}": o[k] for k in ("partition", "account", "qos") if o[k]}
         if o["setup"]:
             slurm["slurm_setup"] = list(o["setup"])
-        executor.update_parameters(name=f"vlbench-{folder.parent.name}", timeout_min=o["time_min"], gpus_per_node=o["gpus"],
-                                   cpus_per_task=o["cpus"], mem_gb=o["mem_gb"], slurm_array_parallelism=o["array_parallelism"], **slurm)
+        executor.update_parameters(
+            name=f"vlbench-{folder.parent.name}",
+            timeout_min=o["time_min"],
+            gpus_per_node=o["gpus"],
+            cpus_per_task=o["cpus"],
+            mem_gb=o["mem_gb"],
+            slurm_array_parallelism=o["array_parallelism"],
+            **slurm,
+        )
         return executor
 
     def sbatch_script(self, runs: Sequence[RunSpec], job: Job) -> str:
@@ -133,9 +153,17 @@ class SlurmExecutor:
         optional = {k: o[k] for k in ("partition", "account", "qos", "setup") if o[k]}
         command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
         return _make_sbatch_string(
-            command=command, folder=folder, job_name=f"vlbench-{runs[0].suite}", time=o["time_min"], gpus_per_node=o["gpus"],
-            cpus_per_task=o["cpus"], mem=_convert_mem(o["mem_gb"]), ntasks_per_node=1, array_parallelism=o["array_parallelism"],
-            map_count=len(self.chunks(runs)), **optional,
+            command=command,
+            folder=folder,
+            job_name=f"vlbench-{runs[0].suite}",
+            time=o["time_min"],
+            gpus_per_node=o["gpus"],
+            cpus_per_task=o["cpus"],
+            mem=_convert_mem(o["mem_gb"]),
+            ntasks_per_node=1,
+            array_parallelism=o["array_parallelism"],
+            map_count=len(self.chunks(runs)),
+            **optional,
         )
 
     def run(self, runs: Sequence[RunSpec], job: Job, host: Any, reporter: Reporter, warn: Callable[[str], Any]) -> SuiteOutcome:

@@ -22,10 +22,20 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load": "tables", "Leaderboard": "tables", "Partition": "tables", "pareto_mask": "tables", "DEFAULT_SUITES": "tables",
-    "hardware_class": "records", "above_reference": "records", "DEFAULT_RESULTS": "records",
-    "table_columns": "columns", "distinguishing_names": "columns", "summary": "columns",
-    "build": "output", "publish": "output", "BuildResult": "output",
+    "load": "tables",
+    "Leaderboard": "tables",
+    "Partition": "tables",
+    "pareto_mask": "tables",
+    "DEFAULT_SUITES": "tables",
+    "hardware_class": "records",
+    "above_reference": "records",
+    "DEFAULT_RESULTS": "records",
+    "table_columns": "columns",
+    "distinguishing_names": "columns",
+    "summary": "columns",
+    "build": "output",
+    "publish": "output",
+    "BuildResult": "output",
     "add_leaderboard_parser": "cli",
 }
 __all__ = sorted(_EXPORTS)

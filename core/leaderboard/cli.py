@@ -85,8 +85,12 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
         except RecordError as exc:
             bad += 1
             console.print(Text(terminal_text(str(exc)), style="red"), soft_wrap=True)
-    console.print(Text(f"{len(files) - bad} of {len(files)} record files in {results}/ follow the record schema "
-                       "(docs/leaderboard.md, Record schema)"))
+    console.print(
+        Text(
+            f"{len(files) - bad} of {len(files)} record files in {results}/ follow the record schema "
+            "(docs/leaderboard.md, Record schema)"
+        )
+    )
     return 2 if bad else 0
 
 
@@ -97,13 +101,24 @@ def add_leaderboard_parser(subparsers: Any) -> None:
 
     def command(name: str, purpose: str, func: Callable[[argparse.Namespace, Console], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=purpose)
-        p.add_argument("results_dir", nargs="?", type=Path, default=None,
-                       help=f"folder of records; default: {DEFAULT_RESULTS} (where `vlbench run` writes); "
-                            f"the project's committed records: {folders.PROJECT_RESULTS}")
-        p.add_argument("--include-noisy", action="store_true",
-                       help="let runs whose cost was measured on a busy machine into the Pareto fronts")
-        p.add_argument("--suites", type=Path,
-                       help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists")
+        p.add_argument(
+            "results_dir",
+            nargs="?",
+            type=Path,
+            default=None,
+            help=f"folder of records; default: {DEFAULT_RESULTS} (where `vlbench run` writes); "
+            f"the project's committed records: {folders.PROJECT_RESULTS}",
+        )
+        p.add_argument(
+            "--include-noisy",
+            action="store_true",
+            help="let runs whose cost was measured on a busy machine into the Pareto fronts",
+        )
+        p.add_argument(
+            "--suites",
+            type=Path,
+            help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists",
+        )
         p.set_defaults(func=func)
         return p
 
@@ -117,5 +132,7 @@ def add_leaderboard_parser(subparsers: Any) -> None:
     show.add_argument("--wide", action="store_true", help="every column, folded to fit, instead of what fits the terminal")
     show.add_argument("--columns", help="comma-separated columns to show, by key or header, e.g. 'model,main test,GMACs'")
     validate = sub.add_parser("validate", help="check record files against the record schema (exit 2 when any is invalid)")
-    validate.add_argument("results_dir", nargs="?", type=Path, default=None, help=f"folder of records; default: {DEFAULT_RESULTS}")
+    validate.add_argument(
+        "results_dir", nargs="?", type=Path, default=None, help=f"folder of records; default: {DEFAULT_RESULTS}"
+    )
     validate.set_defaults(func=cmd_validate)

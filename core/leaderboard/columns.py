@@ -36,6 +36,7 @@ def distinguishing_names(records: Sequence[Mapping[str, Any]]) -> tuple[list[str
     "resnet18 early embed_dim=128"), and the component names they all share, for a caption."""
     facets = [_facets(r) for r in records]
     keys = list(dict.fromkeys(k for f in facets for k in f))
+
     def varies(key: str) -> bool:
         if "." not in key:
             return len({f.get(key) for f in facets}) > 1
@@ -74,12 +75,27 @@ class Column:
 
 # The record's cost fields as columns: (column = header, decimals; None for text).
 COST_COLUMNS = [
-    Column(key, key, digits) for key, digits in (
-        ("params (M)", 2), ("trainable params (M)", 2), ("vision params (M)", 2), ("text params (M)", 2),
-        ("GMACs", 2), ("vision GMACs", 2), ("text GMACs", 2), ("GFLOPs", 2),
-        ("latency p50 (ms)", 2), ("latency p90 (ms)", 2), ("latency p99 (ms)", 2), ("vision latency p50 (ms)", 2),
-        ("throughput (img/s)", 0), ("throughput batch", 0),
-        ("inference memory (MB)", 1), ("train-step memory (MB)", 1), ("fp16 size (MB)", 1), ("cost problems", None), ("noisy cost", None),
+    Column(key, key, digits)
+    for key, digits in (
+        ("params (M)", 2),
+        ("trainable params (M)", 2),
+        ("vision params (M)", 2),
+        ("text params (M)", 2),
+        ("GMACs", 2),
+        ("vision GMACs", 2),
+        ("text GMACs", 2),
+        ("GFLOPs", 2),
+        ("latency p50 (ms)", 2),
+        ("latency p90 (ms)", 2),
+        ("latency p99 (ms)", 2),
+        ("vision latency p50 (ms)", 2),
+        ("throughput (img/s)", 0),
+        ("throughput batch", 0),
+        ("inference memory (MB)", 1),
+        ("train-step memory (MB)", 1),
+        ("fp16 size (MB)", 1),
+        ("cost problems", None),
+        ("noisy cost", None),
     )
 ]
 
@@ -101,8 +117,10 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
     if detailed:
         columns += [Column("vision", "vision"), Column("text", "text"), Column("fusion", "fusion")]
     columns += [
-        Column("weights", "weights"), Column("main test", with_unit(f"{main} test", unit), 2),
-        Column("CI95", with_unit("95% CI", unit), 2), Column("vs leader", "vs leader"),
+        Column("weights", "weights"),
+        Column("main test", with_unit(f"{main} test", unit), 2),
+        Column("CI95", with_unit("95% CI", unit), 2),
+        Column("vs leader", "vs leader"),
     ]
     if (part.rows["reference"].fillna("chance") == "chance").all():
         columns.append(Column("chance", with_unit("chance", unit), 2))
@@ -112,9 +130,14 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
         columns.append(Column("main val", with_unit(f"{main} val", unit), 2))
         for split in ("train", "val", "test"):  # every other metric of every split scored
             main_key = with_unit(f"{split} {main}", unit) if split != "train" else None
-            columns += [Column(c, c, 2) for c in part.rows.columns
-                        if c.startswith(f"{split} ") and c != main_key and part.rows[c].notna().any()]
-        columns += [Column(c, c, 0 if c == "best epoch" else 1) for c in ("best epoch", "runtime (s)") if part.rows[c].notna().any()]
+            columns += [
+                Column(c, c, 2)
+                for c in part.rows.columns
+                if c.startswith(f"{split} ") and c != main_key and part.rows[c].notna().any()
+            ]
+        columns += [
+            Column(c, c, 0 if c == "best epoch" else 1) for c in ("best epoch", "runtime (s)") if part.rows[c].notna().any()
+        ]
     columns += [c for c in measured_cost if detailed or c.key in COMPACT_COST]
     columns += [Column("Pareto-optimal on", "Pareto-optimal on")]
     if part.rows["flags"].ne("").any():
@@ -127,7 +150,7 @@ def table_columns(part: Partition, detailed: bool) -> list[Column]:
 
 RULES = (
     "Rows are ranked on the task's main test metric (selected on val, never on test); CI is the "
-    "bootstrap 95% interval over the task's unit (identities, images); \"CI overlaps\" marks a run whose "
+    'bootstrap 95% interval over the task\'s unit (identities, images); "CI overlaps" marks a run whose '
     "interval overlaps the leader's, so its rank below the leader is not established; chance is what a random scorer gets. Each table holds one task on one "
     "dataset on one hardware class (device name + precision): cost figures are never compared across "
     "hardware. Runs marked random-init were trained from random weights."
@@ -139,7 +162,9 @@ def summary(board: Leaderboard) -> str:
     counts = [
         plural(len(board.runs), "successful run") + " in " + plural(board.runs["suite"].nunique(), "suite"),
         plural(len(board.costs), "cost-only run"),
-        f"{len(board.failed)} failed", f"{len(board.missing)} missing", plural(len(board.invalid), "invalid record file") + " skipped",
+        f"{len(board.failed)} failed",
+        f"{len(board.missing)} missing",
+        plural(len(board.invalid), "invalid record file") + " skipped",
     ]
     return ", ".join(counts) + (f"; newest record finished {latest}." if latest else ".")
 
@@ -158,13 +183,16 @@ def problem_tables(board: Leaderboard, suite: str | None = None) -> list[Problem
     missing = rows_of(board.missing if suite is None else board.missing[board.missing["suite"] == suite])
     tables = [
         ProblemTable(
-            "Failed runs", ["suite", "model", "run id", "error", "finished at (UTC)", "note"],
+            "Failed runs",
+            ["suite", "model", "run id", "error", "finished at (UTC)", "note"],
             [[r["suite"], r["model"], r["run id"], error_line(board.record(r)), r["finished at"], r["note"]] for r in failed],
             [page_path(r) for r in failed],
         ),
         ProblemTable(
-            "Missing runs", ["suite", "model", "run id", "declared in"],
-            [[r["suite"], r["model"], r["run id"], r["suite file"]] for r in missing], [None] * len(missing),
+            "Missing runs",
+            ["suite", "model", "run id", "declared in"],
+            [[r["suite"], r["model"], r["run id"], r["suite file"]] for r in missing],
+            [None] * len(missing),
         ),
     ]
     if suite is None:

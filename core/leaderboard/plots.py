@@ -66,8 +66,14 @@ def _quality_plot(board: Leaderboard, part: Partition, path: Path) -> bool:
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(PANEL[0] * ncols, PANEL[1] * nrows + (0.9 if ncols == 1 else 0)))
         grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        fig.subplots_adjust(left=0.08 if ncols == 2 else 0.13, right=0.97, bottom=0.08 if nrows > 1 else 0.24,
-                            top=0.92 if nrows > 1 else 0.88, wspace=0.2, hspace=0.28)
+        fig.subplots_adjust(
+            left=0.08 if ncols == 2 else 0.13,
+            right=0.97,
+            bottom=0.08 if nrows > 1 else 0.24,
+            top=0.92 if nrows > 1 else 0.88,
+            wspace=0.2,
+            hspace=0.28,
+        )
         for ax, (column, axis) in zip(grid, axes_shown, strict=False):
             _panel(ax, rows[rows[column].notna()], column, axis)
             ax.set_ylabel(f"{first['main metric']} test{unit}", parse_math=False)
@@ -75,11 +81,12 @@ def _quality_plot(board: Leaderboard, part: Partition, path: Path) -> bool:
         for ax in grid[: len(axes_shown)]:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 legend.setdefault(label, handle)
-        for ax in grid[len(axes_shown):]:
+        for ax in grid[len(axes_shown) :]:
             ax.axis("off")
         if len(grid) > len(axes_shown):  # the spare panel holds the legend and what every run shares
-            grid[-1].legend(legend.values(), legend.keys(), loc="center", frameon=False,
-                            title=f"every run: {shared}" if shared else None)
+            grid[-1].legend(
+                legend.values(), legend.keys(), loc="center", frameon=False, title=f"every run: {shared}" if shared else None
+            )
         else:
             fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, frameon=False)
         fig.suptitle(part.title, parse_math=False, fontsize=12)
@@ -104,12 +111,31 @@ def _panel(ax: Any, rows: Any, column: str, axis: str) -> None:
             ax.errorbar(x[mask], y[mask], yerr=[e[mask] for e in error], fmt="none", ecolor="0.6", elinewidth=0.9, capsize=2)
             ax.plot(x[mask], y[mask], ls="none", ms=7, label=label, **style)
     if noisy.any():
-        ax.plot(x[noisy], y[noisy], ls="none", marker="o", ms=13, mfc="none", mec="C1", mew=1.5,
-                label="noisy cost: busy machine (left off the front)")
+        ax.plot(
+            x[noisy],
+            y[noisy],
+            ls="none",
+            marker="o",
+            ms=13,
+            mfc="none",
+            mec="C1",
+            mew=1.5,
+            label="noisy cost: busy machine (left off the front)",
+        )
     front = rows[rows["Pareto-optimal on"].str.split(", ").map(lambda axes: axis in axes)].sort_values(column)
     if not front.empty:
-        ax.plot(front[column], front["main test"], drawstyle="steps-post" if rows["higher is better"].all() else "default",
-                color="C3", lw=1.3, marker="o", ms=11, mfc="none", mec="C3", label="Pareto front")
+        ax.plot(
+            front[column],
+            front["main test"],
+            drawstyle="steps-post" if rows["higher is better"].all() else "default",
+            color="C3",
+            lw=1.3,
+            marker="o",
+            ms=11,
+            mfc="none",
+            mec="C3",
+            label="Pareto front",
+        )
     for i, chance in enumerate(sorted(set(rows["chance"].dropna()))):
         ax.axhline(chance, ls="--", lw=0.9, color="0.45", label=None if i else "chance level (or best baseline)")
     positive = x[x > 0]
@@ -140,8 +166,15 @@ def _name_points(ax: Any, rows: Any, column: str, x: Any, y: Any) -> None:
             if not any(abs(bottom - b) < 0.06 and left < right and left + width > lft for lft, b, right in placed):
                 break
         placed.append((left, bottom, left + width))
-        ax.annotate(run["_name"], (run[column], run["main test"]), xytext=(dx, dy), textcoords="offset points",
-                    ha=ha, fontsize=8.5, parse_math=False)
+        ax.annotate(
+            run["_name"],
+            (run[column], run["main test"]),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            fontsize=8.5,
+            parse_math=False,
+        )
 
 
 def _curve_plot(record: Mapping[str, Any], path: Path) -> bool:

@@ -45,7 +45,11 @@ def read_rows(results_dir: Path) -> Rows:
         )
     found = Rows([], [], [], [])
     # stale/ holds records set aside when their code or data changed (core/fingerprint.py): history, not results.
-    for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".") and "stale" not in p.relative_to(results_dir).parts[:-1]):
+    for path in sorted(
+        p
+        for p in results_dir.rglob("*.json")
+        if not p.name.startswith(".") and "stale" not in p.relative_to(results_dir).parts[:-1]
+    ):
         source = path.relative_to(results_dir).as_posix()
         try:
             record = read_record(path)
@@ -107,8 +111,11 @@ def _mb(value: Any) -> float | None:
 
 def _throughput(block: Any) -> tuple[float | None, int | None]:
     """The best images/s over the batch sizes that ran, and that batch."""
-    ran = [(entry["images_per_s"], entry["batch"]) for entry in _dig(block, "batches") or []
-           if entry["batch"] is not None and entry.get("images_per_s") is not None]
+    ran = [
+        (entry["images_per_s"], entry["batch"])
+        for entry in _dig(block, "batches") or []
+        if entry["batch"] is not None and entry.get("images_per_s") is not None
+    ]
     return max(ran, default=(None, None))
 
 
@@ -136,8 +143,27 @@ def hardware_class(environment: Mapping[str, Any]) -> str:
 
 
 IDENTITY_COLUMNS = [
-    "suite", "task", "dataset", "hardware", "run id", "model", "vision", "text", "fusion", "weights", "random-init", "seed",
-    "status", "device", "device name", "precision", "torch", "git commit", "finished at", "source", "_record",
+    "suite",
+    "task",
+    "dataset",
+    "hardware",
+    "run id",
+    "model",
+    "vision",
+    "text",
+    "fusion",
+    "weights",
+    "random-init",
+    "seed",
+    "status",
+    "device",
+    "device name",
+    "precision",
+    "torch",
+    "git commit",
+    "finished at",
+    "source",
+    "_record",
 ]
 
 
@@ -149,15 +175,27 @@ def _identity(record: Mapping[str, Any], source: str, index: int) -> dict[str, A
 
     weights, random_init = _weights(components)
     return {
-        "suite": record["suite"], "task": name("task") or UNKNOWN,
+        "suite": record["suite"],
+        "task": name("task") or UNKNOWN,
         "dataset": name("dataset") or _text(_dig(record, "dataset", "name")) or UNKNOWN,
-        "hardware": hardware_class(env), "run id": record["run_id"], "model": record["label"],
-        "vision": name("vision"), "text": name("text"), "fusion": name("fusion"),
-        "weights": weights, "random-init": random_init, "seed": record["seed"], "status": record["status"],
-        "device": _text(env.get("device")), "device name": _text(env.get("device_name")),
-        "precision": _text(env.get("precision")), "torch": _text(env.get("torch")),
-        "git commit": _text(env.get("git_commit")), "finished at": record["finished_at"],
-        "source": source, "_record": index,
+        "hardware": hardware_class(env),
+        "run id": record["run_id"],
+        "model": record["label"],
+        "vision": name("vision"),
+        "text": name("text"),
+        "fusion": name("fusion"),
+        "weights": weights,
+        "random-init": random_init,
+        "seed": record["seed"],
+        "status": record["status"],
+        "device": _text(env.get("device")),
+        "device name": _text(env.get("device_name")),
+        "precision": _text(env.get("precision")),
+        "torch": _text(env.get("torch")),
+        "git commit": _text(env.get("git_commit")),
+        "finished at": record["finished_at"],
+        "source": source,
+        "_record": index,
     }
 
 
@@ -172,19 +210,27 @@ def _quality_and_cost(record: Mapping[str, Any]) -> dict[str, Any]:
     # A chance level where one exists, else the task's best named baseline, labelled.
     ref = labelled_reference(test, main, higher)
     row = {
-        "main metric": main, "main unit": _text(units.get(main)) or "",
+        "main metric": main,
+        "main unit": _text(units.get(main)) or "",
         "higher is better": higher,
-        "main test": float(test["values"][main]), "CI95 low": _number(ci[0]), "CI95 high": _number(ci[1]),
-        "chance": _number(ref[1]) if ref else None, "reference": ref[0] if ref else None,
+        "main test": float(test["values"][main]),
+        "CI95 low": _number(ci[0]),
+        "CI95 high": _number(ci[1]),
+        "chance": _number(ref[1]) if ref else None,
+        "reference": ref[0] if ref else None,
         "main val": _number(_dig(record, "metrics", "splits", "val", "values", main)),
         **cost_columns(record["cost"]),
     }
     reference, what = _reference(test, main, higher)
     row["above chance"] = above_reference(row["main test"], row["CI95 low"], row["CI95 high"], reference, higher)
-    row["flags"] = "; ".join(f for f in (
-        "" if row["above chance"] else f"not above {what}",
-        f"noisy cost ({row['noisy cost']})" if row["noisy cost"] else "",
-    ) if f)
+    row["flags"] = "; ".join(
+        f
+        for f in (
+            "" if row["above chance"] else f"not above {what}",
+            f"noisy cost ({row['noisy cost']})" if row["noisy cost"] else "",
+        )
+        if f
+    )
     for split in ("train", "val"):  # train: only when the suite asked for it (eval_train_split)
         for metric, value in (_dig(record, "metrics", "splits", split, "values") or {}).items():
             row[with_unit(f"{split} {metric}", units.get(metric))] = _number(value)
@@ -210,10 +256,12 @@ def cost_columns(cost: Mapping[str, Any]) -> dict[str, Any]:
         "vision GMACs": _giga(_dig(flops, "components", "vision", "macs"), unit_macs, "MAC"),
         "text GMACs": _giga(_dig(flops, "components", "text", "macs"), unit_macs, "MAC"),
         "GFLOPs": _giga(_dig(flops, "total", "flops"), unit_flops, "FLOP"),
-        "latency p50 (ms)": _number(_dig(latency, "p50_ms")), "latency p90 (ms)": _number(_dig(latency, "p90_ms")),
+        "latency p50 (ms)": _number(_dig(latency, "p50_ms")),
+        "latency p90 (ms)": _number(_dig(latency, "p90_ms")),
         "latency p99 (ms)": _number(_dig(latency, "p99_ms")),
         "vision latency p50 (ms)": _number(_dig(cost, "latency", "vision", "p50_ms")),
-        "throughput (img/s)": throughput, "throughput batch": batch,
+        "throughput (img/s)": throughput,
+        "throughput batch": batch,
         "inference memory (MB)": _mb(_dig(cost, "memory", "inference", "peak_bytes")),
         "train-step memory (MB)": _mb(_dig(cost, "memory", "train_step", "peak_bytes")),
         "fp16 size (MB)": _mb(_dig(cost, "fp16_size", "bytes")),

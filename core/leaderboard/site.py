@@ -26,20 +26,28 @@ STATIC = ("leaderboard.css", "leaderboard.js", "favicon.svg")
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("vlbench.leaderboard", "templates"),
     autoescape=True,  # every template, whatever its file name: record text is never markup
-    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
 )
 
 
 def write_pages(board: Leaderboard, out: Path, plots: Mapping[str, str]) -> list[Path]:
     pages = {"index.html": _render("index.html.j2", root="", title="Leaderboard", **_index(board))}
     for suite in board.suites():
-        pages[f"suites/{slug(suite)}.html"] = _render("suite.html.j2", root="../", title=f"Suite {suite}",
-                                                      **_suite(board, suite, plots))
+        pages[f"suites/{slug(suite)}.html"] = _render(
+            "suite.html.j2", root="../", title=f"Suite {suite}", **_suite(board, suite, plots)
+        )
     for frame in (board.runs, board.costs, board.failed):
         for row in frame.to_dict("records"):
             record = board.record(row)
-            pages[page_path(row)] = _render("run.html.j2", root="../../", title=f"{record['label']} ({record['run_id']})",
-                                            **_run(record, row, plots.get(page_path(row))))
+            pages[page_path(row)] = _render(
+                "run.html.j2",
+                root="../../",
+                title=f"{record['label']} ({record['run_id']})",
+                **_run(record, row, plots.get(page_path(row))),
+            )
     static = resources.files("vlbench.leaderboard").joinpath("static")
     pages |= {f"assets/{name}": static.joinpath(name).read_text(encoding="utf-8") for name in STATIC}
     written = []
@@ -59,28 +67,46 @@ def _render(template: str, **context: Any) -> str:
 
 
 def _index(board: Leaderboard) -> dict[str, Any]:
-    suites = [{"name": s, "slug": slug(s), "partitions": _partitions(board, s, root="", detailed=False, plots={})}
-              for s in board.suites()]
-    return {"summary": summary(board), "rules": RULES, "suites": suites, "notes": board.notes,
-            "problems": [_problems(table, root="") for table in problem_tables(board)]}
+    suites = [
+        {"name": s, "slug": slug(s), "partitions": _partitions(board, s, root="", detailed=False, plots={})}
+        for s in board.suites()
+    ]
+    return {
+        "summary": summary(board),
+        "rules": RULES,
+        "suites": suites,
+        "notes": board.notes,
+        "problems": [_problems(table, root="") for table in problem_tables(board)],
+    }
 
 
 def _suite(board: Leaderboard, suite: str, plots: Mapping[str, str]) -> dict[str, Any]:
-    return {"suite": suite, "rules": RULES, "partitions": _partitions(board, suite, root="../", detailed=True, plots=plots),
-            "problems": [_problems(table, root="../") for table in problem_tables(board, suite)]}
+    return {
+        "suite": suite,
+        "rules": RULES,
+        "partitions": _partitions(board, suite, root="../", detailed=True, plots=plots),
+        "problems": [_problems(table, root="../") for table in problem_tables(board, suite)],
+    }
 
 
 def _partitions(board: Leaderboard, suite: str, root: str, detailed: bool, plots: Mapping[str, str]) -> list[dict[str, Any]]:
     parts = []
     for part in board.partitions(suite) + board.cost_partitions(suite):
         plot = plots.get(part.slug)
-        parts.append({
-            "heading": f"{part.task} (cost only, unranked: fastest first)" if part.cost_only else f"{part.task} on {part.dataset}",
-            "hardware": part.hardware, "count": plural(len(part.rows), "run"), "table": _runs_table(part, root, detailed),
-            "plot": None if plot is None else root + plot,  # cost-only tables have none (and no main metric)
-            "alt": "" if plot is None else
-            f"{part.rows.iloc[0]['main metric']} test against params, GMACs and latency, Pareto front marked: {part.title}",
-        })
+        parts.append(
+            {
+                "heading": f"{part.task} (cost only, unranked: fastest first)"
+                if part.cost_only
+                else f"{part.task} on {part.dataset}",
+                "hardware": part.hardware,
+                "count": plural(len(part.rows), "run"),
+                "table": _runs_table(part, root, detailed),
+                "plot": None if plot is None else root + plot,  # cost-only tables have none (and no main metric)
+                "alt": ""
+                if plot is None
+                else f"{part.rows.iloc[0]['main metric']} test against params, GMACs and latency, Pareto front marked: {part.title}",
+            }
+        )
     return parts
 
 
@@ -99,10 +125,14 @@ def _runs_table(part: Partition, root: str, detailed: bool) -> dict[str, Any]:
                 style = "front"
             elif column.key == "flags" and text != "—":
                 style = "badges"
-            cells.append({
-                "text": text, "style": style, "href": root + page_path(row) if column.key == "model" else None,
-                "sort": None if column.digits is None else "" if sort is None else repr(sort),
-            })
+            cells.append(
+                {
+                    "text": text,
+                    "style": style,
+                    "href": root + page_path(row) if column.key == "model" else None,
+                    "sort": None if column.digits is None else "" if sort is None else repr(sort),
+                }
+            )
         rows.append({"random_init": bool(row["random-init"]), "cells": cells})
     return {"headers": [{"text": c.header, "ranked": c.key == "#"} for c in columns], "rows": rows}  # rows arrive in rank order
 
@@ -132,14 +162,27 @@ def _run(record: Mapping[str, Any], row: Mapping[str, Any], curve: str | None) -
         ci = test.get("ci95", {}).get(main)
         ci_text = f" (95% CI {_scalar(ci[0])} to {_scalar(ci[1])})" if ci else ""
         ref = reference(test, main, record["metrics"].get("higher_is_better") is not False)
-        score = {"name": f"{main} test", "text": f"{_scalar(test['values'][main])} {test.get('units', {}).get(main, '')}{ci_text}; "
-                 + (f"{ref[0]} {_scalar(ref[1])}" if ref else "no chance level")}
+        score = {
+            "name": f"{main} test",
+            "text": f"{_scalar(test['values'][main])} {test.get('units', {}).get(main, '')}{ci_text}; "
+            + (f"{ref[0]} {_scalar(ref[1])}" if ref else "no chance level"),
+        }
     return {
-        "record": record, "suite_slug": slug(record["suite"]), "status_badges": status_badges, "score": score,
-        "weights": row["weights"], "hardware": row["hardware"], "source": row["source"], "curve": curve,
-        "components": [{"cells": [kind, *(_scalar(block.get(k)) for k in ("name", "plugin", "distribution", "version", "weights"))],
-                        "options": json.dumps(block.get("options", {}), sort_keys=True)}
-                       for kind, block in record["components"].items()],
+        "record": record,
+        "suite_slug": slug(record["suite"]),
+        "status_badges": status_badges,
+        "score": score,
+        "weights": row["weights"],
+        "hardware": row["hardware"],
+        "source": row["source"],
+        "curve": curve,
+        "components": [
+            {
+                "cells": [kind, *(_scalar(block.get(k)) for k in ("name", "plugin", "distribution", "version", "weights"))],
+                "options": json.dumps(block.get("options", {}), sort_keys=True),
+            }
+            for kind, block in record["components"].items()
+        ],
         "environment": _node(record["environment"]),
         "metrics": _metrics(record["metrics"]) if record["metrics"] else None,  # a cost-only run: the heading alone
         "selection": _node(record["selection"]) if record["selection"] else None,
@@ -159,8 +202,15 @@ def _metrics(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
         for name, value in block["values"].items():
             interval = f"{_scalar(ci[name][0])} to {_scalar(ci[name][1])}" if name in ci else "—"
             ref = reference(block, name)  # chance, else the best named baseline, labelled
-            rows.append([f"{name}{' (main)' if name == block['main'] else ''}", _scalar(value), _scalar(units.get(name, "")), interval,
-                         "—" if ref is None else _scalar(ref[1]) if ref[0] == "chance" else f"{_scalar(ref[1])} ({ref[0]})"])
+            rows.append(
+                [
+                    f"{name}{' (main)' if name == block['main'] else ''}",
+                    _scalar(value),
+                    _scalar(units.get(name, "")),
+                    interval,
+                    "—" if ref is None else _scalar(ref[1]) if ref[0] == "chance" else f"{_scalar(ref[1])} ({ref[0]})",
+                ]
+            )
         splits.append({"name": str(split), "rows": rows, "details": _node(block["details"]) if block.get("details") else None})
     return splits
 
@@ -171,9 +221,16 @@ def _training(training: Mapping[str, Any], selection: Mapping[str, Any]) -> dict
     facts = [(k, _text(_scalar(v))) for k, v in training.items() if k != "curve"]
     if curve:
         facts += [
-            ("train loss, first → last epoch", _text(f"{_scalar(curve[0].get('train_loss'))} → {_scalar(curve[-1].get('train_loss'))}")),
-            ("selected epoch (on val)",
-             _text(f"{_scalar(selection.get('best_epoch'))}: {_scalar(selection.get('metric'))} = {_scalar(selection.get('best_value'))}")),
+            (
+                "train loss, first → last epoch",
+                _text(f"{_scalar(curve[0].get('train_loss'))} → {_scalar(curve[-1].get('train_loss'))}"),
+            ),
+            (
+                "selected epoch (on val)",
+                _text(
+                    f"{_scalar(selection.get('best_epoch'))}: {_scalar(selection.get('metric'))} = {_scalar(selection.get('best_value'))}"
+                ),
+            ),
         ]
     return {"facts": facts, "curve": _node(curve) if curve else None, "epochs": len(curve)}
 

@@ -121,16 +121,18 @@ def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = Fa
     failed["note"] = failed["_finished_ok"].notna().map({True: "an older successful record is shown in the tables", False: ""})
     failed = failed.drop(columns="_finished_ok").sort_values(key)
     costs["throughput batch"] = costs["throughput batch"].astype("Int64")
-    costs = costs.sort_values([*PARTITION, "throughput (img/s)", "model"], ascending=[*[True] * len(PARTITION), False, True],
-                              na_position="last").reset_index(drop=True)
+    costs = costs.sort_values(
+        [*PARTITION, "throughput (img/s)", "model"], ascending=[*[True] * len(PARTITION), False, True], na_position="last"
+    ).reset_index(drop=True)
     declared, notes = _declared_runs(suites, set(frame["suite"]) | set(costs["suite"]))
     recorded = pd.concat([frame[key], costs[key]]).drop_duplicates()
     missing = declared.merge(recorded, on=key, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
     runs = _ranked(runs, include_noisy)
     notes += _pareto_notes(runs, include_noisy)
-    return Leaderboard(results_dir, runs, failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records,
-                       costs, notes)
+    return Leaderboard(
+        results_dir, runs, failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records, costs, notes
+    )
 
 
 def _pareto_notes(runs: pd.DataFrame, include_noisy: bool) -> list[str]:
@@ -140,15 +142,21 @@ def _pareto_notes(runs: pd.DataFrame, include_noisy: bool) -> list[str]:
         return notes
     below = int((~runs["above chance"].astype(bool)).sum())
     if below:
-        notes.append(f"{plural(below, 'run')} not above chance (95% CI reaches the chance level, or the best baseline): "
-                     "marked, never Pareto-optimal.")
+        notes.append(
+            f"{plural(below, 'run')} not above chance (95% CI reaches the chance level, or the best baseline): "
+            "marked, never Pareto-optimal."
+        )
     noisy = int((runs["noisy cost"] != "").sum())
     if noisy and not include_noisy:
-        notes.append(f"{plural(noisy, 'run')} with cost measured on a busy machine (cost.conditions, docs/cost.md): marked "
-                     "'noisy cost' and left out of the Pareto fronts; re-measure with `vlbench run SUITE --cost-retries N` "
-                     "on a quiet machine, or pass --include-noisy to rank them anyway.")
+        notes.append(
+            f"{plural(noisy, 'run')} with cost measured on a busy machine (cost.conditions, docs/cost.md): marked "
+            "'noisy cost' and left out of the Pareto fronts; re-measure with `vlbench run SUITE --cost-retries N` "
+            "on a quiet machine, or pass --include-noisy to rank them anyway."
+        )
     elif noisy:
-        notes.append(f"{plural(noisy, 'run')} with cost measured on a busy machine are included in the Pareto fronts (--include-noisy).")
+        notes.append(
+            f"{plural(noisy, 'run')} with cost measured on a busy machine are included in the Pareto fronts (--include-noisy)."
+        )
     return notes
 
 
@@ -172,7 +180,9 @@ def _ranked(runs: pd.DataFrame, include_noisy: bool = False) -> pd.DataFrame:
     for _, part in runs[eligible].groupby(PARTITION):
         for column, axis in COST_AXES:
             measured = part[part[column].notna()]
-            for index, optimal in zip(measured.index, pareto_mask(measured[column].tolist(), measured["_score"].tolist()), strict=True):
+            for index, optimal in zip(
+                measured.index, pareto_mask(measured[column].tolist(), measured["_score"].tolist()), strict=True
+            ):
                 if optimal:
                     fronts[index].append(axis)
     runs["Pareto-optimal on"] = fronts.map(", ".join)
@@ -188,7 +198,11 @@ def _versus_leader(runs: pd.DataFrame) -> pd.Series:
     flags = pd.Series("", index=runs.index, dtype=object)
     for _, part in runs.groupby(PARTITION):
         leader = part.sort_values(["#", "model"]).iloc[0]
-        lead_ci = None if is_missing(leader["CI95 low"]) or is_missing(leader["CI95 high"]) else [leader["CI95 low"], leader["CI95 high"]]
+        lead_ci = (
+            None
+            if is_missing(leader["CI95 low"]) or is_missing(leader["CI95 high"])
+            else [leader["CI95 low"], leader["CI95 high"]]
+        )
         for index, row in part.iterrows():
             if row["#"] == 1:
                 flags[index] = "leader"
@@ -218,7 +232,9 @@ def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFram
     explicit = suites is not None
     suites = suites or DEFAULT_SUITES
     if not suites.exists():
-        raise UserError(f"{suites}: no such suite file or folder (--suites). Pass a suite .toml or a folder of them, e.g. suites/.")
+        raise UserError(
+            f"{suites}: no such suite file or folder (--suites). Pass a suite .toml or a folder of them, e.g. suites/."
+        )
     files = [suites] if suites.is_file() else sorted(suites.glob("*.toml"))
     notes, rows, host = [], [], None
     for path in files:

@@ -23,15 +23,45 @@ from vlbench.leaderboard.columns import Column, distinguishing_names, error_line
 from vlbench.leaderboard.tables import Leaderboard, Partition
 
 # Most important first; columns not named here come after them, in table order.
-PRIORITY = ("model", "main test", "chance", "flags", "params (M)", "latency p50 (ms)", "CI95", "#", "Pareto-optimal on",
-            "GMACs", "throughput (img/s)", "weights", "noisy cost", "throughput batch", "fp16 size (MB)", "seed")
+PRIORITY = (
+    "model",
+    "main test",
+    "chance",
+    "flags",
+    "params (M)",
+    "latency p50 (ms)",
+    "CI95",
+    "#",
+    "Pareto-optimal on",
+    "GMACs",
+    "throughput (img/s)",
+    "weights",
+    "noisy cost",
+    "throughput batch",
+    "fp16 size (MB)",
+    "seed",
+)
 NEVER_DROPPED = {"model", "main test"}
 SHORT_HEADERS = {
-    "params (M)": "Mparams", "latency p50 (ms)": "ms b1", "throughput (img/s)": "img/s", "Pareto-optimal on": "Pareto",
-    "throughput batch": "batch", "fp16 size (MB)": "fp16 MB", "weights": "init", "noisy cost": "noisy",
+    "params (M)": "Mparams",
+    "latency p50 (ms)": "ms b1",
+    "throughput (img/s)": "img/s",
+    "Pareto-optimal on": "Pareto",
+    "throughput batch": "batch",
+    "fp16 size (MB)": "fp16 MB",
+    "weights": "init",
+    "noisy cost": "noisy",
 }
-SHORT_CELLS = {"random-init": "rand", "pretrained": "pre", "params": "P", "GMACs": "G", "latency": "L",
-               "not above chance": "≈chance", "not above the best baseline": "≈baseline", "noisy cost": "noisy"}
+SHORT_CELLS = {
+    "random-init": "rand",
+    "pretrained": "pre",
+    "params": "P",
+    "GMACs": "G",
+    "latency": "L",
+    "not above chance": "≈chance",
+    "not above the best baseline": "≈baseline",
+    "noisy cost": "noisy",
+}
 
 
 def _shorten(text: str) -> str:
@@ -50,8 +80,10 @@ def _chosen(columns: list[Column], names: Sequence[str]) -> list[Column]:
     by_name = {c.key.lower(): c for c in columns} | {c.header.lower(): c for c in columns}
     unknown = [n for n in wanted if n not in by_name]
     if unknown:
-        raise UserError(f"--columns: no column {', '.join(map(repr, unknown))}; this table has "
-                        f"{', '.join(repr(c.key) for c in columns)} (a key or a header, comma-separated).")
+        raise UserError(
+            f"--columns: no column {', '.join(map(repr, unknown))}; this table has "
+            f"{', '.join(repr(c.key) for c in columns)} (a key or a header, comma-separated)."
+        )
     return [by_name[n] for n in wanted]
 
 
@@ -66,12 +98,15 @@ def fit(board: Leaderboard, part: Partition, width: int, wide: bool = False, nam
     headers = {c.key: c.header for c in columns}
     dropped: list[str] = []
     if not wide and not names:
+
         def total() -> int:  # rich's heavy box: a border per column plus one, a space of padding each side
             return sum(_width(headers[c.key], cells[c.key]) + 3 for c in columns) + 1
 
         if total() > width:
             headers = {k: SHORT_HEADERS.get(k, h) for k, h in headers.items()}
-            cells = {k: [_shorten(v) for v in vs] if k in ("weights", "flags", "Pareto-optimal on") else vs for k, vs in cells.items()}
+            cells = {
+                k: [_shorten(v) for v in vs] if k in ("weights", "flags", "Pareto-optimal on") else vs for k, vs in cells.items()
+            }
         rank = {key: i for i, key in enumerate(PRIORITY)}
         while total() > width:
             candidates = [c for c in columns if c.key not in NEVER_DROPPED]
@@ -85,12 +120,20 @@ def fit(board: Leaderboard, part: Partition, width: int, wide: bool = False, nam
         caption.append(f"every run: {common}")
     if dropped:
         caption.append(f"left out at {width} columns: {', '.join(dropped)} (--wide or --columns to choose)")
-    table = Table(title=Text(f"{part.suite}: {part.title}"), title_justify="left",
-                  caption=Text(" · ".join(caption)) if caption else None, caption_justify="left")
+    table = Table(
+        title=Text(f"{part.suite}: {part.title}"),
+        title_justify="left",
+        caption=Text(" · ".join(caption)) if caption else None,
+        caption_justify="left",
+    )
     for c in columns:
         keep = c.key in NEVER_DROPPED or not wide
-        table.add_column(Text(headers[c.key]), justify="left" if c.digits is None else "right",
-                         no_wrap=keep, overflow="ellipsis" if keep else "fold")
+        table.add_column(
+            Text(headers[c.key]),
+            justify="left" if c.digits is None else "right",
+            no_wrap=keep,
+            overflow="ellipsis" if keep else "fold",
+        )
     for i in range(len(rows)):
         table.add_row(*(Text(cells[c.key][i]) for c in columns))
     return table
@@ -101,13 +144,26 @@ def show(board: Leaderboard, console: Console, wide: bool = False, columns: Sequ
     console.print(Text(summary(board)))
     for part in board.partitions() + board.cost_partitions():
         console.print(fit(board, part, console.width, wide, columns))
-    _listing(console, "Failed runs", [
-        (f"{r['model']}  [{r['run id']}]  suite {r['suite']}, finished {r['finished at']}" + (f"; {r['note']}" if r["note"] else ""),
-         error_line(board.record(r), limit=None))
-        for r in board.failed.to_dict("records")
-    ])
-    _listing(console, "Missing runs", [(f"{r['model']}  [{r['run id']}]  suite {r['suite']}", f"declared in {r['suite file']}")
-                                       for r in board.missing.to_dict("records")])
+    _listing(
+        console,
+        "Failed runs",
+        [
+            (
+                f"{r['model']}  [{r['run id']}]  suite {r['suite']}, finished {r['finished at']}"
+                + (f"; {r['note']}" if r["note"] else ""),
+                error_line(board.record(r), limit=None),
+            )
+            for r in board.failed.to_dict("records")
+        ],
+    )
+    _listing(
+        console,
+        "Missing runs",
+        [
+            (f"{r['model']}  [{r['run id']}]  suite {r['suite']}", f"declared in {r['suite file']}")
+            for r in board.missing.to_dict("records")
+        ],
+    )
     _listing(console, "Invalid record files (skipped)", [(source, problem) for source, problem in board.invalid])
     for note in board.notes:
         console.print(Text(f"note: {note}"))
@@ -130,4 +186,3 @@ def report_source(console: Console, board: Leaderboard, default: bool) -> None:
     files = len(board.records) + len(board.invalid)
     which = " (the default results folder; `vlbench leaderboard show leaderboard/results` shows the project's)" if default else ""
     console.print(Text(f"read {files} record file{'s' if files != 1 else ''} from {board.results_dir}/{which}"), soft_wrap=True)
-

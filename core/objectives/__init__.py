@@ -30,7 +30,9 @@ def resolve(objective: ObjectiveSpec | str | None, fusion: nn.Module | None = No
         return objective
     if objective is not None:
         if objective not in BUILTIN:
-            raise UserError(f"unknown objective {objective!r}: built-in ones are {sorted(BUILTIN)}; pass a plugin's ObjectiveSpec itself")
+            raise UserError(
+                f"unknown objective {objective!r}: built-in ones are {sorted(BUILTIN)}; pass a plugin's ObjectiveSpec itself"
+            )
         return BUILTIN[objective]
     if fusion is None:
         return None

@@ -52,10 +52,16 @@ def check_fusion(fusion: nn.Module, image: EncoderOutput, words: EncoderOutput |
 EMBEDDING = ObjectiveSpec(
     name="embedding",
     description="image and caption embeddings in one space, compared by a scaled dot product",
-    fusion_methods={"embed_image": "EncoderOutput -> [B, E] unit norm", "embed_text": "EncoderOutput -> [B, E] unit norm",
-                    "logit_scale": "() -> positive scalar tensor"},
-    model_methods={"encode_image": "images [B,3,H,W] -> [B, E]", "encode_text": "TokenizedText -> [B, E]",
-                   "logit_scale": "() -> scalar tensor"},
+    fusion_methods={
+        "embed_image": "EncoderOutput -> [B, E] unit norm",
+        "embed_text": "EncoderOutput -> [B, E] unit norm",
+        "logit_scale": "() -> positive scalar tensor",
+    },
+    model_methods={
+        "encode_image": "images [B,3,H,W] -> [B, E]",
+        "encode_text": "TokenizedText -> [B, E]",
+        "logit_scale": "() -> scalar tensor",
+    },
     fuse=fuse,
     synthetic_loss=synthetic_loss,
     check_fusion=check_fusion,

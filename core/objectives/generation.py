@@ -110,25 +110,45 @@ def _forced_decode(model: VLModel, state: tuple, batch: int, steps: int, device:
     return ids
 
 
-def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_sizes: Sequence[int], budget_s: float,
-               *, loss_fn: Any = None, train_batch: Any = None, **timing: Any) -> dict[str, Any]:
+def extra_cost(
+    model: VLModel,
+    precision: Any,
+    image_size: Sequence[int],
+    batch_sizes: Sequence[int],
+    budget_s: float,
+    *,
+    loss_fn: Any = None,
+    train_batch: Any = None,
+    **timing: Any,
+) -> dict[str, Any]:
     """Generation's own figures: decode-step MACs, prefill/decode latency, tokens/s, memory, largest batch."""
     from vlbench import cost
 
     device = precision.device
     steps = model.fusion.max_length - 1
-    out: dict[str, Any] = {"unit_time": "ms", "unit_macs": "MACs", "protocol": cost.TIMING_PROTOCOL,
-                           "decode_steps": steps, "note": "decoding runs max_length - 1 steps without stopping at EOS"}
+    out: dict[str, Any] = {
+        "unit_time": "ms",
+        "unit_macs": "MACs",
+        "protocol": cost.TIMING_PROTOCOL,
+        "decode_steps": steps,
+        "note": "decoding runs max_length - 1 steps without stopping at EOS",
+    }
     images = cost.synthetic_images(1, tuple(image_size), device)
     with torch.inference_mode():
         image_out = model.vision(images)
         counted, state = cost.count_component("fusion", model.fusion, model.fusion.prefill, image_out, depth=1)
         out["prefill_macs"] = counted["macs"]
-        first, _ = cost.count_component("fusion", model.fusion, model.fusion.decode_step, state, _bos(model.fusion, 1, device), depth=1)
+        first, _ = cost.count_component(
+            "fusion", model.fusion, model.fusion.decode_step, state, _bos(model.fusion, 1, device), depth=1
+        )
         ids = _forced_decode(model, state, 1, steps, device)
         last, _ = cost.count_component("fusion", model.fusion, model.fusion.decode_step, state, ids[:, :-1], depth=1)
-    out["decode_step_macs"] = {"first": first["macs"], "last": last["macs"], "batch": 1,
-                               "of": "one decode_step at batch 1: from BOS alone (first) and with the longest prefix (last)"}
+    out["decode_step_macs"] = {
+        "first": first["macs"],
+        "last": last["macs"],
+        "batch": 1,
+        "of": "one decode_step at batch 1: from BOS alone (first) and with the longest prefix (last)",
+    }
     memory = getattr(model.fusion, "memory_tokens", None)
     if memory is not None:
         out["memory_tokens"] = memory
@@ -143,11 +163,21 @@ def extra_cost(model: VLModel, precision: Any, image_size: Sequence[int], batch_
         with cost.inference(precision):
             prefill = cost.time_stage(lambda pics=pics: model.prefill(pics), budget_s, device=device, **timing)
             state = model.prefill(pics)
-            decode = cost.time_stage(lambda state=state, batch=batch: _forced_decode(model, state, batch, steps, device), budget_s, device=device, **timing)
-        out["batches"].append({
-            "batch": batch, "prefill": prefill, "decode": decode,
-            "per_token_ms_p50": decode["p50_ms"] / steps, "tokens_per_s": batch * steps * 1e3 / decode["mean_ms"],
-        })
+            decode = cost.time_stage(
+                lambda state=state, batch=batch: _forced_decode(model, state, batch, steps, device),
+                budget_s,
+                device=device,
+                **timing,
+            )
+        out["batches"].append(
+            {
+                "batch": batch,
+                "prefill": prefill,
+                "decode": decode,
+                "per_token_ms_p50": decode["p50_ms"] / steps,
+                "tokens_per_s": batch * steps * 1e3 / decode["mean_ms"],
+            }
+        )
 
     def decode_all() -> None:
         with cost.inference(precision):
@@ -168,18 +198,31 @@ def _largest_train_batch(model: VLModel, precision: Any, image_size: Sequence[in
     result = cost.train_step_memory(model, precision, LARGEST_BATCH_START, objective=GENERATION, image_size=image_size)
     if not result.get("measured"):
         return result
-    return {"measured": True, "batch": result["batch"], "oom_batches": result["oom_batches"], "start": LARGEST_BATCH_START,
-            "peak_bytes": result["peak_bytes"],
-            "of": "two AdamW steps of the synthetic generation loss on full-length captions, halving from the start on out-of-memory"}
+    return {
+        "measured": True,
+        "batch": result["batch"],
+        "oom_batches": result["oom_batches"],
+        "start": LARGEST_BATCH_START,
+        "peak_bytes": result["peak_bytes"],
+        "of": "two AdamW steps of the synthetic generation loss on full-length captions, halving from the start on out-of-memory",
+    }
 
 
 GENERATION = ObjectiveSpec(
     name="generation",
     description="captions decoded token by token from visual tokens, with the fusion's own vocabulary",
-    fusion_methods={"prefill": "(image: EncoderOutput) -> state tuple", "caption_logits": "(state, ids [B,T]) -> [B,T,V]",
-                    "decode_step": "(state, ids [B,t]) -> log-probs [B,V]"},
-    model_methods={"caption_vocab": "the fusion's tokenizer", "caption_max_length": "positions per caption", "prefill": "images -> state",
-                   "caption_logits": "(images, ids) -> logits", "decode_step": "(state, ids) -> log-probs"},
+    fusion_methods={
+        "prefill": "(image: EncoderOutput) -> state tuple",
+        "caption_logits": "(state, ids [B,T]) -> [B,T,V]",
+        "decode_step": "(state, ids [B,t]) -> log-probs [B,V]",
+    },
+    model_methods={
+        "caption_vocab": "the fusion's tokenizer",
+        "caption_max_length": "positions per caption",
+        "prefill": "images -> state",
+        "caption_logits": "(images, ids) -> logits",
+        "decode_step": "(state, ids) -> log-probs",
+    },
     fuse=fuse,
     synthetic_loss=synthetic_loss,
     check_fusion=check_fusion,

@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-_CONTRACTS = ("ComponentContract", "VisionEncoderContract", "TextEncoderContract", "FusionContract", "TaskContract", "DatasetContract",
-              "ComponentKindContract")
+_CONTRACTS = (
+    "ComponentContract",
+    "VisionEncoderContract",
+    "TextEncoderContract",
+    "FusionContract",
+    "TaskContract",
+    "DatasetContract",
+    "ComponentKindContract",
+)
 
 
 def __getattr__(name: str) -> Any:

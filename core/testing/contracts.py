@@ -41,8 +41,11 @@ CPU = Precision(torch.device("cpu"), None, False)
 def _check_output(out: Any, batch: int, token_dim: int, pooled_dim: int, who: str) -> None:
     assert isinstance(out, EncoderOutput), f"{who}: forward returned {type(out).__name__}, not EncoderOutput"
     assert out.tokens.ndim == 3 and out.tokens.shape[0] == batch and out.tokens.shape[2] == token_dim, (
-        f"{who}: tokens {tuple(out.tokens.shape)}, expected [{batch}, N, {token_dim}]")
-    assert tuple(out.pooled.shape) == (batch, pooled_dim), f"{who}: pooled {tuple(out.pooled.shape)}, expected [{batch}, {pooled_dim}]"
+        f"{who}: tokens {tuple(out.tokens.shape)}, expected [{batch}, N, {token_dim}]"
+    )
+    assert tuple(out.pooled.shape) == (batch, pooled_dim), (
+        f"{who}: pooled {tuple(out.pooled.shape)}, expected [{batch}, {pooled_dim}]"
+    )
     assert torch.isfinite(out.tokens).all() and torch.isfinite(out.pooled).all(), f"{who}: non-finite output"
     if out.mask is not None:
         assert tuple(out.mask.shape) == tuple(out.tokens.shape[:2]) and out.mask.dtype == torch.bool, f"{who}: bad mask"
@@ -90,8 +93,15 @@ def check_text_encoder(spec: TextEncoderSpec, **options: Any) -> None:
     assert torch.allclose(out.pooled, scrambled.pooled, atol=1e-4), f"{spec.name}: padding changes the pooled output"
 
 
-def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[str, Any] | None = None,
-                 only: str | None = None, kinds: Mapping[str, Any] | None = None, **options: Any) -> None:
+def check_fusion(
+    spec: FusionSpec,
+    num_classes: int = 5,
+    *,
+    objectives: Mapping[str, Any] | None = None,
+    only: str | None = None,
+    kinds: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> None:
     """Every declared objective's methods give the right shapes, finite values and gradients.
 
     Each objective's own check runs (``ObjectiveSpec.check_fusion``); ``objectives`` maps names
@@ -104,7 +114,9 @@ def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[
     needed = {}
     for kind in sorted(getattr(spec, "needs", ())):
         maker = getattr((kinds or {}).get(kind), "contract_component", None)
-        assert maker is not None, f"{spec.name}: needs a {kind!r} component; pass kinds=PluginHost.kinds (its kind's contract_component)"
+        assert maker is not None, (
+            f"{spec.name}: needs a {kind!r} component; pass kinds=PluginHost.kinds (its kind's contract_component)"
+        )
         needed[kind] = maker()
     registered = objectives if objectives is not None else builtin.BUILTIN
     unknown = sorted(set(spec.objectives) - set(registered))
@@ -124,7 +136,9 @@ def check_fusion(spec: FusionSpec, num_classes: int = 5, *, objectives: Mapping[
         mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3] * 2)
         words = EncoderOutput(torch.randn(4, 6, 40), torch.randn(4, 40), mask) if text else None
         registered[name].check_fusion(fusion, image, words, num_classes, f"{spec.name} ({name})")
-        assert image.pooled.grad is not None or image.tokens.grad is not None, f"{spec.name} ({name}): no gradient reaches the image encoder"
+        assert image.pooled.grad is not None or image.tokens.grad is not None, (
+            f"{spec.name} ({name}): no gradient reaches the image encoder"
+        )
 
 
 # ---------------------------------------------------------------- tasks
@@ -136,7 +150,10 @@ CODED_CLASSES = 4
 def coded_split(n_images: int = 60, per_identity: int = 3, num_classes: int = CODED_CLASSES, seed: int = 0) -> Split:
     """Images whose pixels hold their index; captions that name it; identities and labels."""
     rng = np.random.default_rng(seed)
-    labels = [tuple(int(c) for c in np.flatnonzero(rng.random(num_classes) < 0.4)) or (int(rng.integers(num_classes)),) for _ in range(n_images)]
+    labels = [
+        tuple(int(c) for c in np.flatnonzero(rng.random(num_classes) < 0.4)) or (int(rng.integers(num_classes)),)
+        for _ in range(n_images)
+    ]
     return Split(
         name="test",
         ids=[f"img{i}" for i in range(n_images)],
@@ -305,19 +322,28 @@ def check_task(spec: TaskSpec, best: float = 100.0, match_key: str | None = None
         assert baselines, f"{spec.name}: main metric {main!r} has neither a chance level nor a baseline"
         sign = 1 if spec.higher_is_better else -1
         assert all(sign * (oracle.values[main] - v) > 0 for v in baselines.values()), (
-            f"{spec.name}: the oracle's {main} {oracle.values[main]:.2f} does not beat the baselines {baselines}")
-        assert all(sign * (m.values[main] - oracle.values[main]) < 0 for m in randoms), f"{spec.name}: a random model ties the oracle"
+            f"{spec.name}: the oracle's {main} {oracle.values[main]:.2f} does not beat the baselines {baselines}"
+        )
+        assert all(sign * (m.values[main] - oracle.values[main]) < 0 for m in randoms), (
+            f"{spec.name}: a random model ties the oracle"
+        )
         return
     assert math.isclose(oracle.values[main], best, abs_tol=1e-6), (
         f"{spec.name}: oracle scores {oracle.values[main]} on {main}, expected {best} "
-        f"(matching on {match_key or task_match_key(spec.factory(**options))}; set the task's match_key if its captions match something else)")
+        f"(matching on {match_key or task_match_key(spec.factory(**options))}; set the task's match_key if its captions match something else)"
+    )
     tiny = evaluate_coded(spec, oracle=True, match_key=match_key, n_images=4, **options)
-    assert all(math.isfinite(v) for v in tiny.values.values()), f"{spec.name}: non-finite metrics on a 4-image split: {tiny.values}"
+    assert all(math.isfinite(v) for v in tiny.values.values()), (
+        f"{spec.name}: non-finite metrics on a 4-image split: {tiny.values}"
+    )
     assert math.isclose(tiny.values[tiny.main], best, abs_tol=1e-6), (
-        f"{spec.name}: on a 4-image split (K beyond the split) the oracle scores {tiny.values[tiny.main]}, expected {best}")
+        f"{spec.name}: on a 4-image split (K beyond the split) the oracle scores {tiny.values[tiny.main]}, expected {best}"
+    )
     mean = sum(m.values[m.main] for m in randoms) / len(randoms)
     chance = randoms[0].chance[randoms[0].main]
-    assert abs(mean - chance) <= max(5.0, 0.35 * chance), f"{spec.name}: random scores {mean:.2f} on average, chance is {chance:.2f}"
+    assert abs(mean - chance) <= max(5.0, 0.35 * chance), (
+        f"{spec.name}: random scores {mean:.2f} on average, chance is {chance:.2f}"
+    )
 
 
 # ---------------------------------------------------------------- datasets
@@ -339,19 +365,25 @@ def check_dataset(spec: DatasetSpec, cache_dir: Path, seed: int = 0, **options: 
         for field_name, column in columns.items():
             if field_name in spec.provides:
                 values = getattr(split, column)
-                assert values is not None and len(values) == len(split), f"{spec.name}: {name}.{column} missing or not one per image"
+                assert values is not None and len(values) == len(split), (
+                    f"{spec.name}: {name}.{column} missing or not one per image"
+                )
         if "captions" in spec.provides:
             assert all(caps and all(isinstance(c, str) and c for c in caps) for caps in split.captions), (
-                f"{spec.name}: {name} has an image without captions or an empty caption")
+                f"{spec.name}: {name} has an image without captions or an empty caption"
+            )
         if "labels" in spec.provides:
             classes = len(dataset.class_names)
             assert classes, f"{spec.name}: labelled datasets must name their classes (Dataset.class_names)"
-            assert all(0 <= c < classes for labels in split.labels for c in labels), f"{spec.name}: {name} has a label outside 0..{classes - 1}"
+            assert all(0 <= c < classes for labels in split.labels for c in labels), (
+                f"{spec.name}: {name} has a label outside 0..{classes - 1}"
+            )
         for index in (0, len(split) - 1):
             image = split.load_image(index)
             assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, (
                 f"{spec.name}: {name}.load_image({index}) must return an HWC uint8 RGB array, got "
-                f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}")
+                f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
+            )
         ids += list(split.ids)
     assert len(set(ids)) == len(ids), f"{spec.name}: sample ids repeat across the dataset"
     again = spec.factory(cache_dir=Path(cache_dir) / "again", seed=seed, **options)
@@ -359,4 +391,6 @@ def check_dataset(spec: DatasetSpec, cache_dir: Path, seed: int = 0, **options: 
         first, second = dataset.splits[name], again.splits[name]
         assert list(first.ids) == list(second.ids), f"{spec.name}: the same seed gave different {name} ids"
         assert first.captions == second.captions, f"{spec.name}: the same seed gave different {name} captions"
-        assert np.array_equal(first.load_image(0), second.load_image(0)), f"{spec.name}: the same seed gave a different first {name} image"
+        assert np.array_equal(first.load_image(0), second.load_image(0)), (
+            f"{spec.name}: the same seed gave a different first {name} image"
+        )

@@ -83,15 +83,17 @@ def random_model(split: Split, num_classes: int = CODED_CLASSES, seed: int = 0) 
 class MockVisionEncoder(VisionEncoder):
     """One strided convolution: ``patch x patch`` patches -> ``dim``-wide tokens, mean-pooled."""
 
-    def __init__(self, image_size: Sequence[int], pretrained: bool = False, weights: str | None = None,
-                 dim: int = 16, patch: int = 8):
+    def __init__(
+        self, image_size: Sequence[int], pretrained: bool = False, weights: str | None = None, dim: int = 16, patch: int = 8
+    ):
         super().__init__()
         if pretrained or weights:
             raise ValueError("mock_vision has no weights: it is random-init only")
         h, w = image_size
         self.embed = nn.Conv2d(3, dim, patch, stride=patch)
-        self.info = VisionInfo(token_dim=dim, pooled_dim=dim, input_size=(h, w), mean=(0.5,) * 3, std=(0.5,) * 3,
-                               grid_size=(h // patch, w // patch))
+        self.info = VisionInfo(
+            token_dim=dim, pooled_dim=dim, input_size=(h, w), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=(h // patch, w // patch)
+        )
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         tokens = self.embed(images).flatten(2).transpose(1, 2)
@@ -101,8 +103,9 @@ class MockVisionEncoder(VisionEncoder):
 class MockTextEncoder(TextEncoder):
     """Words hashed into ``vocab`` ids (0 is padding); pooled = mean over real tokens."""
 
-    def __init__(self, pretrained: bool = False, weights: str | None = None, dim: int = 16, vocab: int = 1000,
-                 max_length: int = 16):
+    def __init__(
+        self, pretrained: bool = False, weights: str | None = None, dim: int = 16, vocab: int = 1000, max_length: int = 16
+    ):
         super().__init__()
         if pretrained or weights:
             raise ValueError("mock_text has no weights: it is random-init only")
@@ -158,8 +161,15 @@ class MockDecoder(nn.Module):
     """Generation protocol at its smallest: logits[:, t] = f(token t, pooled image); causal by
     construction. Its vocabulary is fitted on the train captions it is given."""
 
-    def __init__(self, vision: VisionInfo, text: TextInfo | None, num_classes: int | None = None,
-                 captions: Sequence[str] = (), dim: int = 32, max_length: int = 6):
+    def __init__(
+        self,
+        vision: VisionInfo,
+        text: TextInfo | None,
+        num_classes: int | None = None,
+        captions: Sequence[str] = (),
+        dim: int = 32,
+        max_length: int = 6,
+    ):
         super().__init__()
         self.vocab = WordList(sorted({w for c in captions for w in c.lower().split()}))
         self.max_length = max_length
@@ -209,9 +219,13 @@ class MockRetrievalTask:
         relevant = (owner[:, None] == owner[None, :]).float().sum(1)
         hits = 100.0 * (owner[top] == owner).double()
         return Metrics(
-            values={"R1": hits.mean().item()}, main="R1",
-            chance={"R1": 100.0 * (relevant / len(split)).mean().item()}, units={"R1": "%"},
-            per_unit=UnitScores(unit="identity" if split.identities is not None else "image", scores={"R1": (owner.numpy(), hits.numpy())}),
+            values={"R1": hits.mean().item()},
+            main="R1",
+            chance={"R1": 100.0 * (relevant / len(split)).mean().item()},
+            units={"R1": "%"},
+            per_unit=UnitScores(
+                unit="identity" if split.identities is not None else "image", scores={"R1": (owner.numpy(), hits.numpy())}
+            ),
         )
 
 
@@ -240,9 +254,13 @@ class MockClassificationTask:
         scores = torch.cat(logits)
         hits = [c in labels for c, labels in zip(scores.argmax(1).tolist(), split.labels, strict=True)]
         chance = sum(len(labels) for labels in split.labels) / (len(split) * scores.shape[1])
-        return Metrics(values={"top1": 100.0 * sum(hits) / len(hits)}, main="top1",
-                       chance={"top1": 100.0 * chance}, units={"top1": "%"},
-                       per_unit=UnitScores(unit="image", scores={"top1": (list(range(len(hits))), [100.0 * h for h in hits])}))
+        return Metrics(
+            values={"top1": 100.0 * sum(hits) / len(hits)},
+            main="top1",
+            chance={"top1": 100.0 * chance},
+            units={"top1": "%"},
+            per_unit=UnitScores(unit="image", scores={"top1": (list(range(len(hits))), [100.0 * h for h in hits])}),
+        )
 
 
 class MockCaptioningTask:
@@ -282,8 +300,12 @@ class MockCaptioningTask:
             return 100.0 * sum(c in refs for c, refs in zip(captions, split.captions, strict=True)) / len(split)
 
         frequent = max(sorted(set(self.train_captions)), key=self.train_captions.count) if self.train_captions else ""
-        return Metrics(values={"exact": exact(written)}, main="exact", units={"exact": "%"},
-                       baselines={"most frequent train caption": {"exact": exact([frequent] * len(split))}})
+        return Metrics(
+            values={"exact": exact(written)},
+            main="exact",
+            units={"exact": "%"},
+            baselines={"most frequent train caption": {"exact": exact([frequent] * len(split))}},
+        )
 
 
 # ---------------------------------------------------------------- dataset
@@ -303,43 +325,103 @@ def mock_dataset(cache_dir: Path, seed: int, images_per_split: int = 60) -> Data
 
 @hookimpl
 def vlbench_register_vision_encoders(register: Register) -> None:
-    register(VisionEncoderSpec(name="mock_vision", factory=MockVisionEncoder, description="random patch embedding (testing)",
-                               options={"dim": 16, "patch": 8}, default_image_size=(32, 32), family="mock"))
+    register(
+        VisionEncoderSpec(
+            name="mock_vision",
+            factory=MockVisionEncoder,
+            description="random patch embedding (testing)",
+            options={"dim": 16, "patch": 8},
+            default_image_size=(32, 32),
+            family="mock",
+        )
+    )
 
 
 @hookimpl
 def vlbench_register_text_encoders(register: Register) -> None:
-    register(TextEncoderSpec(name="mock_text", factory=MockTextEncoder, description="hashed-word embedding (testing)",
-                             options={"dim": 16, "vocab": 1000, "max_length": 16}))
+    register(
+        TextEncoderSpec(
+            name="mock_text",
+            factory=MockTextEncoder,
+            description="hashed-word embedding (testing)",
+            options={"dim": 16, "vocab": 1000, "max_length": 16},
+        )
+    )
 
 
 @hookimpl
 def vlbench_register_fusions(register: Register) -> None:
-    register(FusionSpec(name="mock_fusion", factory=MockFusion, description="pooled linear maps (testing)",
-                        options={"embed_dim": 16}, objectives=frozenset({"embedding", "classification"})))
-    register(FusionSpec(name="mock_decoder", factory=MockDecoder, description="image-conditioned word predictor (testing)",
-                        options={"dim": 32, "max_length": 6}, objectives=frozenset({"generation"}), uses_text=False))
+    register(
+        FusionSpec(
+            name="mock_fusion",
+            factory=MockFusion,
+            description="pooled linear maps (testing)",
+            options={"embed_dim": 16},
+            objectives=frozenset({"embedding", "classification"}),
+        )
+    )
+    register(
+        FusionSpec(
+            name="mock_decoder",
+            factory=MockDecoder,
+            description="image-conditioned word predictor (testing)",
+            options={"dim": 32, "max_length": 6},
+            objectives=frozenset({"generation"}),
+            uses_text=False,
+        )
+    )
 
 
 @hookimpl
 def vlbench_register_tasks(register: Register) -> None:
-    register(TaskSpec(name="mock_retrieval", factory=MockRetrievalTask, description="caption -> image R@1 (testing)",
-                      objective="embedding", required_fields=MockRetrievalTask.required_fields, default_dataset="mock_dataset"))
-    register(TaskSpec(name="mock_classification", factory=MockClassificationTask, description="top-1 label accuracy (testing)",
-                      objective="classification", required_fields=MockClassificationTask.required_fields,
-                      default_dataset="mock_dataset"))
-    register(TaskSpec(name="mock_captioning", factory=MockCaptioningTask, description="greedy captions, exact match (testing)",
-                      objective="generation", required_fields=MockCaptioningTask.required_fields, default_dataset="mock_dataset"))
+    register(
+        TaskSpec(
+            name="mock_retrieval",
+            factory=MockRetrievalTask,
+            description="caption -> image R@1 (testing)",
+            objective="embedding",
+            required_fields=MockRetrievalTask.required_fields,
+            default_dataset="mock_dataset",
+        )
+    )
+    register(
+        TaskSpec(
+            name="mock_classification",
+            factory=MockClassificationTask,
+            description="top-1 label accuracy (testing)",
+            objective="classification",
+            required_fields=MockClassificationTask.required_fields,
+            default_dataset="mock_dataset",
+        )
+    )
+    register(
+        TaskSpec(
+            name="mock_captioning",
+            factory=MockCaptioningTask,
+            description="greedy captions, exact match (testing)",
+            objective="generation",
+            required_fields=MockCaptioningTask.required_fields,
+            default_dataset="mock_dataset",
+        )
+    )
 
 
 @hookimpl
 def vlbench_register_datasets(register: Register) -> None:
-    register(DatasetSpec(name="mock_dataset", factory=mock_dataset, description="coded images and captions (testing)",
-                         options={"images_per_split": 60}, provides=frozenset({"image", "captions", "identity", "labels"}),
-                         synthetic=True))
+    register(
+        DatasetSpec(
+            name="mock_dataset",
+            factory=mock_dataset,
+            description="coded images and captions (testing)",
+            options={"images_per_split": 60},
+            provides=frozenset({"image", "captions", "identity", "labels"}),
+            synthetic=True,
+        )
+    )
 
 
 # ---------------------------------------------------------------- tiny_run
+
 
 def mock_tasks_for_fusion(spec: FusionSpec, objectives: Mapping[str, Any] | None = None) -> dict[str, str | None]:
     """Each objective the fusion declares -> the mock task that can exercise it, or None
@@ -357,7 +439,9 @@ def mock_tasks_for_fusion(spec: FusionSpec, objectives: Mapping[str, Any] | None
 
 # The mock fusion (and text encoder) that serves each built-in objective, for a task's end-to-end run.
 MOCK_FUSION: dict[str, tuple[str, str | None]] = {
-    "embedding": ("mock_fusion", "mock_text"), "classification": ("mock_fusion", "mock_text"), "generation": ("mock_decoder", None),
+    "embedding": ("mock_fusion", "mock_text"),
+    "classification": ("mock_fusion", "mock_text"),
+    "generation": ("mock_decoder", None),
 }
 
 
@@ -408,12 +492,24 @@ def tiny_run(
         "vision": vision_entry,
         "text": {"name": text, "options": options.get("text", {})} if text else None,
         "fusions": {"name": fusion, "options": options.get("fusion", {})} if fusion else None,
-        "tasks": {"name": task, "options": options.get("task", {}), "dataset_options": options.get("dataset", {}),
-                  "dataset": dataset},
+        "tasks": {
+            "name": task,
+            "options": options.get("task", {}),
+            "dataset_options": options.get("dataset", {}),
+            "dataset": dataset,
+        },
     }
     # Cost is measured as in every run, on a token budget: its figures are not what is tested here.
-    train = {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": steps, "eval_batch_size": 32, "lr": 1e-3, "hflip": False,
-             "cost_batch_sizes": [1, 2], "cost_budget_s": 0.01}
+    train = {
+        "epochs": 2,
+        "batch_size": 8,
+        "max_steps_per_epoch": steps,
+        "eval_batch_size": 32,
+        "lr": 1e-3,
+        "hflip": False,
+        "cost_batch_sizes": [1, 2],
+        "cost_budget_s": 0.01,
+    }
     lines = ["[suite]", 'name = "tiny"', "[train]", *(f"{key} = {_toml(value)}" for key, value in train.items())]
     for axis, entry in axes.items():
         if entry is not None:

@@ -84,7 +84,8 @@ class ComponentContract:
         if self.distribution:
             assert normalize_distribution(vlbench_spec.distribution) == normalize_distribution(self.distribution), (
                 f"{self.kind} {self.spec_name!r} comes from {vlbench_spec.distribution!r} (plugin {vlbench_spec.plugin!r}), "
-                f"not {self.distribution!r}: is the package installed (pip install -e .) with its vlbench entry point?")
+                f"not {self.distribution!r}: is the package installed (pip install -e .) with its vlbench entry point?"
+            )
         dist = normalize_distribution(vlbench_spec.distribution)
         broken = [f.describe() for f in vlbench_host.failures if normalize_distribution(f.distribution) == dist]
         assert not broken, "\n".join(broken)
@@ -122,8 +123,13 @@ class FusionContract(ComponentContract):
     def test_contract(self, vlbench_host: PluginHost, vlbench_spec: ComponentSpec) -> None:
         from vlbench.testing.contracts import check_fusion
 
-        check_fusion(vlbench_spec, num_classes=self.num_classes, objectives=vlbench_host.objectives, kinds=vlbench_host.kinds,
-                     **self.resolved_options(vlbench_spec))
+        check_fusion(
+            vlbench_spec,
+            num_classes=self.num_classes,
+            objectives=vlbench_host.objectives,
+            kinds=vlbench_host.kinds,
+            **self.resolved_options(vlbench_spec),
+        )
 
     def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
         from vlbench.testing.mocks import mock_tasks_for_fusion
@@ -153,8 +159,15 @@ class TaskContract(ComponentContract):
         fusion, text = MOCK_FUSION.get(vlbench_spec.objective, (None, None))
         if vlbench_spec.objective is not None and fusion is None:
             pytest.skip(f"no mock fusion serves the {vlbench_spec.objective!r} objective")
-        assert_ok(vlbench_tiny_run(task=self.spec_name, dataset=self.dataset, fusion=fusion, text=text,
-                                   options={"task": self.options, "dataset": self.dataset_options}))
+        assert_ok(
+            vlbench_tiny_run(
+                task=self.spec_name,
+                dataset=self.dataset,
+                fusion=fusion,
+                text=text,
+                options={"task": self.options, "dataset": self.dataset_options},
+            )
+        )
 
 
 class ComponentKindContract(ComponentContract):

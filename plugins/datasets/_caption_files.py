@@ -14,8 +14,10 @@ from vlbench.errors import UserError
 
 def require_root(name: str, options: Mapping[str, Any], layout: str) -> Path:
     if not isinstance(options["root"], str) or not options["root"]:
-        raise UserError(f"dataset {name!r}: option 'root' is not set. Set root to the folder that holds {layout} in the "
-                        "dataset options of the suite; vlbench never downloads it.")
+        raise UserError(
+            f"dataset {name!r}: option 'root' is not set. Set root to the folder that holds {layout} in the "
+            "dataset options of the suite; vlbench never downloads it."
+        )
     root = Path(options["root"]).expanduser()
     if not root.is_dir():
         raise UserError(f"dataset {name!r}: root {str(root)!r} is not a directory. Set root to the folder that holds {layout}.")
@@ -37,12 +39,16 @@ def check_images_exist(name: str, annotation: Path, paths: Sequence[Path]) -> No
     missing = [p for p in paths if not p.is_file()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
-        raise UserError(f"dataset {name!r}: {len(missing)} of {len(paths)} images named in {annotation} are missing, e.g. "
-                        f"{shown}. Unpack the complete image archive there, or set the dataset's image folder option.")
+        raise UserError(
+            f"dataset {name!r}: {len(missing)} of {len(paths)} images named in {annotation} are missing, e.g. "
+            f"{shown}. Unpack the complete image archive there, or set the dataset's image folder option."
+        )
 
 
 def clean_caption(file: Path, where: str, caption: Any) -> str:
     if not isinstance(caption, str) or not caption.strip():
-        raise UserError(f"{file}: {where}: expected a non-empty caption string, got {caption!r:.80}. Fix the entry or "
-                        "restore the file from the dataset archive.")
+        raise UserError(
+            f"{file}: {where}: expected a non-empty caption string, got {caption!r:.80}. Fix the entry or "
+            "restore the file from the dataset archive."
+        )
     return caption.strip()

@@ -24,9 +24,7 @@ GARMENT_COLORS: dict[str, tuple[int, int, int]] = {
     "pink": (246, 138, 194),
     "brown": (112, 68, 32),
 }
-SHOE_COLORS: dict[str, tuple[int, int, int]] = {
-    k: GARMENT_COLORS[k] for k in ("black", "white", "brown", "red", "blue", "grey")
-}
+SHOE_COLORS: dict[str, tuple[int, int, int]] = {k: GARMENT_COLORS[k] for k in ("black", "white", "brown", "red", "blue", "grey")}
 HAIR_COLORS: dict[str, tuple[int, int, int]] = {
     "black": (22, 20, 20),
     "brown": (98, 58, 24),
@@ -96,9 +94,9 @@ def _alternatives(attrs: dict[str, str], key: str) -> list[str]:
     return values
 
 
-def sample_identities(rng: np.random.Generator, counts: Sequence[int], fraction: float) -> tuple[
-    list[dict[str, str]], list[tuple[int, int, str]]
-]:
+def sample_identities(
+    rng: np.random.Generator, counts: Sequence[int], fraction: float
+) -> tuple[list[dict[str, str]], list[tuple[int, int, str]]]:
     """All identities, numbered across splits, and the (copy, source, attribute) triples."""
     identities: list[dict[str, str]] = []
     seen: set[tuple[str, ...]] = set()

@@ -10,19 +10,35 @@ CAPTIONS_PER_IMAGE = 2
 
 # ---------------------------------------------------------------- captions
 
-_COLOR_WORDS = {"grey": ("grey", "gray"), "purple": ("purple", "violet"), "blonde": ("blonde", "blond", "fair"),
-                "ginger": ("ginger", "red")}
-_SUBJECTS = {"man": ("man", "guy", "male", "gentleman", "person", "pedestrian"),
-             "woman": ("woman", "lady", "female", "girl", "person", "pedestrian")}
+_COLOR_WORDS = {
+    "grey": ("grey", "gray"),
+    "purple": ("purple", "violet"),
+    "blonde": ("blonde", "blond", "fair"),
+    "ginger": ("ginger", "red"),
+}
+_SUBJECTS = {
+    "man": ("man", "guy", "male", "gentleman", "person", "pedestrian"),
+    "woman": ("woman", "lady", "female", "girl", "person", "pedestrian"),
+}
 _PRONOUN = {"man": "he", "woman": "she"}
-_UPPER_WORDS = {"t-shirt": ("t-shirt", "tee", "short-sleeved shirt"), "tank top": ("tank top", "sleeveless top"),
-                "jacket": ("jacket", "zip-up jacket"), "hoodie": ("hoodie", "hooded sweatshirt"),
-                "coat": ("coat", "long coat", "overcoat")}
-_LOWER_WORDS = {"trousers": ("trousers", "pants", "long pants"), "shorts": ("shorts", "short pants"),
-                "skirt": ("skirt", "knee-length skirt")}
+_UPPER_WORDS = {
+    "t-shirt": ("t-shirt", "tee", "short-sleeved shirt"),
+    "tank top": ("tank top", "sleeveless top"),
+    "jacket": ("jacket", "zip-up jacket"),
+    "hoodie": ("hoodie", "hooded sweatshirt"),
+    "coat": ("coat", "long coat", "overcoat"),
+}
+_LOWER_WORDS = {
+    "trousers": ("trousers", "pants", "long pants"),
+    "shorts": ("shorts", "short pants"),
+    "skirt": ("skirt", "knee-length skirt"),
+}
 _SHOE_WORDS = ("shoes", "sneakers", "trainers")
-_BAG_WORDS = {"backpack": ("backpack", "rucksack"), "handbag": ("handbag", "purse"),
-              "shoulder bag": ("shoulder bag", "messenger bag", "crossbody bag")}
+_BAG_WORDS = {
+    "backpack": ("backpack", "rucksack"),
+    "handbag": ("handbag", "purse"),
+    "shoulder bag": ("shoulder bag", "messenger bag", "crossbody bag"),
+}
 _HAT_WORDS = {"cap": ("cap", "baseball cap"), "beanie": ("beanie", "knit hat"), "sun hat": ("sun hat", "wide-brimmed hat")}
 _PLURAL = {"trousers", "pants", "long pants", "shorts", "short pants"}
 
@@ -44,8 +60,11 @@ def _caption(rng: random.Random, a: dict[str, str]) -> str:
     lower = f"{color(a['lower_color'])} {lower_word}"
     lower = lower if lower_word in _PLURAL else _article(lower)
     shoes = f"{color(a['shoes_color'])} {rng.choice(_SHOE_WORDS)}"
-    hair = (f"{a['hair_length']} {color(a['hair_color'])} hair" if rng.random() < 0.7
-            else f"{color(a['hair_color'])} hair that is {a['hair_length']}")
+    hair = (
+        f"{a['hair_length']} {color(a['hair_color'])} hair"
+        if rng.random() < 0.7
+        else f"{color(a['hair_color'])} hair that is {a['hair_length']}"
+    )
     worn = [upper, lower, shoes]
     if a["hat"] != "none":
         worn.append(_article(f"{color(a['hat_color'])} {rng.choice(_HAT_WORDS[a['hat']])}"))

@@ -23,8 +23,9 @@ from vlbench.plugins.datasets._pedestrian_attributes import (
 # Label-map parts, painted back to front, then coloured from a per-image palette.
 # The background is parts too (wall, stripes, floor, two objects), so that compositing is a
 # single palette lookup per pixel.
-(BG, BG_STRIPE, BG_FLOOR, CLUTTER_A, CLUTTER_B,
- SKIN, HAIR, UPPER, UPPER_DARK, LOWER, SHOES, BAG, BAG_DARK, HAT, HAT_DARK) = range(15)
+(BG, BG_STRIPE, BG_FLOOR, CLUTTER_A, CLUTTER_B, SKIN, HAIR, UPPER, UPPER_DARK, LOWER, SHOES, BAG, BAG_DARK, HAT, HAT_DARK) = (
+    range(15)
+)
 N_PARTS = 15
 
 
@@ -90,9 +91,14 @@ class _Canvas:
         s = self.mirror * self.unit
         ends = [self.cx + s * np.asarray(x, np.float32) for x in (xl0, xr0, xl1, xr1)]
         self.fill(
-            part, on, self.top + self.unit * np.asarray(y0, np.float32), self.top + self.unit * np.asarray(y1, np.float32),
-            np.minimum(ends[0], ends[1]), np.maximum(ends[0], ends[1]),
-            np.minimum(ends[2], ends[3]), np.maximum(ends[2], ends[3]),
+            part,
+            on,
+            self.top + self.unit * np.asarray(y0, np.float32),
+            self.top + self.unit * np.asarray(y1, np.float32),
+            np.minimum(ends[0], ends[1]),
+            np.maximum(ends[0], ends[1]),
+            np.minimum(ends[2], ends[3]),
+            np.maximum(ends[2], ends[3]),
         )
 
     def ellipse(self, part: Any, on: Any, x: Any, y: Any, rx: Any, ry: Any, y_max: Any = 99.0) -> None:
@@ -172,8 +178,16 @@ def render(
     for part in (CLUTTER_A, CLUTTER_B):
         x0 = rng.uniform(-0.2, 0.9, b) * width
         y0 = rng.uniform(-0.2, 0.9, b) * height
-        cv.fill(part, rng.random(b) < 0.6, y0, y0 + rng.uniform(0.1, 0.5, b) * height,
-                x0, x0 + rng.uniform(0.1, 0.4, b) * width, x0, x0 + rng.uniform(0.1, 0.4, b) * width)
+        cv.fill(
+            part,
+            rng.random(b) < 0.6,
+            y0,
+            y0 + rng.uniform(0.1, 0.5, b) * height,
+            x0,
+            x0 + rng.uniform(0.1, 0.4, b) * width,
+            x0,
+            x0 + rng.uniform(0.1, 0.4, b) * width,
+        )
 
     # --- behind the body
     cv.quad(BAG, backpack & front, 1.05, 3.7, -0.78, 0.78)  # shows above the shoulders
@@ -212,8 +226,16 @@ def render(
         # quad() orders each pair of edges itself, so the left arm is the right one negated.
         inner, outer, lo_in, lo_out = sw - 0.04, sw + 0.36, sw + 0.04 + sg, sw + 0.42 + sg
         cv.quad(arm_part, True, 1.35, 3.9, side * inner, side * outer, side * lo_in, side * lo_out)
-        cv.quad(UPPER, tshirt, 1.3, 1.35 + 2.55 * f, side * (inner - 0.04), side * (outer + 0.04),
-                side * (inner + (lo_in - inner) * f), side * (outer + (lo_out - outer) * f))
+        cv.quad(
+            UPPER,
+            tshirt,
+            1.3,
+            1.35 + 2.55 * f,
+            side * (inner - 0.04),
+            side * (outer + 0.04),
+            side * (inner + (lo_in - inner) * f),
+            side * (outer + (lo_out - outer) * f),
+        )
         cv.quad(SKIN, True, 3.85, 4.3, side * lo_in, side * lo_out)  # hand
 
     # --- bags in front
@@ -233,9 +255,15 @@ def render(
     cv.quad(HAIR, long_hair & front, 0.35, 2.25, -0.56, -0.33, -0.6, -0.36)  # strands over the shoulders
     cv.quad(HAIR, long_hair & front, 0.35, 2.25, 0.33, 0.56, 0.36, 0.6)
     # Cap: flat dome + a one-sided peak; beanie: tall dome + folded cuff; sun hat: crown + wide brim.
-    cv.ellipse(HAT, hat > 0, 0.0, np.where(beanie, 0.52, np.where(cap, 0.44, 0.3)),
-               np.where(sun_hat, 0.42, 0.5), np.where(beanie, 0.78, np.where(cap, 0.5, 0.5)),
-               y_max=np.where(beanie, 0.52, np.where(cap, 0.44, 0.3)))
+    cv.ellipse(
+        HAT,
+        hat > 0,
+        0.0,
+        np.where(beanie, 0.52, np.where(cap, 0.44, 0.3)),
+        np.where(sun_hat, 0.42, 0.5),
+        np.where(beanie, 0.78, np.where(cap, 0.5, 0.5)),
+        y_max=np.where(beanie, 0.52, np.where(cap, 0.44, 0.3)),
+    )
     cv.quad(HAT_DARK, cap, 0.32, 0.47, -0.5, 0.98)
     cv.quad(HAT_DARK, beanie, 0.34, 0.54, -0.51, 0.51)
     cv.ellipse(HAT_DARK, sun_hat, 0.0, 0.32, 1.02, 0.14)

@@ -94,12 +94,16 @@ def _resolve(options: Mapping[str, Any]) -> dict[str, Any]:
         raise UserError(f"dataset {NAME!r}: unknown option(s) {unknown}; it accepts {sorted(DEFAULTS)}.")
     opts = {**DEFAULTS, **options}
     if not opts["root"]:
-        raise UserError(f"dataset {NAME!r}: set the option root to the folder holding {opts['train_csv']}, "
-                        f"{opts['val_csv']}, {opts['test_csv']} and {opts['images_dir']}/.")
+        raise UserError(
+            f"dataset {NAME!r}: set the option root to the folder holding {opts['train_csv']}, "
+            f"{opts['val_csv']}, {opts['test_csv']} and {opts['images_dir']}/."
+        )
     columns = opts["caption_column"]
     columns = [columns] if isinstance(columns, str) else columns
     if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
-        raise UserError(f"dataset {NAME!r}: caption_column must be a column name or a list of them, got {opts['caption_column']!r}.")
+        raise UserError(
+            f"dataset {NAME!r}: caption_column must be a column name or a list of them, got {opts['caption_column']!r}."
+        )
     opts["caption_column"] = columns
     if not isinstance(opts["drop_duplicates"], bool):
         raise UserError(f"dataset {NAME!r}: drop_duplicates must be true or false, got {opts['drop_duplicates']!r}.")
@@ -113,7 +117,9 @@ def _read(path: Path, opts: Mapping[str, Any], split: str) -> tuple[list[str], l
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file. Set the dataset option root (and {split}_csv) to where the {split} CSV is.") from None
+        raise UserError(
+            f"{path}: no such file. Set the dataset option root (and {split}_csv) to where the {split} CSV is."
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a readable CSV with a header row ({type(exc).__name__}: {str(exc).strip()}).") from None
     wanted = [opts["image_column"], *opts["caption_column"]]
@@ -130,7 +136,9 @@ def _read(path: Path, opts: Mapping[str, Any], split: str) -> tuple[list[str], l
             raise UserError(f"{path}, line {number}: empty {opts['image_column']!r} cell. Fix or remove that row.")
         texts = [c for c in captions if c]
         if not texts:
-            raise UserError(f"{path}, line {number}: no caption in {opts['caption_column']} for {image!r}. Fix or remove that row.")
+            raise UserError(
+                f"{path}, line {number}: no caption in {opts['caption_column']} for {image!r}. Fix or remove that row."
+            )
         images.setdefault(image, []).extend(texts)
     if not images:
         raise UserError(f"{path}: no rows under the header; the {split} split would be empty.")
@@ -175,7 +183,9 @@ def factory(cache_dir: Path, seed: int, **options: Any) -> Dataset:
             owner[name] = split
         absent = [n for n in names if not (images_dir / n).is_file()]
         if absent:
-            raise UserError(f"{path}: {len(absent)} images are not under {images_dir}, e.g. {absent[:3]}. Check the option images_dir.")
+            raise UserError(
+                f"{path}: {len(absent)} images are not under {images_dir}, e.g. {absent[:3]}. Check the option images_dir."
+            )
         kept, report = duplicate_report(names, captions, opts["drop_duplicates"])
         splits[split] = Split(name=split, ids=tuple(names), load_image=_ImageFiles(images_dir, names), captions=tuple(kept))
         info["files"][split] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}

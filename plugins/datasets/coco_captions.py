@@ -37,12 +37,16 @@ DEFAULTS: dict[str, Any] = {
 
 def check_options(options: Mapping[str, Any]) -> None:
     if not 0.0 < options["val_fraction"] < 1.0:
-        raise UserError(f"dataset {NAME!r}: option val_fraction={options['val_fraction']}; use a fraction strictly between 0 and 1.")
+        raise UserError(
+            f"dataset {NAME!r}: option val_fraction={options['val_fraction']}; use a fraction strictly between 0 and 1."
+        )
 
 
 def _fail(file: Path, where: str, problem: str) -> UserError:
-    return UserError(f"{file}: {where}: {problem}. A COCO captions file has \"images\" [{{\"id\", \"file_name\"}}] and "
-                     "\"annotations\" [{\"image_id\", \"caption\"}]; restore it from the annotations archive.")
+    return UserError(
+        f'{file}: {where}: {problem}. A COCO captions file has "images" [{{"id", "file_name"}}] and '
+        '"annotations" [{"image_id", "caption"}]; restore it from the annotations archive.'
+    )
 
 
 def _read(file: Path, images_dir: Path) -> tuple[list[tuple[str, tuple[str, ...]]], str]:
@@ -56,13 +60,16 @@ def _read(file: Path, images_dir: Path) -> tuple[list[tuple[str, tuple[str, ...]
     names: dict[int, str] = {}
     for i, image in enumerate(raw["images"]):
         if not isinstance(image, dict) or not isinstance(image.get("id"), int) or not isinstance(image.get("file_name"), str):
-            raise _fail(file, f"images[{i}]", f"needs an integer \"id\" and a \"file_name\", got {image!r:.80}")
+            raise _fail(file, f"images[{i}]", f'needs an integer "id" and a "file_name", got {image!r:.80}')
         names[image["id"]] = image["file_name"]
     captions: dict[int, list[str]] = defaultdict(list)
     for j, ann in enumerate(raw["annotations"]):
         if not isinstance(ann, dict) or ann.get("image_id") not in names:
-            raise _fail(file, f"annotations[{j}].image_id", f"{ann.get('image_id') if isinstance(ann, dict) else ann!r} "
-                        "names no entry of \"images\"")
+            raise _fail(
+                file,
+                f"annotations[{j}].image_id",
+                f'{ann.get("image_id") if isinstance(ann, dict) else ann!r} names no entry of "images"',
+            )
         captions[ann["image_id"]].append(clean_caption(file, f"annotations[{j}].caption", ann.get("caption")))
     bare = [i for i in names if not captions[i]]
     if bare:
@@ -82,18 +89,30 @@ def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
     order = np.random.default_rng([seed, 404]).permutation(len(val_rows))
     cut = int(round(options["val_fraction"] * len(order)))
     if cut == 0 or cut == len(order):
-        raise UserError(f"dataset {NAME!r}: {len(val_rows)} images in {options['val_annotations']} cannot be split into val "
-                        f"and test with val_fraction={options['val_fraction']}; use a file with more images.")
-    parts = {"train": (train_dir, train_rows), "val": (val_dir, [val_rows[i] for i in sorted(order[:cut])]),
-             "test": (val_dir, [val_rows[i] for i in sorted(order[cut:])])}
+        raise UserError(
+            f"dataset {NAME!r}: {len(val_rows)} images in {options['val_annotations']} cannot be split into val "
+            f"and test with val_fraction={options['val_fraction']}; use a file with more images."
+        )
+    parts = {
+        "train": (train_dir, train_rows),
+        "val": (val_dir, [val_rows[i] for i in sorted(order[:cut])]),
+        "test": (val_dir, [val_rows[i] for i in sorted(order[cut:])]),
+    }
     splits = {
-        name: Split(name=name, ids=tuple(f for f, _ in rows), load_image=_ImageFiles(folder, tuple(f for f, _ in rows)),
-                    captions=tuple(c for _, c in rows))
+        name: Split(
+            name=name,
+            ids=tuple(f for f, _ in rows),
+            load_image=_ImageFiles(folder, tuple(f for f, _ in rows)),
+            captions=tuple(c for _, c in rows),
+        )
         for name, (folder, rows) in parts.items()
     }
-    info = {"root": str(root), "annotation_sha256": {"train": train_sha, "val": val_sha},
-            "val": f"{options['val_fraction']:.0%} of the val file's images by seed, the rest is test",
-            "splits": {n: {"images": len(r), "captions": sum(len(c) for _, c in r)} for n, (_, r) in parts.items()}}
+    info = {
+        "root": str(root),
+        "annotation_sha256": {"train": train_sha, "val": val_sha},
+        "val": f"{options['val_fraction']:.0%} of the val file's images by seed, the rest is test",
+        "splits": {n: {"images": len(r), "captions": sum(len(c) for _, c in r)} for n, (_, r) in parts.items()},
+    }
     return Dataset(name=NAME, splits=splits, info=info)
 
 

@@ -37,7 +37,7 @@ SPLITS = ("train", "val", "test")
 
 def check_options(options: Mapping[str, Any]) -> None:
     if options["restval"] not in ("train", "drop"):
-        raise UserError(f"dataset {NAME!r}: option restval={options['restval']!r}; use \"train\" or \"drop\".")
+        raise UserError(f'dataset {NAME!r}: option restval={options["restval"]!r}; use "train" or "drop".')
 
 
 def _find_file(root: Path, file: str) -> Path:
@@ -47,13 +47,17 @@ def _find_file(root: Path, file: str) -> Path:
         for name in FILES:
             if (folder / name).is_file():
                 return folder / name
-    raise UserError(f"dataset {NAME!r}: none of {list(FILES)} found in {root} or {root / 'karpathy'}. Unpack "
-                    "caption_datasets.zip there, or set the option file to the JSON's path under root.")
+    raise UserError(
+        f"dataset {NAME!r}: none of {list(FILES)} found in {root} or {root / 'karpathy'}. Unpack "
+        "caption_datasets.zip there, or set the option file to the JSON's path under root."
+    )
 
 
 def _fail(file: Path, index: int, key: str, problem: str) -> UserError:
-    return UserError(f"{file}: images[{index}], key {key!r}: {problem}. Each image entry needs \"filename\", \"split\" "
-                     "(train/val/test/restval) and a non-empty \"sentences\" list; restore the file from caption_datasets.zip.")
+    return UserError(
+        f'{file}: images[{index}], key {key!r}: {problem}. Each image entry needs "filename", "split" '
+        '(train/val/test/restval) and a non-empty "sentences" list; restore the file from caption_datasets.zip.'
+    )
 
 
 def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
@@ -64,8 +68,10 @@ def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
     file = _find_file(root, options["file"])
     raw, digest = read_json(file)
     if not isinstance(raw, dict) or not isinstance(raw.get("images"), list):
-        raise UserError(f"{file}: expected an object with an \"images\" list (Karpathy's format), got "
-                        f"{type(raw).__name__} with keys {sorted(raw)[:5] if isinstance(raw, dict) else '-'}.")
+        raise UserError(
+            f'{file}: expected an object with an "images" list (Karpathy\'s format), got '
+            f"{type(raw).__name__} with keys {sorted(raw)[:5] if isinstance(raw, dict) else '-'}."
+        )
     kind = raw.get("dataset", "")
     folder = root / (options["images"] or IMAGE_FOLDERS.get(kind, ""))
     by_split: dict[str, list[tuple[str, tuple[str, ...]]]] = {s: [] for s in SPLITS}
@@ -97,13 +103,23 @@ def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
             raise UserError(f"{file}: no image has split {name!r}; vlbench needs train, val and test. Use the complete file.")
     check_images_exist(NAME, file, [folder / p for s in SPLITS for p, _ in by_split[s]])
     splits = {
-        name: Split(name=name, ids=tuple(p for p, _ in rows), load_image=_ImageFiles(folder, tuple(p for p, _ in rows)),
-                    captions=tuple(c for _, c in rows))
+        name: Split(
+            name=name,
+            ids=tuple(p for p, _ in rows),
+            load_image=_ImageFiles(folder, tuple(p for p, _ in rows)),
+            captions=tuple(c for _, c in rows),
+        )
         for name, rows in by_split.items()
     }
-    info = {"root": str(root), "annotation_file": str(file), "annotation_sha256": digest, "source_dataset": kind,
-            "images_dir": str(folder), "restval": options["restval"],
-            "splits": {n: {"images": len(r), "captions": sum(len(c) for _, c in r)} for n, r in by_split.items()}}
+    info = {
+        "root": str(root),
+        "annotation_file": str(file),
+        "annotation_sha256": digest,
+        "source_dataset": kind,
+        "images_dir": str(folder),
+        "restval": options["restval"],
+        "splits": {n: {"images": len(r), "captions": sum(len(c) for _, c in r)} for n, r in by_split.items()},
+    }
     return Dataset(name=NAME, splits=splits, info=info)
 
 

@@ -275,14 +275,19 @@ def _resolve(options: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"dataset {NAME!r}: unknown option(s) {unknown}; it accepts {sorted(DEFAULTS)}.")
     opts = {**DEFAULTS, **options}
     if not opts["root"]:
-        raise UserError(f"dataset {NAME!r}: set the option root to the competition folder (holding {opts['train_csv']} and {opts['images_dir']}/).")
+        raise UserError(
+            f"dataset {NAME!r}: set the option root to the competition folder (holding {opts['train_csv']} and {opts['images_dir']}/)."
+        )
     fractions = opts["split_fractions"]
     if (
-        not isinstance(fractions, (list, tuple)) or len(fractions) != 3
+        not isinstance(fractions, (list, tuple))
+        or len(fractions) != 3
         or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions)
         or abs(sum(fractions) - 1) > 1e-6
     ):
-        raise UserError(f"dataset {NAME!r}: split_fractions must be three positive numbers (train, val, test) summing to 1, got {fractions!r}.")
+        raise UserError(
+            f"dataset {NAME!r}: split_fractions must be three positive numbers (train, val, test) summing to 1, got {fractions!r}."
+        )
     if isinstance(opts["oversample_min"], bool) or not isinstance(opts["oversample_min"], int) or opts["oversample_min"] < 0:
         raise UserError(f"dataset {NAME!r}: oversample_min must be an integer >= 0 (0 = off), got {opts['oversample_min']!r}.")
     return opts
@@ -310,7 +315,9 @@ def factory(cache_dir: Path, seed: int, **options: Any) -> Dataset:
     rows = read_labelled_csv(csv_path)
     missing = [r.image_id for r in rows if not (images / r.image_id).is_file()]
     if missing:
-        raise UserError(f"{csv_path}: {len(missing)} images are not in {images}, e.g. {missing[:3]}. Check the option images_dir.")
+        raise UserError(
+            f"{csv_path}: {len(missing)} images are not in {images}, e.g. {missing[:3]}. Check the option images_dir."
+        )
 
     y = np.zeros((len(rows), len(LABEL_IDS)), dtype=bool)
     for i, row in enumerate(rows):

@@ -58,8 +58,10 @@ def check_options(options: Mapping[str, Any]) -> None:
     if options["source"] not in SOURCES:
         raise UserError(f"{where} source={options['source']!r}; use one of {list(SOURCES)}.")
     if options["source"] == "cifar100" and not options["root"]:
-        raise UserError(f"{where} root is not set: point it at the unpacked cifar-100-python folder (or its parent); "
-                        "vlbench never downloads CIFAR-100.")
+        raise UserError(
+            f"{where} root is not set: point it at the unpacked cifar-100-python folder (or its parent); "
+            "vlbench never downloads CIFAR-100."
+        )
     pairs = options["pairs"]
     if len(pairs) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pairs):
         raise UserError(f"{where} pairs={pairs}; give three positive counts [train, val, test].")
@@ -72,8 +74,10 @@ def check_options(options: Mapping[str, Any]) -> None:
     try:
         options["template"].format(left="a", right="b")
     except (KeyError, IndexError, ValueError) as exc:
-        raise UserError(f"{where} template={options['template']!r} is not a format string with only {{left}} and "
-                        f"{{right}} ({type(exc).__name__}: {exc}).") from None
+        raise UserError(
+            f"{where} template={options['template']!r} is not a format string with only {{left}} and "
+            f"{{right}} ({type(exc).__name__}: {exc})."
+        ) from None
     if "{left}" not in options["template"] or "{right}" not in options["template"]:
         raise UserError(f"{where} template must contain both {{left}} and {{right}}, got {options['template']!r}.")
     if not all(isinstance(n, str) and n for n in options["class_names"]):
@@ -105,8 +109,10 @@ def _class_names(options: Mapping[str, Any], tiles: dict[str, Tiles], provenance
     top = max(int(t.labels.max()) for t in tiles.values() if len(t.labels))
     if top >= len(names):
         given = "option class_names" if options["class_names"] else f"the class names of {provenance['files'][-1]}"
-        raise UserError(f"dataset {NAME!r}: {given} lists {len(names)} names but the labels go up to {top} "
-                        f"(files {provenance['files']}). Give one name per label 0..{top} in class_names.")
+        raise UserError(
+            f"dataset {NAME!r}: {given} lists {len(names)} names but the labels go up to {top} "
+            f"(files {provenance['files']}). Give one name per label 0..{top} in class_names."
+        )
     if any(len(t.labels) == 0 for t in tiles.values()):
         raise UserError(f"dataset {NAME!r}: a split has no tiles; lower val_fraction/test_fraction or use a larger source.")
     return names
@@ -159,7 +165,9 @@ def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
     tiles, provenance = _official_splits(options, seed)
     names = _class_names(options, tiles, provenance)
     n_classes = len(names)
-    candidates = tuple(options["template"].format(left=names[a], right=names[b]) for a in range(n_classes) for b in range(n_classes))
+    candidates = tuple(
+        options["template"].format(left=names[a], right=names[b]) for a in range(n_classes) for b in range(n_classes)
+    )
     keys = tuple(range(n_classes * n_classes))
     splits: dict[str, Split] = {}
     stats: dict[str, Any] = {}
@@ -178,10 +186,17 @@ def build(cache_dir: Any, seed: int, **options: Any) -> Dataset:
         )
         stats[name] = {"tiles": len(part.labels), "composites": len(pairs), "different_class": float(np.mean(left != right))}
     info = {
-        **provenance, "classes": n_classes, "tile_size": list(tiles["train"].images.shape[1:3]),
-        "n_candidates": len(candidates), "template": options["template"], "p_diff": options["p_diff"],
+        **provenance,
+        "classes": n_classes,
+        "tile_size": list(tiles["train"].images.shape[1:3]),
+        "n_candidates": len(candidates),
+        "template": options["template"],
+        "p_diff": options["p_diff"],
         "augment": "per tile before stacking (rotation +-10 deg, shift +-2 px, brightness/contrast 0.8-1.2), train only"
-        if options["augment"] else "none", "splits": stats, "val": f"{options['val_fraction']:.0%} of the train tiles, by seed",
+        if options["augment"]
+        else "none",
+        "splits": stats,
+        "val": f"{options['val_fraction']:.0%} of the train tiles, by seed",
         "hflip": "never: captions name sides",
     }
     return Dataset(name=NAME, splits=splits, class_names=names, info=info)

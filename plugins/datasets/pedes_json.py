@@ -45,16 +45,28 @@ class Layout:
 
 LAYOUTS = (
     Layout(
-        "cuhk_pedes", "CUHK-PEDES", ("reid_raw.json",), "file_path", -1,
+        "cuhk_pedes",
+        "CUHK-PEDES",
+        ("reid_raw.json",),
+        "file_path",
+        -1,
         "CUHK-PEDES (13,003 ids, 40,206 images, 2 captions each) from a local reid_raw.json; IRRA splits.",
     ),
     Layout(
         # IRRA's code opens ICFG-PEDES.json while its README says ICFG_PEDES.json.
-        "icfg_pedes", "ICFG-PEDES", ("ICFG-PEDES.json", "ICFG_PEDES.json"), "file_path", 0,
+        "icfg_pedes",
+        "ICFG-PEDES",
+        ("ICFG-PEDES.json", "ICFG_PEDES.json"),
+        "file_path",
+        0,
         "ICFG-PEDES (4,102 ids) from a local ICFG-PEDES.json; val carved from train identities by seed.",
     ),
     Layout(
-        "rstpreid", "RSTPReid", ("data_captions.json",), "img_path", 0,
+        "rstpreid",
+        "RSTPReid",
+        ("data_captions.json",),
+        "img_path",
+        0,
         "RSTPReid (4,101 ids, 5 images and 2 captions each) from a local data_captions.json; IRRA splits.",
     ),
 )
@@ -154,8 +166,7 @@ def _check_options(layout: Layout, options: dict[str, Any]) -> tuple[str, float]
         raise UserError(f"dataset {layout.name!r}: option 'root' must be a path string, got {root!r}.")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise UserError(
-            f"dataset {layout.name!r}: option 'val_fraction' must be a number between 0 and 1 "
-            f"(exclusive), got {fraction!r}."
+            f"dataset {layout.name!r}: option 'val_fraction' must be a number between 0 and 1 (exclusive), got {fraction!r}."
         )
     if not root:
         raise UserError(
@@ -226,8 +237,7 @@ def load(layout: Layout, cache_dir: Path, seed: int, **options: Any) -> Dataset:
         val_ids = {train_ids[k] for k in rng.choice(len(train_ids), size=n_val, replace=False).tolist()}
         by_split["val"] = [r for r in by_split["train"] if r.id in val_ids]
         by_split["train"] = [r for r in by_split["train"] if r.id not in val_ids]
-        info_val = {"source": "carved from train identities", "fraction": val_fraction, "seed": seed,
-                    "n_ids": n_val}
+        info_val = {"source": "carved from train identities", "fraction": val_fraction, "seed": seed, "n_ids": n_val}
 
     # Sample ids are file paths; a path listed twice (as some public files do) keeps IRRA's
     # gallery size, made unique by the record index.

@@ -87,8 +87,10 @@ def _int(key: str, value: Any, lo: int, hi: int) -> int:
 
 
 def _int_list(key: str, value: Any, n: int, lo: int, hi: int) -> list[int]:
-    if not isinstance(value, (list, tuple)) or len(value) != n or not all(
-        isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != n
+        or not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value)
     ):
         raise _fail(key, f"must be a list of {n} integers from {lo} to {hi}, got {value!r} (default {DEFAULTS[key]!r}).")
     return list(value)
@@ -296,7 +298,9 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
         contents = [_sample_content(content_rng, opts["max_count"]) for _ in range(n)]
         images = np.lib.format.open_memmap(out / f"{name}.npy", mode="w+", dtype=np.uint8, shape=(n, height, width, 3))
         for start in range(0, n, _CHUNK):
-            images[start : start + _CHUNK] = _render(render_rng, contents[start : start + _CHUNK], height, width, opts["distractors"])
+            images[start : start + _CHUNK] = _render(
+                render_rng, contents[start : start + _CHUNK], height, width, opts["distractors"]
+            )
         images.flush()
         digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
         del images
@@ -314,7 +318,12 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
             "seed": seed,
             "options": opts,
             "synthetic": True,
-            "attributes": {"count": list(range(1, opts["max_count"] + 1)), "size": list(SIZES), "colour": list(COLORS), "shape": list(SHAPES)},
+            "attributes": {
+                "count": list(range(1, opts["max_count"] + 1)),
+                "size": list(SIZES),
+                "colour": list(COLORS),
+                "shape": list(SHAPES),
+            },
             "templates": list(TEMPLATES),
             "vocabulary": vocabulary(opts["mention_colour"]),
             "checksum": {"sha256": digest.hexdigest(), "covers": "image bytes, ids, captions, contents"},

@@ -60,8 +60,7 @@ def _check_int(key: str, value: Any, lo: int, hi: int) -> int:
 def _check_int_list(key: str, value: Any, n: int, lo: int, hi: int) -> list[int]:
     if not isinstance(value, (list, tuple)) or len(value) != n:
         raise UserError(
-            f"dataset {NAME!r}: option {key!r} must be a list of {n} integers, got {value!r}. "
-            f"The default is {DEFAULTS[key]!r}."
+            f"dataset {NAME!r}: option {key!r} must be a list of {n} integers, got {value!r}. The default is {DEFAULTS[key]!r}."
         )
     return [_check_int(f"{key}[{i}]", v, lo, hi) for i, v in enumerate(value)]
 
@@ -78,10 +77,7 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     fraction = merged["hard_negative_fraction"]
     # Near-copies need a distinct source each, so at most half a split can be copies.
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 0.5:
-        raise UserError(
-            f"dataset {NAME!r}: option 'hard_negative_fraction' must be a number from 0 to 0.5, "
-            f"got {fraction!r}."
-        )
+        raise UserError(f"dataset {NAME!r}: option 'hard_negative_fraction' must be a number from 0 to 0.5, got {fraction!r}.")
     return {
         "identities": _check_int_list("identities", merged["identities"], 3, 1, 1_000_000),
         "views_per_identity": _check_int("views_per_identity", merged["views_per_identity"], 1, 1000),
@@ -91,9 +87,7 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def cache_key(seed: int, options: dict[str, Any]) -> str:
-    canonical = json.dumps(
-        {"name": NAME, "version": GENERATOR_VERSION, "seed": seed, "options": options}, sort_keys=True
-    )
+    canonical = json.dumps({"name": NAME, "version": GENERATOR_VERSION, "seed": seed, "options": options}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -167,14 +161,16 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
     started = time.perf_counter()
     height, width = opts["image_size"]
     views = opts["views_per_identity"]
-    identities, hard = sample_identities(np.random.default_rng([seed, 0]), opts["identities"],
-                                          opts["hard_negative_fraction"])
+    identities, hard = sample_identities(np.random.default_rng([seed, 0]), opts["identities"], opts["hard_negative_fraction"])
     body_rng = np.random.default_rng([seed, 1])
-    bodies = np.stack([
-        body_rng.integers(0, len(SKIN_TONES), len(identities)).astype(np.float32),
-        body_rng.uniform(0.94, 1.0, len(identities)).astype(np.float32),
-        body_rng.uniform(0.92, 1.08, len(identities)).astype(np.float32),
-    ], axis=1)
+    bodies = np.stack(
+        [
+            body_rng.integers(0, len(SKIN_TONES), len(identities)).astype(np.float32),
+            body_rng.uniform(0.94, 1.0, len(identities)).astype(np.float32),
+            body_rng.uniform(0.92, 1.08, len(identities)).astype(np.float32),
+        ],
+        axis=1,
+    )
     for copy, source, _ in hard:  # near-copies share the build: only the attribute differs
         bodies[copy] = bodies[source]
 
@@ -188,12 +184,11 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
         noise_bank = rng.standard_normal((8, height, width * 3), dtype=np.float32)
         noise_bank *= np.linspace(2, 7, len(noise_bank), dtype=np.float32)[:, None, None]
         # Written straight to disk chunk by chunk: a split never has to fit in memory.
-        images = np.lib.format.open_memmap(out / f"{name}.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(pids), height, width, 3))
+        images = np.lib.format.open_memmap(out / f"{name}.npy", mode="w+", dtype=np.uint8, shape=(len(pids), height, width, 3))
         for start in range(0, len(pids), _CHUNK):
-            chunk = pids[start:start + _CHUNK]
+            chunk = pids[start : start + _CHUNK]
             rendered = render(rng, [identities[p] for p in chunk], bodies[chunk], noise_bank, height, width)
-            images[start:start + len(chunk)] = rendered
+            images[start : start + len(chunk)] = rendered
             digest.update(rendered.tobytes())
         images.flush()
         del images

@@ -56,15 +56,34 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 COLORS = {"red": (214, 48, 42), "green": (46, 164, 70), "blue": (48, 82, 218)}
 # Class c is shape c % 6 in colour c // 6; names are nouns a caption can use.
 CLASS_NAMES = (
-    "person", "car", "dog", "bicycle", "bird", "tree",
-    "bus", "cat", "boat", "chair", "kite", "horse",
-    "umbrella", "clock", "train", "sheep", "bench", "airplane",
+    "person",
+    "car",
+    "dog",
+    "bicycle",
+    "bird",
+    "tree",
+    "bus",
+    "cat",
+    "boat",
+    "chair",
+    "kite",
+    "horse",
+    "umbrella",
+    "clock",
+    "train",
+    "sheep",
+    "bench",
+    "airplane",
 )
 # Target share of images showing each class: long-tailed like study 000 (label 1 in ~70%,
 # most others under 10%, the rarest under 1%); about 1.5 labels per image.
 PREVALENCE = (0.70, 0.15, 0.12, 0.10, 0.08, 0.07, 0.06, 0.05, 0.04, 0.035, 0.03, 0.025, 0.02, 0.018, 0.015, 0.012, 0.01, 0.007)
 VISIBLE, SMALL, FAINT, OCCLUDED = range(4)
-_POOR_WORDS = {SMALL: ("small", "tiny", "distant"), FAINT: ("faint", "blurry", "pale"), OCCLUDED: ("partly hidden", "half-covered")}
+_POOR_WORDS = {
+    SMALL: ("small", "tiny", "distant"),
+    FAINT: ("faint", "blurry", "pale"),
+    OCCLUDED: ("partly hidden", "half-covered"),
+}
 _PLACES = ("street", "park", "field", "room", "beach", "garden", "yard", "market")
 
 
@@ -83,8 +102,10 @@ def _fail(key: str, message: str) -> UserError:
 
 
 def _int_list(key: str, value: Any, n: int, lo: int, hi: int) -> list[int]:
-    if not isinstance(value, (list, tuple)) or len(value) != n or not all(
-        isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != n
+        or not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value)
     ):
         raise _fail(key, f"must be a list of {n} integers from {lo} to {hi}, got {value!r} (default {DEFAULTS[key]!r}).")
     return list(value)
@@ -298,7 +319,9 @@ def _caption(rng: np.random.Generator, named: Sequence[tuple[int, int]]) -> str:
     return text[0].upper() + text[1:]
 
 
-def _captions(rng: np.random.Generator, labels: np.ndarray, modes: np.ndarray, opts: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+def _captions(
+    rng: np.random.Generator, labels: np.ndarray, modes: np.ndarray, opts: dict[str, Any]
+) -> tuple[list[str], np.ndarray]:
     """One caption per image, and [B, C] bool of the classes each caption names."""
     poor = modes != VISIBLE
     named = labels & (rng.random(labels.shape) < np.where(poor, opts["mention_poor"], opts["mention_visible"]))

@@ -66,7 +66,13 @@ class CaptionDecoder(nn.Module):
         pad_id: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("visual_dim", visual_dim), ("d_model", d_model), ("layers", layers), ("heads", heads), ("ff_dim", ff_dim)):
+        for name, value in (
+            ("visual_dim", visual_dim),
+            ("d_model", d_model),
+            ("layers", layers),
+            ("heads", heads),
+            ("ff_dim", ff_dim),
+        ):
             _positive_int(name, value)
         _positive_int("vocab_size", vocab_size, 5)  # the 4 specials and at least one word
         _positive_int("max_length", max_length, 2)
@@ -132,7 +138,9 @@ class CaptionDecoder(nn.Module):
 
 def teacher_forced_loss(logits: torch.Tensor, input_ids: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
     """Mean cross-entropy of ``logits[:, t]`` against ``input_ids[:, t + 1]`` over non-PAD targets."""
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), input_ids[:, 1:].reshape(-1), ignore_index=pad_id)
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), input_ids[:, 1:].reshape(-1), ignore_index=pad_id
+    )
 
 
 def token_accuracy(logits: torch.Tensor, input_ids: torch.Tensor, pad_id: int = 0) -> tuple[int, int]:

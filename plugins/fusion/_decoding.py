@@ -28,7 +28,9 @@ def _check(batch: int, max_length: int, beam_size: int = 1) -> None:
 
 
 @torch.no_grad()
-def greedy(step: Step, batch: int, bos_id: int, eos_id: int, max_length: int, pad_id: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+def greedy(
+    step: Step, batch: int, bos_id: int, eos_id: int, max_length: int, pad_id: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
     """LongTensor [batch, L <= max_length]: the most likely token at every step."""
     _check(batch, max_length)
     ids = torch.full((batch, 1), bos_id, dtype=torch.long, device=device)

@@ -70,7 +70,11 @@ def select_tokens(
     if tokens.ndim != 3:
         raise ValueError(f"tokens must be [batch, tokens, dim], got shape {tuple(tokens.shape)}")
     keep_ratio = check_keep_ratio(keep_ratio)
-    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or not 0 <= num_prefix_tokens < tokens.shape[1]:
+    if (
+        isinstance(num_prefix_tokens, bool)
+        or not isinstance(num_prefix_tokens, int)
+        or not 0 <= num_prefix_tokens < tokens.shape[1]
+    ):
         raise ValueError(
             f"num_prefix_tokens must be an integer from 0 to {tokens.shape[1] - 1} (tokens holds {tokens.shape[1]}), "
             f"got {num_prefix_tokens!r}"

@@ -34,7 +34,7 @@ def spatial_token_count(vision: VisionInfo, who: str) -> int:
     if vision.grid_size is None:
         raise UserError(
             f"fusion {who!r}: the vision encoder declares no spatial grid (VisionInfo.grid_size is None), "
-            f"so the number of image tokens is unknown. Use image_tokenizer = \"linear\" with an encoder "
+            f'so the number of image tokens is unknown. Use image_tokenizer = "linear" with an encoder '
             f"that declares its grid, or another vision encoder."
         )
     h, w = vision.grid_size
@@ -66,7 +66,7 @@ class AttentionPoolTokenizer(nn.Module):
         self.out = TokenProjection(channels, dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        spatial = tokens[:, self.prefix:]
+        spatial = tokens[:, self.prefix :]
         if spatial.shape[1] + 1 != self.n_tokens:
             raise ValueError(
                 f"the attention-pooling tokenizer was built for {self.n_tokens - 1} spatial tokens "

@@ -53,7 +53,9 @@ def check_options(options: Mapping[str, Any]) -> None:
         if options[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {options[name]}")
     if options["d_model"] % options["heads"]:
-        raise ValueError(f"heads ({options['heads']}) must divide d_model ({options['d_model']}), e.g. d_model = 512 with heads = 4 or 8")
+        raise ValueError(
+            f"heads ({options['heads']}) must divide d_model ({options['d_model']}), e.g. d_model = 512 with heads = 4 or 8"
+        )
     if options["d_model"] % 2:
         raise ValueError(f"d_model must be even (sinusoidal positions of the visual tokens), got {options['d_model']}")
     if not 0 <= options["dropout"] < 1:
@@ -71,20 +73,30 @@ class CrossAttentionDecoder(nn.Module):
 
     def __init__(self, vision: VisionInfo, vocab: WordVocabulary, **options: Any):
         super().__init__()
-        own = {k: options[k] for k in ("d_model", "layers", "heads", "ff_dim", "dropout", "max_length", "keep_ratio",
-                                        "prune_rule", "positions")}
+        own = {
+            k: options[k]
+            for k in ("d_model", "layers", "heads", "ff_dim", "dropout", "max_length", "keep_ratio", "prune_rule", "positions")
+        }
         if own["prune_rule"] == "cls_attention" and vision.num_prefix_tokens < 1:
-            raise UserError('fusion cross_attention_decoder: prune_rule "cls_attention" needs a vision encoder with a class '
-                            'token (a ViT); this one has none. Use prune_rule = "l2" or "random".')
+            raise UserError(
+                'fusion cross_attention_decoder: prune_rule "cls_attention" needs a vision encoder with a class '
+                'token (a ViT); this one has none. Use prune_rule = "l2" or "random".'
+            )
         self.vocab = vocab
         self.max_length = own["max_length"]
-        self.decoder = CaptionDecoder(vision.token_dim, len(vocab), num_prefix_tokens=vision.num_prefix_tokens,
-                                      pad_id=vocab.pad_id, **own)
+        self.decoder = CaptionDecoder(
+            vision.token_dim, len(vocab), num_prefix_tokens=vision.num_prefix_tokens, pad_id=vocab.pad_id, **own
+        )
         spatial = vision.grid_size[0] * vision.grid_size[1] if vision.grid_size else None
         # What the record states about pruning: rule, ratio and the memory it leaves.
-        self.pruning = {"rule": own["prune_rule"], "keep_ratio": own["keep_ratio"], "prune_ratio": round(1 - own["keep_ratio"], 6),
-                        "spatial_tokens": spatial, "kept_tokens": kept_count(own["keep_ratio"], spatial) if spatial else None,
-                        "prefix_tokens_kept": 0}
+        self.pruning = {
+            "rule": own["prune_rule"],
+            "keep_ratio": own["keep_ratio"],
+            "prune_ratio": round(1 - own["keep_ratio"], 6),
+            "spatial_tokens": spatial,
+            "kept_tokens": kept_count(own["keep_ratio"], spatial) if spatial else None,
+            "prefix_tokens_kept": 0,
+        }
         self.memory_tokens = self.pruning["kept_tokens"]
 
     def prefill(self, image: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -97,11 +109,18 @@ class CrossAttentionDecoder(nn.Module):
         return self.decoder.step(state[0], state[1], input_ids)
 
 
-def factory(vision: VisionInfo, text: TextInfo | None, num_classes: int | None = None,
-            captions: Sequence[str] | None = None, **options: Any) -> CrossAttentionDecoder:
+def factory(
+    vision: VisionInfo,
+    text: TextInfo | None,
+    num_classes: int | None = None,
+    captions: Sequence[str] | None = None,
+    **options: Any,
+) -> CrossAttentionDecoder:
     if not captions:
-        raise UserError("fusion cross_attention_decoder needs the train captions to fit its vocabulary (the task's "
-                        "fusion_inputs gives them): pair it with a generation task such as captioning on a dataset with captions.")
+        raise UserError(
+            "fusion cross_attention_decoder needs the train captions to fit its vocabulary (the task's "
+            "fusion_inputs gives them): pair it with a generation task such as captioning on a dataset with captions."
+        )
     check_options(options)
     vocab = WordVocabulary.fit(captions, min_count=options["min_count"], max_size=options["max_vocab"] or None)
     return CrossAttentionDecoder(vision, vocab, **options)

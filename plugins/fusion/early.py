@@ -84,9 +84,7 @@ class EarlyFusion(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, 1 + n_image + n_text, dim))
         nn.init.trunc_normal_(self.cls, std=0.02)
         nn.init.trunc_normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, ff_dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
+        layer = nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout, activation="gelu", batch_first=True, norm_first=True)
         # Nested tensors only speed up inference with heavy padding, and they need norm_first=False.
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -109,7 +107,9 @@ class EarlyFusion(nn.Module):
                     f"captions. Use the image_only fusion for caption-less data."
                 )
             parts.append(self.text_tokens(text.tokens))
-            real.append(text.mask if text.mask is not None else torch.ones(text.tokens.shape[:2], dtype=torch.bool, device=device))
+            real.append(
+                text.mask if text.mask is not None else torch.ones(text.tokens.shape[:2], dtype=torch.bool, device=device)
+            )
         x = torch.cat(parts, dim=1)
         if x.shape[1] > self.pos.shape[1]:
             raise ValueError(

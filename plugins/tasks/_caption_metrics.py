@@ -32,12 +32,16 @@ BLEU_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
 MAIN = "CIDEr-D"
 
 # The tokens coco-caption's PTBTokenizer wrapper drops after tokenizing (its PUNCTUATIONS).
-PTB_PUNCTUATION = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"})
+PTB_PUNCTUATION = frozenset(
+    {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+)
 # Clitics Stanford's tokenizer splits off a word ("don't" -> "do n't", "it's" -> "it 's").
 _CLITICS = ("n't", "'s", "'m", "'d", "'re", "'ve", "'ll")
 _CLITIC = re.compile(rf"^(.+?)({'|'.join(_CLITICS)})$")
 # Words whose final period is part of the token in PTB (abbreviations and initialisms).
-_ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "vs.", "etc.", "co.", "inc.", "ltd.", "no.", "ft.", "mt."})
+_ABBREVIATIONS = frozenset(
+    {"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "vs.", "etc.", "co.", "inc.", "ltd.", "no.", "ft.", "mt."}
+)
 _INITIALISM = re.compile(r"^(?:[a-z]\.){2,}$")  # u.s., a.m.
 _NUMBER = re.compile(r"^[+-]?(?:\d[\d,]*)?\.?\d+$")  # 3.5, 1,000, .5
 # Characters that split a word the way Stanford splits them (brackets and quotes, which it

@@ -47,9 +47,7 @@ def _ids(ids: ArrayLike, what: str) -> np.ndarray:
     return ids
 
 
-def _relevant_groups(
-    query_ids: np.ndarray, gallery_ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _relevant_groups(query_ids: np.ndarray, gallery_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gallery indices grouped by identity, and each query's group (start, count) in them.
 
     Raises ValueError when a query has no relevant gallery item: IRRA would divide by zero
@@ -109,12 +107,9 @@ def retrieval_metrics(
     else:
         query_features = torch.as_tensor(query_features)
         gallery_features = torch.as_tensor(gallery_features, device=query_features.device)
-        if query_features.ndim != 2 or gallery_features.ndim != 2 or (
-            query_features.shape[1] != gallery_features.shape[1]
-        ):
+        if query_features.ndim != 2 or gallery_features.ndim != 2 or (query_features.shape[1] != gallery_features.shape[1]):
             raise ValueError(
-                f"features must be [Q, E] and [G, E], got {tuple(query_features.shape)} and "
-                f"{tuple(gallery_features.shape)}"
+                f"features must be [Q, E] and [G, E], got {tuple(query_features.shape)} and {tuple(gallery_features.shape)}"
             )
         n_queries, n_gallery = query_features.shape[0], gallery_features.shape[0]
         device = query_features.device
@@ -123,9 +118,7 @@ def retrieval_metrics(
     if n_queries == 0 or n_gallery == 0:
         raise ValueError(f"empty retrieval problem: {n_queries} queries, {n_gallery} gallery items")
     if len(qids) != n_queries or len(gids) != n_gallery:
-        raise ValueError(
-            f"{len(qids)} query ids and {len(gids)} gallery ids for a {n_queries} x {n_gallery} problem"
-        )
+        raise ValueError(f"{len(qids)} query ids and {len(gids)} gallery ids for a {n_queries} x {n_gallery} problem")
     order, starts, counts = _relevant_groups(qids, gids)
     order_t = torch.from_numpy(order).to(device)
 
@@ -224,9 +217,7 @@ def _log_comb(n: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
     return (torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)).numpy()
 
 
-def chance_levels(
-    query_ids: ArrayLike, gallery_ids: ArrayLike, ks: Sequence[int] = (1, 5, 10)
-) -> dict[str, float]:
+def chance_levels(query_ids: ArrayLike, gallery_ids: ArrayLike, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """Exact expected R@k, mAP and mINP (percent) of a uniformly random ranking.
 
     All three are closed forms or finite sums (no Monte Carlo). For a query with r relevant

@@ -82,8 +82,10 @@ class CaptioningTask:
         empty = [train.ids[i] for i, caps in enumerate(train.captions or ()) if not any(c.strip() for c in caps)]
         if not captions or empty:
             where = f"image {empty[0]!r} has" if empty else "the train split has"
-            raise UserError(f"dataset {dataset.name!r}: {where} no caption; captioning needs at least one non-empty "
-                            f"caption per image. Fix the annotation file or drop those images.")
+            raise UserError(
+                f"dataset {dataset.name!r}: {where} no caption; captioning needs at least one non-empty "
+                f"caption per image. Fix the annotation file or drop those images."
+            )
         self.train = train
         return {"captions": captions}
 
@@ -94,11 +96,22 @@ class CaptioningTask:
         vocab = model.caption_vocab
         length = self.options["max_length"] or model.caption_max_length
         if self.options["decoding"] == "greedy":
-            return greedy(lambda ids: model.decode_step(state, ids), batch, vocab.bos_id, vocab.eos_id, length, vocab.pad_id, device)
+            return greedy(
+                lambda ids: model.decode_step(state, ids), batch, vocab.bos_id, vocab.eos_id, length, vocab.pad_id, device
+            )
         k = self.options["beam_size"]
         wide = tuple(None if t is None else t.repeat_interleave(k, dim=0) for t in state)
-        return beam_search(lambda ids: model.decode_step(wide, ids), batch, vocab.bos_id, vocab.eos_id, length, k,
-                           self.options["length_penalty"], vocab.pad_id, device)
+        return beam_search(
+            lambda ids: model.decode_step(wide, ids),
+            batch,
+            vocab.bos_id,
+            vocab.eos_id,
+            length,
+            k,
+            self.options["length_penalty"],
+            vocab.pad_id,
+            device,
+        )
 
     def _run(self, model: Any, split: Split, loader: SplitLoader, decode: bool) -> dict[str, Any]:
         """Decoded captions, pooled image features and teacher-forced token hits of a split."""
@@ -140,18 +153,28 @@ class CaptioningTask:
             corpus = caption_scores(cands, references).corpus
             baselines[name] = {k: corpus[k] for k in ("BLEU-4", MAIN)}
         # Corpus CIDEr-D is the mean of the per-image scores: the engine resamples images.
-        per_unit = UnitScores("image", scores={MAIN: (ids, [scores.per_image[MAIN][i] for i in ids])},
-                              n_resamples=self.options["bootstrap"])
+        per_unit = UnitScores(
+            "image", scores={MAIN: (ids, [scores.per_image[MAIN][i] for i in ids])}, n_resamples=self.options["bootstrap"]
+        )
         units = {k: "x100" for k in scores.corpus} | {"token_accuracy": "%"}
         shown = range(min(self.options["examples"], len(ids)))
         details = {
-            "images": len(ids), "references_per_image": float(np.mean([len(r) for r in references.values()])),
-            "tokenizer": TOKENIZER, "units": "BLEU-1..4 and CIDEr-D x 100 (pycocoevalcap Bleu(4) and Cider())",
-            "decoding": {k: self.options[k] for k in ("decoding", "beam_size", "length_penalty")} | {
-                "max_length": self.options["max_length"] or model.caption_max_length},
+            "images": len(ids),
+            "references_per_image": float(np.mean([len(r) for r in references.values()])),
+            "tokenizer": TOKENIZER,
+            "units": "BLEU-1..4 and CIDEr-D x 100 (pycocoevalcap Bleu(4) and Cider())",
+            "decoding": {k: self.options[k] for k in ("decoding", "beam_size", "length_penalty")}
+            | {"max_length": self.options["max_length"] or model.caption_max_length},
             "secondary": {"token_accuracy": "teacher-forced next-token accuracy on each image's first caption, PAD excluded"},
-            "examples": [{"image": ids[i], "caption": run["captions"][i], "references": references[ids[i]][:3],
-                          **{name: cands[ids[i]] for name, cands in candidates.items()}} for i in shown],
+            "examples": [
+                {
+                    "image": ids[i],
+                    "caption": run["captions"][i],
+                    "references": references[ids[i]][:3],
+                    **{name: cands[ids[i]] for name, cands in candidates.items()},
+                }
+                for i in shown
+            ],
         }
         pruning = getattr(getattr(model, "fusion", None), "pruning", None)
         if pruning is not None:
@@ -170,8 +193,10 @@ def vlbench_register_tasks(register: Register) -> None:
         TaskSpec(
             name="captioning",
             factory=CaptioningTask,
-            description=("Image captioning: teacher-forced training, greedy/beam decoding, BLEU-1..4 and CIDEr-D "
-                         "(pycocoevalcap) vs most-frequent and nearest-train-caption baselines (study 002)."),
+            description=(
+                "Image captioning: teacher-forced training, greedy/beam decoding, BLEU-1..4 and CIDEr-D "
+                "(pycocoevalcap) vs most-frequent and nearest-train-caption baselines (study 002)."
+            ),
             options=dict(OPTIONS),
             objective="generation",
             required_fields=CaptioningTask.required_fields,

@@ -84,8 +84,16 @@ class Problem:
             gallery, gallery_keys, source = list(split.candidates), np.asarray(split.candidate_keys), "dataset candidate set"
         else:
             gallery, gallery_keys, source = captions, caption_keys, "split captions"
-        return cls(image_keys, captions, caption_image, caption_keys, gallery, gallery_keys,
-                   "shared key" if shared else "own image", source)
+        return cls(
+            image_keys,
+            captions,
+            caption_image,
+            caption_keys,
+            gallery,
+            gallery_keys,
+            "shared key" if shared else "own image",
+            source,
+        )
 
 
 def grouped_info_nce(model: Any, batch: Batch) -> torch.Tensor:
@@ -102,7 +110,9 @@ def mean_rank_chance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> float:
     return float(np.mean((len(gallery_keys) + 1) / (r + 1)))
 
 
-def per_unit_scores(problem: Problem, results: dict[str, dict[str, Any]], ks: Sequence[int], n_resamples: int | None) -> UnitScores:
+def per_unit_scores(
+    problem: Problem, results: dict[str, dict[str, Any]], ks: Sequence[int], n_resamples: int | None
+) -> UnitScores:
     """What the engine resamples: images (own-image matching) or keys (shared keys), each drawn
     unit bringing its image queries and its captions' queries; the gallery stays fixed.
 
@@ -161,13 +171,17 @@ class ImageTextRetrievalTask:
             with torch.inference_mode(), loader.autocast():
                 images = _encode_all(loader.images(split), model.encode_image, len(split))
                 texts = _encode_all(loader.texts(problem.captions), model.encode_text, len(problem.captions))
-                gallery = texts if problem.gallery is problem.captions else _encode_all(
-                    loader.texts(problem.gallery), model.encode_text, len(problem.gallery))
+                gallery = (
+                    texts
+                    if problem.gallery is problem.captions
+                    else _encode_all(loader.texts(problem.gallery), model.encode_text, len(problem.gallery))
+                )
         finally:
             for module, training in modes.items():
                 module.training = training
         run = lambda qids, gids, q, g: retrieval_metrics(  # noqa: E731
-            qids, gids, query_features=q, gallery_features=g, ks=self.ks, chunk_size=self.chunk_size)
+            qids, gids, query_features=q, gallery_features=g, ks=self.ks, chunk_size=self.chunk_size
+        )
         return problem, {
             "i2t": run(problem.image_keys, problem.gallery_keys, images, gallery),
             "t2i": run(problem.caption_keys, problem.image_keys, texts, images),
@@ -195,20 +209,31 @@ class ImageTextRetrievalTask:
 
         units = {name: ("rank" if name.endswith("mean_rank") else "%") for name in values}
         details = {
-            "n_images": len(split), "n_captions": len(problem.captions), "n_candidates": len(problem.gallery),
-            "candidate_source": problem.candidate_source, "matching": problem.matching, "ks": list(self.ks),
-            "rsum": "sum of R@K over i2t and t2i and every K; r_mean = rsum / (2 x #K)", "tie_break": TIE_BREAK,
+            "n_images": len(split),
+            "n_captions": len(problem.captions),
+            "n_candidates": len(problem.gallery),
+            "candidate_source": problem.candidate_source,
+            "matching": problem.matching,
+            "ks": list(self.ks),
+            "rsum": "sum of R@K over i2t and t2i and every K; r_mean = rsum / (2 x #K)",
+            "tie_break": TIE_BREAK,
             "i2t_mean_relevant": float(results["i2t"]["n_relevant"].mean()),
             "t2i_mean_relevant": float(results["t2i"]["n_relevant"].mean()),
         }
         return Metrics(
-            values=values, main=self.main_metric, chance=chance, units=units, details=details,
+            values=values,
+            main=self.main_metric,
+            chance=chance,
+            units=units,
+            details=details,
             per_unit=per_unit_scores(problem, results, self.ks, self.bootstrap),
             no_interval="the task option bootstrap = 0 turned the interval off" if self.bootstrap == 0 else "",
         )
 
 
-def build(*, ks: Sequence[int] = (1, 5, 10), main: str = "r_mean", bootstrap: int = 1000, chunk_size: int = 1024) -> ImageTextRetrievalTask:
+def build(
+    *, ks: Sequence[int] = (1, 5, 10), main: str = "r_mean", bootstrap: int = 1000, chunk_size: int = 1024
+) -> ImageTextRetrievalTask:
     where = f"task {NAME!r}"
     if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks) or len(set(ks)) != len(ks):
         raise UserError(f"{where}: option ks={list(ks)}; give distinct positive integers, e.g. ks = [1, 5, 10].")

@@ -79,10 +79,7 @@ def multi_hot(labels: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
 
 def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, zero_division: float) -> dict[str, float]:
     """F1 samples / micro / macro in %, sklearn's ``f1_score`` over all classes."""
-    return {
-        f"F1_{avg}": 100.0 * float(f1_score(y_true, y_pred, average=avg, zero_division=zero_division))
-        for avg in F1_AVERAGES
-    }
+    return {f"F1_{avg}": 100.0 * float(f1_score(y_true, y_pred, average=avg, zero_division=zero_division)) for avg in F1_AVERAGES}
 
 
 def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float) -> np.ndarray:
@@ -124,15 +121,23 @@ def multilabel_metrics(
     prevalence = y_true.mean(axis=0)
     everything = np.ones_like(y_true)
     positives = y_true.sum(axis=0)[has_pos]
-    chance = {"mAP": 100.0 * float(expected_random_ap(positives, y_true.shape[0]).mean()), **f1_scores(y_true, everything, zero_division)}
+    chance = {
+        "mAP": 100.0 * float(expected_random_ap(positives, y_true.shape[0]).mean()),
+        **f1_scores(y_true, everything, zero_division),
+    }
 
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=zero_division)
     names = list(class_names) if len(class_names) == y_true.shape[1] else [str(c) for c in range(y_true.shape[1])]
     per_class = [
         {
-            "index": c, "name": names[c], "support": int(support[c]), "prevalence": round(100.0 * float(prevalence[c]), 4),
-            "AP": _percent_or_none(float(ap[c])), "precision": round(100.0 * float(precision[c]), 4),
-            "recall": round(100.0 * float(recall[c]), 4), "F1": round(100.0 * float(f1[c]), 4),
+            "index": c,
+            "name": names[c],
+            "support": int(support[c]),
+            "prevalence": round(100.0 * float(prevalence[c]), 4),
+            "AP": _percent_or_none(float(ap[c])),
+            "precision": round(100.0 * float(precision[c]), 4),
+            "recall": round(100.0 * float(recall[c]), 4),
+            "F1": round(100.0 * float(f1[c]), 4),
             "threshold": float(per_class_threshold[c]),
         }
         for c in range(y_true.shape[1])
@@ -176,7 +181,9 @@ class MultilabelTask:
 
     def num_classes(self, dataset: Dataset) -> int:
         if not dataset.class_names:
-            raise UserError(f"task {NAME!r}: dataset {dataset.name!r} declares no class_names, so the number of classes is unknown.")
+            raise UserError(
+                f"task {NAME!r}: dataset {dataset.name!r} declares no class_names, so the number of classes is unknown."
+            )
         self.class_names = tuple(dataset.class_names)  # labels the per-class tables of evaluate()
         return len(dataset.class_names)
 
@@ -216,13 +223,17 @@ class MultilabelTask:
                 tuned, _, tuned_details = multilabel_metrics(y_true, probs, self._tuned, self.zero_division, self.class_names)
                 values.update({f"{k}_tuned": v for k, v in tuned.items() if k.startswith("F1_")})
                 thresholds.update(per_class=self._tuned.tolist(), tuned_on="val")
-                details["per_class_tuned"] = [{k: row[k] for k in ("name", "precision", "recall", "F1", "threshold")} for row in tuned_details["per_class"]]
+                details["per_class_tuned"] = [
+                    {k: row[k] for k in ("name", "precision", "recall", "F1", "threshold")} for row in tuned_details["per_class"]
+                ]
                 if split.name == "val":
                     thresholds["note"] = "tuned on this very split: the *_tuned values here are optimistic"
             else:
                 thresholds["note"] = "no val evaluation came first: only the global threshold was applied"
         details["thresholds"] = thresholds
-        per_unit = UnitScores(unit="image", statistic=lambda drawn: self.headline(y_true[drawn], probs[drawn]), units=np.arange(len(y_true)))
+        per_unit = UnitScores(
+            unit="image", statistic=lambda drawn: self.headline(y_true[drawn], probs[drawn]), units=np.arange(len(y_true))
+        )
         units = {k: "%" for k in values if k != "loss"} | {"loss": "BCE-with-logits, mean over samples and classes (nats)"}
         return Metrics(values=values, main=self.main_metric, chance=chance, units=units, details=details, per_unit=per_unit)
 

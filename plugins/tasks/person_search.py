@@ -44,9 +44,7 @@ def identity_info_nce(
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
 
 
-def _encode_all(
-    batches: Iterable[tuple[torch.Tensor, Any]], encode: Callable[[Any], torch.Tensor], n: int
-) -> torch.Tensor:
+def _encode_all(batches: Iterable[tuple[torch.Tensor, Any]], encode: Callable[[Any], torch.Tensor], n: int) -> torch.Tensor:
     """Encode every batch into row ``index`` of one float32 matrix, L2-normalised."""
     rows: list[torch.Tensor] = []
     indices: list[torch.Tensor] = []
@@ -104,9 +102,7 @@ class PersonSearchTask:
         if split.captions is None or split.identities is None:
             raise ValueError(f"split {split.name!r} lacks captions or identities, which person_search needs")
         captions = [caption for image_captions in split.captions for caption in image_captions]
-        caption_ids = np.asarray(
-            [split.identities[i] for i, image_captions in enumerate(split.captions) for _ in image_captions]
-        )
+        caption_ids = np.asarray([split.identities[i] for i, image_captions in enumerate(split.captions) for _ in image_captions])
         image_ids = np.asarray(split.identities)
         if len(split) == 0 or not captions:
             raise ValueError(f"split {split.name!r} has {len(split)} images and {len(captions)} captions")
@@ -137,9 +133,7 @@ class PersonSearchTask:
         if self.i2t:
             directions.append(("i2t_", gallery, image_ids, queries, caption_ids))
         for prefix, q, qids, g, gids in directions:
-            result = retrieval_metrics(
-                qids, gids, query_features=q, gallery_features=g, ks=KS, chunk_size=self.chunk_size
-            )
+            result = retrieval_metrics(qids, gids, query_features=q, gallery_features=g, ks=KS, chunk_size=self.chunk_size)
             for name, expected in chance_levels(qids, gids, ks=KS).items():
                 values[prefix + name] = result[name]
                 chance[prefix + name] = expected
@@ -172,7 +166,9 @@ class PersonSearchTask:
 
         def search(n: int) -> Callable[[], Any]:
             texts = captions[:n]
-            return lambda: (F.normalize(model.encode_text(model.tokenize(texts).to(loader.device)).float(), dim=-1) @ gallery.T).topk(k, dim=1)
+            return lambda: (
+                F.normalize(model.encode_text(model.tokenize(texts).to(loader.device)).float(), dim=-1) @ gallery.T
+            ).topk(k, dim=1)
 
         return {
             "gallery_encode": CostStage(lambda: model.encode_image(images), items=len(images), unit="images"),
@@ -181,11 +177,11 @@ class PersonSearchTask:
         }
 
 
-def build(
-    *, identity_aware: bool = True, i2t: bool = False, bootstrap: int = 1000, chunk_size: int = 1024
-) -> PersonSearchTask:
+def build(*, identity_aware: bool = True, i2t: bool = False, bootstrap: int = 1000, chunk_size: int = 1024) -> PersonSearchTask:
     if bootstrap < 0:
-        raise UserError(f"task 'person_search': option bootstrap={bootstrap}; use 0 (no interval) or a positive number of resamples")
+        raise UserError(
+            f"task 'person_search': option bootstrap={bootstrap}; use 0 (no interval) or a positive number of resamples"
+        )
     if chunk_size < 1:
         raise UserError(f"task 'person_search': option chunk_size={chunk_size}; use a positive integer")
     return PersonSearchTask(identity_aware=identity_aware, i2t=i2t, bootstrap=bootstrap, chunk_size=chunk_size)

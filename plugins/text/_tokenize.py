@@ -102,8 +102,4 @@ def bert_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     prefix plus ``cls.`` heads) or a plain ``BertModel`` one; pooler and the old
     ``position_ids`` buffer are dropped (unused here)."""
     state = strip_prefix(strip_prefix(dict(state), "model."), "bert.")
-    return {
-        k: v
-        for k, v in state.items()
-        if not k.startswith(("cls.", "pooler.")) and k != "embeddings.position_ids"
-    }
+    return {k: v for k, v in state.items() if not k.startswith(("cls.", "pooler.")) and k != "embeddings.position_ids"}

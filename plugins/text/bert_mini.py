@@ -27,9 +27,7 @@ MAX_POSITIONS = 512
 HUB_REPO = "prajjwal1/bert-mini"  # the published weights of this shape (uncased WordPiece)
 
 
-def build(
-    pretrained: bool = False, weights: str | os.PathLike[str] | None = None, max_length: int = 32
-) -> BertTextEncoder:
+def build(pretrained: bool = False, weights: str | os.PathLike[str] | None = None, max_length: int = 32) -> BertTextEncoder:
     """BERT-Mini: random, from a local ``weights`` file (wins), or from the local HF cache."""
     from transformers import BertConfig, BertModel
 
@@ -63,7 +61,7 @@ def _cached_weights() -> str:
         f"text encoder {NAME!r}: pretrained = true needs {HUB_REPO} ({' or '.join(filenames)}) in the "
         f"Hugging Face cache {constants.HF_HUB_CACHE}, and the encoder itself never downloads (an online `vlbench run` or `vlbench weights fetch SUITE` puts it there). Fix: download "
         f"{HUB_REPO}'s pytorch_model.bin on a machine with internet and set "
-        f"`weights = \"/path/to/pytorch_model.bin\"`, or copy its Hugging Face cache here, or use pretrained = false."
+        f'`weights = "/path/to/pytorch_model.bin"`, or copy its Hugging Face cache here, or use pretrained = false.'
     )
 
 

@@ -129,9 +129,7 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
     pretrained_cfg = open_clip.get_pretrained_cfg(model_name, tag)
     if not pretrained_cfg:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
-        raise UserError(
-            f"text encoder {NAME!r}: open_clip {model_name!r} has no pretrained_tag {tag!r}; its tags are {tags}."
-        )
+        raise UserError(f"text encoder {NAME!r}: open_clip {model_name!r} has no pretrained_tag {tag!r}; its tags are {tags}.")
     quick_gelu = bool(config.get("quick_gelu") or pretrained_cfg.get("quick_gelu"))
     text_cfg.setdefault("context_length", 77)
 
@@ -154,7 +152,7 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
         f"in the Hugging Face cache {constants.HF_HUB_CACHE}. Fix: on a machine with internet run "
         f"`python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{tag}')\"` "
         f"and copy its Hugging Face cache here (or point HF_HOME at it), or set "
-        f"`weights = \"/path/to/checkpoint.safetensors\"`, or use pretrained = false."
+        f'`weights = "/path/to/checkpoint.safetensors"`, or use pretrained = false.'
     )
 
 
@@ -167,7 +165,7 @@ def _load_text_tower(model: nn.Module, path: Path, context_length: int) -> None:
     """
     state = strip_prefix(load_state_dict_file(path), "model.")
     if any(k.startswith("text.") for k in state):  # open_clip CustomTextCLIP checkpoints
-        state = {k[len("text."):]: v for k, v in state.items() if k.startswith("text.")}
+        state = {k[len("text.") :]: v for k, v in state.items() if k.startswith("text.")}
     positions = state.get("positional_embedding")
     if positions is not None and positions.shape[0] > context_length:
         state["positional_embedding"] = positions[:context_length]

@@ -23,9 +23,7 @@ from vlbench.weights import load_into, load_state_dict_file
 NAME = "all_minilm_l6_v2"
 
 
-def build(
-    pretrained: bool = True, weights: str | os.PathLike[str] | None = None, max_length: int = 64
-) -> BertTextEncoder:
+def build(pretrained: bool = True, weights: str | os.PathLike[str] | None = None, max_length: int = 64) -> BertTextEncoder:
     """MiniLM-L6-H384: packaged weights, a local ``weights`` file (wins), or random init."""
     from transformers import BertConfig, BertModel
 

@@ -89,8 +89,11 @@ def _map_in_order(
             f"{where} holds {len(src)} tensors but timm {model_name!r} has {len(dst)}: it is not this "
             f"architecture's checkpoint. Reinstall the package, or use pretrained = false."
         )
-    wrong = [f"{s} {tuple(source[s].shape)} -> {d} {tuple(target[d].shape)}"
-             for s, d in zip(src, dst, strict=True) if source[s].shape != target[d].shape]
+    wrong = [
+        f"{s} {tuple(source[s].shape)} -> {d} {tuple(target[d].shape)}"
+        for s, d in zip(src, dst, strict=True)
+        if source[s].shape != target[d].shape
+    ]
     if wrong:
         raise UserError(
             f"{where} does not map in order onto timm {model_name!r} ({len(wrong)} shapes differ, first: "

@@ -62,9 +62,7 @@ def _to_tokens(features: torch.Tensor, layout: Layout) -> torch.Tensor:
     return features.flatten(1, 2)
 
 
-def timm_spec(
-    name: str, family: str, description: str, default_image_size: tuple[int, int]
-) -> VisionEncoderSpec:
+def timm_spec(name: str, family: str, description: str, default_image_size: tuple[int, int]) -> VisionEncoderSpec:
     """A spec for timm model ``name`` (an architecture, optionally ``arch.pretrained_tag``).
 
     The factory is a :func:`functools.partial` of a module-level function, so the spec
@@ -109,7 +107,7 @@ def build_timm_encoder(
             raise UserError(
                 f"vision encoder {model_name!r}: the cached pretrained file {file} could not be loaded "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}). "
-                f"Delete it and copy a fresh cache, or set `weights = \"/path/to/file.safetensors\"`."
+                f'Delete it and copy a fresh cache, or set `weights = "/path/to/file.safetensors"`.'
             ) from None
     else:
         model = _create(model_name, size, pretrained=False)
@@ -234,7 +232,7 @@ def _cached_pretrained_file(model_name: str) -> str:
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise UserError(
             f"vision encoder {model_name!r}: timm has no pretrained weights for it. Use "
-            f"pretrained = false, or `weights = \"/path/to/file.safetensors\"` with your own."
+            f'pretrained = false, or `weights = "/path/to/file.safetensors"` with your own.'
         )
     looked: list[str] = []
     fetch: list[str] = []  # what to run on a machine with internet, per source timm knows
@@ -250,8 +248,10 @@ def _cached_pretrained_file(model_name: str) -> str:
             if isinstance(found, str):
                 return found
         looked.append(f"{repo} ({' or '.join(filenames)}) in the Hugging Face cache {constants.HF_HUB_CACHE}")
-        fetch.append(f"`hf download {repo}{f' --revision {revision}' if revision else ''}` and copy its Hugging Face cache "
-                     "here (or point HF_HOME at it)")
+        fetch.append(
+            f"`hf download {repo}{f' --revision {revision}' if revision else ''}` and copy its Hugging Face cache "
+            "here (or point HF_HOME at it)"
+        )
     if cfg.url:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
         if cached.is_file():
@@ -262,7 +262,7 @@ def _cached_pretrained_file(model_name: str) -> str:
     raise UserError(
         f"vision encoder {model_name!r}: pretrained = true needs timm's weights in a local cache, "
         f"and the encoder itself never downloads (an online `vlbench run` or `vlbench weights fetch SUITE` puts it there). Looked for {'; '.join(looked)}. Fix: {fix} "
-        f"`weights = \"/path/to/{model_name}.safetensors\"` for this encoder, or use pretrained = false."
+        f'`weights = "/path/to/{model_name}.safetensors"` for this encoder, or use pretrained = false.'
     )
 
 
@@ -307,8 +307,9 @@ def _load_state(model: nn.Module, model_name: str, state: Mapping[str, torch.Ten
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
     load_into(
-        model, state, what=f"vision encoder {model_name!r}", source=source,
+        model,
+        state,
+        what=f"vision encoder {model_name!r}",
+        source=source,
         ignore=lambda key: any(key == h or key.startswith(h + ".") for h in heads),
     )
-
-

@@ -23,24 +23,49 @@ from vlbench.plugins.vision._timm import TimmVisionEncoder, _describe, _load_wei
 from vlbench.types import Register, VisionEncoderSpec
 
 NAME = "small_vit"
-DEFAULTS = {"depth": 1, "heads": 1, "width": 512, "mlp_width": 1024, "patch_size": 8,
-            "act": "gelu", "norm": "pre", "weight_init": ""}
+DEFAULTS = {
+    "depth": 1,
+    "heads": 1,
+    "width": 512,
+    "mlp_width": 1024,
+    "patch_size": 8,
+    "act": "gelu",
+    "norm": "pre",
+    "weight_init": "",
+}
 ACTS = {"gelu": nn.GELU, "relu": nn.ReLU}
 NORMS = ("pre", "post")
 WEIGHT_INITS = ("", "jax", "jax_nlhb", "moco")  # timm's schemes; "" = timm's default trunc-normal
 
 
-def _check(image_size: Sequence[int], depth: int, heads: int, width: int, mlp_width: int, patch_size: int,
-           act: str, norm: str, weight_init: str) -> None:
+def _check(
+    image_size: Sequence[int],
+    depth: int,
+    heads: int,
+    width: int,
+    mlp_width: int,
+    patch_size: int,
+    act: str,
+    norm: str,
+    weight_init: str,
+) -> None:
     where = f"vision encoder {NAME!r}: option"
-    for key, value in (("depth", depth), ("heads", heads), ("width", width), ("mlp_width", mlp_width), ("patch_size", patch_size)):
+    for key, value in (
+        ("depth", depth),
+        ("heads", heads),
+        ("width", width),
+        ("mlp_width", mlp_width),
+        ("patch_size", patch_size),
+    ):
         if value < 1:
             raise UserError(f"{where} {key}={value}; use a positive integer.")
     if width % heads:
         raise UserError(f"{where} heads={heads} does not divide width={width}; pick heads so that width / heads is whole.")
     if any(side % patch_size for side in image_size):
-        raise UserError(f"{where} patch_size={patch_size} does not divide image_size {list(image_size)}; use a patch size "
-                        "that divides both sides (study 003: 8 on [32, 64]).")
+        raise UserError(
+            f"{where} patch_size={patch_size} does not divide image_size {list(image_size)}; use a patch size "
+            "that divides both sides (study 003: 8 on [32, 64])."
+        )
     if act not in ACTS:
         raise UserError(f"{where} act={act!r}; use one of {sorted(ACTS)}.")
     if norm not in NORMS:
@@ -64,13 +89,22 @@ def build(
     size = tuple(image_size)
     _check(size, **opts)  # type: ignore[arg-type]
     if pretrained:
-        raise UserError(f"vision encoder {NAME!r} is trained from scratch and has no pretrained weights: set "
-                        "pretrained = false, or weights = \"/path/to/file.safetensors\" saved from the same options.")
+        raise UserError(
+            f"vision encoder {NAME!r} is trained from scratch and has no pretrained weights: set "
+            'pretrained = false, or weights = "/path/to/file.safetensors" saved from the same options.'
+        )
     model = VisionTransformer(
-        img_size=size, patch_size=opts["patch_size"], embed_dim=opts["width"], depth=opts["depth"],
-        num_heads=opts["heads"], mlp_ratio=opts["mlp_width"] / opts["width"], act_layer=ACTS[opts["act"]],
-        block_fn=Block if opts["norm"] == "pre" else ResPostBlock, weight_init=opts["weight_init"],
-        num_classes=0, global_pool="token",
+        img_size=size,
+        patch_size=opts["patch_size"],
+        embed_dim=opts["width"],
+        depth=opts["depth"],
+        num_heads=opts["heads"],
+        mlp_ratio=opts["mlp_width"] / opts["width"],
+        act_layer=ACTS[opts["act"]],
+        block_fn=Block if opts["norm"] == "pre" else ResPostBlock,
+        weight_init=opts["weight_init"],
+        num_classes=0,
+        global_pool="token",
     )
     if weights is not None:
         _load_weights(model, NAME, Path(weights))

@@ -24,7 +24,7 @@ def vlbench_resolve_vision_encoder(name: str) -> VisionEncoderSpec | None:
         return None
     import timm
 
-    model_name = name[len(PREFIX):]
+    model_name = name[len(PREFIX) :]
     arch, _, tag = model_name.partition(".")
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)

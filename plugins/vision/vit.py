@@ -15,4 +15,11 @@ from vlbench.types import Register
 def vlbench_register_vision_encoders(register: Register) -> None:
     register(timm_spec("vit_tiny_patch16_224", "ViT", "ViT-Ti/16, 5.5M backbone params (timm)", (224, 224)))
     register(timm_spec("vit_small_patch16_224", "ViT", "ViT-S/16, 21.7M backbone params (timm)", (224, 224)))
-    register(timm_spec("vit_base_patch16_siglip_224", "SigLIP", "SigLIP ViT-B/16 image tower at 224, the VLM encoder of study 004 (timm)", (224, 224)))
+    register(
+        timm_spec(
+            "vit_base_patch16_siglip_224",
+            "SigLIP",
+            "SigLIP ViT-B/16 image tower at 224, the VLM encoder of study 004 (timm)",
+            (224, 224),
+        )
+    )
