@@ -45,7 +45,9 @@ def remeasure_noisy(
     """{run id: quiet now} for every run of ``runs`` whose successful record has a noisy cost
     block; the records are rewritten in place. ``measure`` defaults to the engine's."""
     if measure is None:
-        from vlbench.pipeline import remeasure_cost as measure
+        from vlbench.pipeline import remeasure_cost
+
+        measure = remeasure_cost
     outcome: dict[str, bool] = {}
     for run in runs:
         path = record_path(results_dir, run.suite, run.run_id)

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -214,7 +214,8 @@ class PluginHost:
             for impl in reversed(self.pm.hook.vlbench_resolve_vision_encoder.get_hookimpls()):
                 resolved = impl.function(name=name)
                 if resolved is not None:
-                    return self._stamp(resolved, self.plugins[impl.plugin_name])
+                    # the hookspec's return type: pluggy types a hook implementation as returning object
+                    return self._stamp(cast(ComponentSpec, resolved), self.plugins[impl.plugin_name])
         return self.registry.get(kind, name, where=where)
 
     def run_finished(

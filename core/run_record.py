@@ -92,7 +92,7 @@ def assemble_record(
         selection=content.get("selection", empty),
         cost=content.get("cost", empty),
         training=content.get("training", empty),
-        dataset=content.get("dataset", {"name": run.choice("dataset").name if run.choice("dataset") else None}),
+        dataset=content.get("dataset", {"name": dataset.name if (dataset := run.choice("dataset")) else None}),
         environment={**environment, **(extra_environment or {}), "fingerprint": fingerprint},
         seed=run.seed,
         started_at=started,

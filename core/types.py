@@ -285,7 +285,7 @@ class ComponentSpec:
     options: Mapping[str, Any] = field(default_factory=dict)  # option -> default; types come from defaults
     # Optional: check_options(options) raises ValueError (or UserError) saying which option is out of range and
     # why; suite validation calls it with the resolved options, before anything is built.
-    check_options: Callable[[Mapping[str, Any]], None] | None = None
+    check_options: Callable[[Mapping[str, Any]], object] | None = None  # what it returns is ignored
     # Optional: check_run(components) raises ValueError (or UserError) when this component cannot work with the
     # run's other components (a prefix longer than a language model's context); ``components`` maps each chosen
     # kind to (spec, resolved options). Suite validation calls it once per run, before anything is built.

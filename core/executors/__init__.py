@@ -26,7 +26,9 @@ EXECUTORS = ("local", "devices", "slurm")
 
 
 class Executor(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The executor's name, as --executor spells it."""
 
     def describe(self) -> str:
         """Where the runs go, for the line printed before they start."""

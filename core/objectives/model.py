@@ -42,7 +42,7 @@ class VLModel(nn.Module):
 
     def components(self) -> dict[str, nn.Module]:
         """The built components by kind, in build order."""
-        return {kind: self._modules[kind] for kind in self._kinds if kind in self._modules}
+        return {kind: module for kind in self._kinds if (module := self._modules.get(kind)) is not None}
 
     def tokenize(self, texts: list[str]) -> TokenizedText:
         if self.text is None:

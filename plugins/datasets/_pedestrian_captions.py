@@ -60,7 +60,7 @@ def _caption(rng: random.Random, a: dict[str, str]) -> str:
     lower = f"{color(a['lower_color'])} {lower_word}"
     lower = lower if lower_word in _PLURAL else _article(lower)
     shoes = f"{color(a['shoes_color'])} {rng.choice(_SHOE_WORDS)}"
-    hair = (
+    hair: str | None = (
         f"{a['hair_length']} {color(a['hair_color'])} hair"
         if rng.random() < 0.7
         else f"{color(a['hair_color'])} hair that is {a['hair_length']}"

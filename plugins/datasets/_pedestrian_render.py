@@ -221,7 +221,7 @@ def render(
 
     # --- arms: sleeves by garment, forearms bare for t-shirts, bare arms for tank tops
     arm_part = np.where(tshirt | tank, SKIN, UPPER)
-    f = np.float32(0.38)  # short sleeves cover the upper 38% of the arm
+    sleeve = np.float32(0.38)  # short sleeves cover the upper 38% of the arm
     for side, sg in ((-1, -swing), (1, swing)):
         # quad() orders each pair of edges itself, so the left arm is the right one negated.
         inner, outer, lo_in, lo_out = sw - 0.04, sw + 0.36, sw + 0.04 + sg, sw + 0.42 + sg
@@ -230,11 +230,11 @@ def render(
             UPPER,
             tshirt,
             1.3,
-            1.35 + 2.55 * f,
+            1.35 + 2.55 * sleeve,
             side * (inner - 0.04),
             side * (outer + 0.04),
-            side * (inner + (lo_in - inner) * f),
-            side * (outer + (lo_out - outer) * f),
+            side * (inner + (lo_in - inner) * sleeve),
+            side * (outer + (lo_out - outer) * sleeve),
         )
         cv.quad(SKIN, True, 3.85, 4.3, side * lo_in, side * lo_out)  # hand
 

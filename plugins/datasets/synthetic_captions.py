@@ -302,7 +302,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
                 render_rng, contents[start : start + _CHUNK], height, width, opts["distractors"]
             )
         images.flush()
-        digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+        digest.update(np.ascontiguousarray(images).data.cast("B"))
         del images
         splits[name] = {
             "ids": [f"{name}/{i:06d}" for i in range(n)],

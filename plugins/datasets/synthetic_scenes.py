@@ -371,7 +371,7 @@ def _generate(out: Path, seed: int, opts: dict[str, Any]) -> None:
             stop = min(n, start + _CHUNK)
             images[start:stop] = _render(render_rng, labels[start:stop], modes[start:stop], height, width)
         images.flush()
-        digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+        digest.update(np.ascontiguousarray(images).data.cast("B"))
         del images
         captions, named = _captions(np.random.default_rng([seed, si, 2]), labels, modes, opts)
         splits[name] = {

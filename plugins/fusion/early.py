@@ -72,9 +72,10 @@ class EarlyFusion(nn.Module):
             image_tokenizer = "linear" if vision.num_prefix_tokens else "attention_pool"
         self.image_tokenizer = image_tokenizer
         self.who = who
+        self.image_tokens: nn.Module
         if image_tokenizer == "attention_pool":
-            self.image_tokens = AttentionPoolTokenizer(vision, dim, pool_layers, pool_heads, who)
-            n_image = self.image_tokens.n_tokens
+            pool = AttentionPoolTokenizer(vision, dim, pool_layers, pool_heads, who)
+            self.image_tokens, n_image = pool, pool.n_tokens
         else:
             self.image_tokens = TokenProjection(vision.token_dim, dim)
             n_image = vision.num_prefix_tokens + spatial_token_count(vision, who)

@@ -161,6 +161,7 @@ class PersonSearchTask:
         with torch.inference_mode(), loader.autocast():
             gallery = _encode_all(loader.images(split), model.encode_image, len(split))
         _, images = next(loader.images(split))
+        assert split.captions is not None, "required_fields: the dataset check guarantees captions"
         captions = [caps[0] for caps in split.captions]
         k = min(max(KS), len(split))
 

