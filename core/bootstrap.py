@@ -13,7 +13,7 @@ often. A task that gives no per-unit scores gets the reason recorded instead of 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,11 +52,11 @@ def intervals(
             return sums[:, drawn].sum(axis=-1) / counts[:, drawn].sum(axis=-1)
 
         bounds |= _scipy(units, mean_of_units, names, True, n_resamples, method, level, seed)
-    if per_unit.statistic is not None:
-        statistic_names = list(per_unit.statistic(units))  # the full sample: fixes the order
+    if (statistic := per_unit.statistic) is not None:
+        statistic_names = list(statistic(units))  # the full sample: fixes the order
 
         def recompute(drawn: np.ndarray) -> np.ndarray:
-            values = per_unit.statistic(units[drawn])
+            values = statistic(units[drawn])
             return np.array([values[name] for name in statistic_names], dtype=np.float64)
 
         bounds |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed)
@@ -119,7 +119,7 @@ def _scipy(
     return {name: [float(lo), float(hi)] for name, lo, hi in zip(names, low, high, strict=True)}
 
 
-def intervals_overlap(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool | None:
+def intervals_overlap(a: Sequence[float] | None, b: Sequence[float] | None) -> bool | None:
     """Whether two [low, high] intervals overlap; None when either is missing."""
     if not a or not b:
         return None

@@ -139,11 +139,11 @@ def fit(
         model.eval()
         metrics = validate()
         value = metrics.values[metrics.main]
-        row = {
+        row: dict[str, float] = {
             "epoch": epoch,
             "train_loss": sum(losses) / max(1, len(losses)),
             f"val_{metrics.main}": value,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": float(scheduler.get_last_lr()[0]),
             "epoch_s": time.perf_counter() - epoch_start,
         }
         result.curve.append(row)

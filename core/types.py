@@ -137,9 +137,11 @@ class Batch:
     targets: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return Batch(
-            images=move(self.images),
+            images=self.images.to(device, non_blocking=True),
             text=None if self.text is None else self.text.to(device),
             identities=move(self.identities),
             labels=move(self.labels),
@@ -423,7 +425,8 @@ class RunSpec:
     def label(self) -> str:
         """e.g. ``vit_small+no-text+contrastive/person_search``: the model's parts, then the task."""
         parts = [c.name if c else f"no-{kind}" for kind, c in self.components.items() if kind not in ("task", "dataset")]
-        return f"{'+'.join(parts)}/{self.components['task'].name}"
+        task = self.components["task"]
+        return f"{'+'.join(parts)}/{task.name if task else 'no-task'}"
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ def count_component(
 ) -> tuple[dict[str, Any], Any]:
     """FLOPs and MACs of ``fn(*args)``, which runs ``component`` (named ``name``): in total, per
     op, and per submodule down to ``depth`` levels; with what ``fn`` returned."""
-    counter = FlopCounterMode(display=False, depth=None, custom_mapping=_EXTRA_FLOP_FORMULAS)
+    # depth=None: every level (torch accepts None at run time; its annotation says int)
+    counter = FlopCounterMode(display=False, depth=None, custom_mapping=_EXTRA_FLOP_FORMULAS)  # type: ignore[arg-type]
     with counter:
         out = _Scope(name, component, fn)(*args)
     counts = counter.get_flop_counts()
@@ -179,7 +180,7 @@ class _Tensors(nn.Module):
 def _unfused_attention(module: nn.Module) -> Iterator[None]:
     """timm attention blocks call F.scaled_dot_product_attention when ``fused_attn`` is set;
     fvcore has no handle for it and would skip the QK^T and AV products."""
-    fused = [m for m in module.modules() if getattr(m, "fused_attn", None) is True]
+    fused: list[Any] = [m for m in module.modules() if getattr(m, "fused_attn", None) is True]
     for m in fused:
         m.fused_attn = False
     try:

@@ -31,7 +31,7 @@ def input_shape(model: VLModel, image_size: Sequence[int] | None, text_length: i
     return size, text_length or model.text.info.max_length  # type: ignore[return-value]
 
 
-def synthetic_images(batch: int, size: tuple[int, int], device: torch.device, channels_last: bool = False) -> torch.Tensor:
+def synthetic_images(batch: int, size: Sequence[int], device: torch.device, channels_last: bool = False) -> torch.Tensor:
     images = torch.randn(batch, 3, *size, device=device)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 

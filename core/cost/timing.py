@@ -106,7 +106,7 @@ def throughput(
     for requested in batch_sizes:
         batch, stats, failed = with_backoff(requested, device, attempt)
         entry: dict[str, Any] = {"requested_batch": requested, "batch": batch, "oom_batches": failed}
-        if stats is not None:
+        if stats is not None and batch is not None:  # both None together: every batch ran out of memory
             entry |= {"images_per_s": batch * 1e3 / stats["mean_ms"], "images_per_s_p50": batch * 1e3 / stats["p50_ms"], **stats}
         entries.append(entry)
     return entries

@@ -205,9 +205,9 @@ class SlurmExecutor:
         error = WorkerDied(f"Slurm task {task.job_id} ended without this run's record ({last}); see {task.paths.stderr}")
         from vlbench.run_record import error_record
 
-        record = error_record(run, submitted, error, host, {"executor": {"name": self.name, "job_id": str(task.job_id)}})
-        write_record(record, job.results_dir)
-        return to_dict(record)
+        died = error_record(run, submitted, error, host, {"executor": {"name": self.name, "job_id": str(task.job_id)}})
+        write_record(died, job.results_dir)
+        return to_dict(died)
 
 
 def _task(chunk: list[RunSpec], job: Job) -> list[str]:

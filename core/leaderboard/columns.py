@@ -19,12 +19,12 @@ from vlbench.sanitize import terminal_text
 def _facets(record: Mapping[str, Any]) -> dict[str, str]:
     """What a run is made of: each component's name and options, and the seed, as text."""
     facets: dict[str, str] = {}
-    components = record.get("components") if isinstance(record.get("components"), Mapping) else {}
+    components = raw if isinstance(raw := record.get("components"), Mapping) else {}
     for kind, block in components.items():
         if not isinstance(block, Mapping):
             continue
         facets[str(kind)] = str(block.get("name"))
-        options = block.get("options") if isinstance(block.get("options"), Mapping) else {}
+        options = raw if isinstance(raw := block.get("options"), Mapping) else {}
         for key, value in options.items():
             facets[f"{kind}.{key}"] = f"{key}={json.dumps(value, sort_keys=True, default=str)}".replace('"', "")
     facets["seed"] = f"seed {record.get('seed')}"
@@ -65,7 +65,7 @@ class Column:
             if is_missing(low) or is_missing(high):
                 return "—", None
             return f"[{low:.{self.digits}f}, {high:.{self.digits}f}]", float(low)
-        value = row.get(self.key)
+        value: Any = row.get(self.key)
         if is_missing(value):
             return "—", None
         if self.digits is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -26,7 +26,10 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullL
 from vlbench.leaderboard.columns import distinguishing_names
 from vlbench.leaderboard.tables import COST_AXES, Leaderboard, Partition, page_path, slug
 
-STYLE = {"svg.fonttype": "none", "svg.hashsalt": "vlbench", "font.size": 10}
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "vlbench", "font.size": 10}
 PANEL = (6.4, 4.6)  # inches per panel
 # Where a name goes relative to its point, tried in turn until it overprints no name placed.
 OFFSETS = ((6, 5, "left"), (6, -12, "left"), (-6, 5, "right"), (-6, -12, "right"), (6, 16, "left"), (-6, 16, "right"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -176,7 +177,7 @@ def _listing(console: Console, title: str, entries: Sequence[tuple[str, str]]) -
     console.print(Text(title, style="bold"))
     for head, detail in entries:
         width = max(console.width, 34)
-        fill = dict(width=width, break_long_words=True, break_on_hyphens=False)
+        fill: dict[str, Any] = dict(width=width, break_long_words=True, break_on_hyphens=False)
         console.print(Text(textwrap.fill(head, initial_indent="  ", subsequent_indent="      ", **fill)), soft_wrap=True)
         console.print(Text(textwrap.fill(detail, initial_indent="    ", subsequent_indent="    ", **fill)), soft_wrap=True)
 

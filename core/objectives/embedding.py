@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from vlbench.objectives.base import ObjectiveSpec
 from vlbench.objectives.model import VLModel, symmetric_info_nce
@@ -29,10 +28,11 @@ def fuse(model: VLModel, image: EncoderOutput, text: EncoderOutput | None) -> An
 
 
 def synthetic_loss(model: VLModel, images: torch.Tensor, text: TokenizedText | None) -> torch.Tensor:
+    assert text is not None, "a contrastive objective pairs images with captions"
     return symmetric_info_nce(model.encode_image(images), model.encode_text(text), model.logit_scale())
 
 
-def check_fusion(fusion: nn.Module, image: EncoderOutput, words: EncoderOutput | None, num_classes: int, name: str) -> None:
+def check_fusion(fusion: Any, image: EncoderOutput, words: EncoderOutput | None, num_classes: int, name: str) -> None:
     """Unit-norm embeddings of one width, a positive scalar scale, gradients to the image side."""
     emb_i = fusion.embed_image(image)
     batch = image.pooled.shape[0]

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from vlbench.errors import UserError
 from vlbench.types import EncoderOutput, TextEncoder, TextInfo, TokenizedText
 from vlbench.weights import strip_prefix
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 WORDPIECE_VOCAB_SIZE = 30522  # bert-base-uncased
 
@@ -67,7 +69,7 @@ class BertTextEncoder(TextEncoder):
     sentence-transformers' pooling, which needs no trained ``[CLS]`` and cannot see padding.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, max_length: int) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer

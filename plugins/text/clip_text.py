@@ -41,7 +41,7 @@ class ClipTextEncoder(TextEncoder):
     def __init__(self, model: nn.Module, context_length: int) -> None:
         super().__init__()
         self.model = model
-        width = int(model.width)
+        width = int(model.width)  # type: ignore[arg-type]  # torch types Module attributes as Tensor | Module; open_clip's is an int
         self.info = TextInfo(token_dim=width, pooled_dim=width, max_length=context_length)
 
     def tokenize(self, texts: Sequence[str]) -> TokenizedText:
@@ -75,6 +75,7 @@ def build(
 
     if not isinstance(context_length, int) or context_length < 3:
         raise UserError(f"text encoder {NAME!r}: context_length must be an integer >= 3, got {context_length!r}.")
+    source: str | os.PathLike[str] | None
     if pretrained and weights is None:
         shape, quick_gelu, source = _cached_text_tower(model_name, pretrained_tag)
         if context_length > shape["context_length"]:
