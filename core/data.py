@@ -65,7 +65,11 @@ class _Images(tud.Dataset):
         image = TF.resize(image, list(self.size), antialias=True)
         if self.hflip and np.random.default_rng((self.seed, i)).random() < 0.5:
             image = TF.horizontal_flip(image)
-        text = self.split.captions[index][caption] if caption >= 0 else ""
+        if caption < 0:
+            text = ""
+        else:
+            assert self.split.captions is not None  # pairs name a caption only for a split that has them
+            text = self.split.captions[index][caption]
         return image, text, index
 
 
@@ -108,7 +112,7 @@ class SplitBatcher:
         images = (images.to(self.device, non_blocking=True).float() - self._mean) / self._std
         return images.contiguous(memory_format=torch.channels_last) if self.precision.channels_last else images
 
-    def _loader(self, dataset: tud.Dataset, batch_size: int, shuffle_seed: int | None = None) -> tud.DataLoader:
+    def _loader(self, dataset: _Images, batch_size: int, shuffle_seed: int | None = None) -> tud.DataLoader:
         generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
         return tud.DataLoader(
             dataset,
@@ -129,6 +133,7 @@ class SplitBatcher:
             yield index, self.normalise(images)
 
     def texts(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, TokenizedText]]:
+        assert self.tokenize is not None, "texts() needs the run's text encoder"
         step = batch_size or self.batch_size
         for start in range(0, len(texts), step):
             chunk = list(texts[start : start + step])

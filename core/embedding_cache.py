@@ -24,13 +24,16 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vlbench.errors import UserError
 from vlbench.types import ComponentChoice, ComponentSpec, EncoderOutput, TextEncoder, TokenizedText, VisionEncoder
+
+if TYPE_CHECKING:
+    from vlbench.objectives.model import VLModel
 
 DEFAULT_SIZE_GB = 20.0
 ENTRY_PREFIX = "row:"  # one input row's output
@@ -125,7 +128,7 @@ class CachedEncoder(nn.Module):
 
     def __init__(self, inner: nn.Module, identity: Mapping[str, Any], store: Any):
         super().__init__()
-        self.inner = inner.eval()
+        self.inner: Any = inner.eval()  # a vision or text encoder (the protocols are not nn.Module subclasses)
         self.info = inner.info
         self.identity = dict(identity)
         self.key = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()
@@ -163,16 +166,18 @@ class CachedEncoder(nn.Module):
                     entry = {"tokens": out.tokens[j], "pooled": out.pooled[j]}
                     if out.mask is not None:
                         entry["mask"] = out.mask[j]
-                    found[i] = {k: v.detach().to("cpu").contiguous() for k, v in entry.items()}
-                    self.store.set(keys[i], save(found[i]))
+                    computed = {k: v.detach().to("cpu").contiguous() for k, v in entry.items()}
+                    found[i] = computed
+                    self.store.set(keys[i], save(computed))
         self.hits += len(keys) - len(missing)
         self.computed += len(missing)
-        stack = lambda name: torch.stack([entry[name] for entry in found]).to(device)  # noqa: E731
-        return EncoderOutput(tokens=stack("tokens"), pooled=stack("pooled"), mask=stack("mask") if "mask" in found[0] else None)
+        entries = [entry for entry in found if entry is not None]  # every one, now that the missing are computed
+        stack = lambda name: torch.stack([entry[name] for entry in entries]).to(device)  # noqa: E731
+        return EncoderOutput(tokens=stack("tokens"), pooled=stack("pooled"), mask=stack("mask") if "mask" in entries[0] else None)
 
 
 def attach(
-    model: nn.Module,
+    model: VLModel,
     frozen: set[str],
     specs: Mapping[str, ComponentSpec],
     choices: Mapping[str, ComponentChoice],

@@ -72,12 +72,18 @@ class Leaderboard:
 
     def partitions(self, suite: str | None = None) -> list[Partition]:
         runs = self.runs if suite is None else self.runs[self.runs["suite"] == suite]
-        return [Partition(*key, rows=rows) for key, rows in runs.groupby(PARTITION, sort=True)]
+        return [
+            Partition(in_suite, task, dataset, hardware, rows=rows)
+            for (in_suite, task, dataset, hardware), rows in runs.groupby(PARTITION, sort=True)
+        ]
 
     def cost_partitions(self, suite: str | None = None) -> list[Partition]:
         """Tables of cost-only runs, by suite, task and hardware class; fastest first."""
         runs = self.costs if suite is None else self.costs[self.costs["suite"] == suite]
-        return [Partition(*key, rows=rows, cost_only=True) for key, rows in runs.groupby(PARTITION, sort=True)]
+        return [
+            Partition(in_suite, task, dataset, hardware, rows=rows, cost_only=True)
+            for (in_suite, task, dataset, hardware), rows in runs.groupby(PARTITION, sort=True)
+        ]
 
     def suites(self) -> list[str]:
         return sorted(set(self.runs["suite"]) | set(self.costs["suite"]) | set(self.failed["suite"]) | set(self.missing["suite"]))
@@ -137,7 +143,7 @@ def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = Fa
 
 def _pareto_notes(runs: pd.DataFrame, include_noisy: bool) -> list[str]:
     """Why rows are missing from the Pareto fronts."""
-    notes = []
+    notes: list[str] = []
     if runs.empty:
         return notes
     below = int((~runs["above chance"].astype(bool)).sum())
