@@ -217,6 +217,7 @@ class _CodedModel(nn.Module):
         if match_key not in MATCH_KEYS:
             raise ValueError(f"match_key must be one of {MATCH_KEYS}, got {match_key!r}")
         self.oracle = oracle
+        assert split.labels is not None and split.identities is not None, "a coded split has identities and labels"
         keys = {"identity": split.identities, "image": range(len(split)), "class": [labels[0] for labels in split.labels]}
         self.identity = torch.tensor(list(keys[match_key]))
         self.labels = torch.zeros(len(split), num_classes)
@@ -277,6 +278,7 @@ def evaluate_coded(
     ``match_key``: what the task's captions match (see :func:`task_match_key`)."""
     task = spec.factory(**options)
     split = coded_split(n_images=n_images, seed=seed)
+    assert split.labels is not None, "a coded split labels every image"
     num_classes = max(CODED_CLASSES, max(max(labels) for labels in split.labels) + 1)
     info = VisionInfo(token_dim=1, pooled_dim=1, input_size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3)
     loader = SplitBatcher(info, _coded_tokenize, CPU, batch_size=16, num_classes=num_classes)
@@ -369,12 +371,14 @@ def check_dataset(spec: DatasetSpec, cache_dir: Path, seed: int = 0, **options: 
                     f"{spec.name}: {name}.{column} missing or not one per image"
                 )
         if "captions" in spec.provides:
+            assert split.captions is not None, f"{spec.name}: {name} provides captions but has none"
             assert all(caps and all(isinstance(c, str) and c for c in caps) for caps in split.captions), (
                 f"{spec.name}: {name} has an image without captions or an empty caption"
             )
         if "labels" in spec.provides:
             classes = len(dataset.class_names)
             assert classes, f"{spec.name}: labelled datasets must name their classes (Dataset.class_names)"
+            assert split.labels is not None, f"{spec.name}: {name} provides labels but has none"
             assert all(0 <= c < classes for labels in split.labels for c in labels), (
                 f"{spec.name}: {name} has a label outside 0..{classes - 1}"
             )
