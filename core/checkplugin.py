@@ -12,6 +12,7 @@ distribution of that name ships a vlbench plugin.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import re
 import tempfile
@@ -19,13 +20,13 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from vlbench.manager import PluginHost
-    from vlbench.types import ComponentSpec
+    from vlbench.types import ComponentSpec, DatasetSpec, FusionSpec, TaskSpec, TextEncoderSpec, VisionEncoderSpec
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -225,36 +226,45 @@ def _component_checks(
         if record["status"] != "ok":
             raise AssertionError(f"{record['error']['type']}: {record['error']['message']}")
 
+    # The host's specs are typed ComponentSpec; each built-in kind registers its own subclass.
     checks: dict[str, Callable[[], None]]
     if kind == "vision":
+        vision = cast("VisionEncoderSpec", spec)
+        size = cast("tuple[int, int]", tuple(image_size)) if image_size else None  # (height, width), checked by the CLI
         checks = {
-            "contract": lambda: contracts.check_vision_encoder(
-                spec, image_size=tuple(image_size) if image_size else None, **options
-            ),
+            "contract": lambda: contracts.check_vision_encoder(vision, image_size=size, **options),
             "end-to-end": lambda: run(vision=spec.name, image_size=image_size),
         }
     elif kind == "text":
-        checks = {"contract": lambda: contracts.check_text_encoder(spec, **options), "end-to-end": lambda: run(text=spec.name)}
+        text_spec = cast("TextEncoderSpec", spec)
+        checks = {
+            "contract": lambda: contracts.check_text_encoder(text_spec, **options),
+            "end-to-end": lambda: run(text=spec.name),
+        }
     elif kind == "fusion":
-        checks = {"contract": lambda: contracts.check_fusion(spec, objectives=host.objectives, kinds=host.kinds, **options)}
-        text = "mock_text" if spec.uses_text else None
-        for objective, task in mocks.mock_tasks_for_fusion(spec, host.objectives).items():
+        fusion_spec = cast("FusionSpec", spec)
+        checks = {
+            "contract": lambda: contracts.check_fusion(fusion_spec, objectives=host.objectives, kinds=host.kinds, **options)
+        }
+        text = "mock_text" if fusion_spec.uses_text else None
+        for objective, task in mocks.mock_tasks_for_fusion(fusion_spec, host.objectives).items():
             if task is None:
-                reason = f"no mock task exercises {objective}{'' if spec.uses_text else ' without a text encoder'}"
-                checks[f"end-to-end ({objective})"] = lambda reason=reason: _skip(reason)
+                reason = f"no mock task exercises {objective}{'' if fusion_spec.uses_text else ' without a text encoder'}"
+                checks[f"end-to-end ({objective})"] = functools.partial(_skip, reason)
             else:
-                checks[f"end-to-end ({objective})"] = lambda task=task: run(fusion=spec.name, text=text, task=task)
+                checks[f"end-to-end ({objective})"] = functools.partial(run, fusion=spec.name, text=text, task=task)
     elif kind == "task":
-        checks = {"contract": lambda: contracts.check_task(spec, **options)}
-        if spec.objective is None:
+        task_spec = cast("TaskSpec", spec)
+        checks = {"contract": lambda: contracts.check_task(task_spec, **options)}
+        if task_spec.objective is None:
             checks["end-to-end"] = lambda: run(task=spec.name, fusion=None, text=None)
-        elif spec.objective in mocks.MOCK_FUSION:
-            fusion, text = mocks.MOCK_FUSION[spec.objective]
+        elif task_spec.objective in mocks.MOCK_FUSION:
+            fusion, text = mocks.MOCK_FUSION[task_spec.objective]
             checks["end-to-end"] = lambda: run(task=spec.name, fusion=fusion, text=text)
         else:
-            checks["end-to-end"] = lambda: _skip(f"no mock fusion serves the {spec.objective!r} objective")
+            checks["end-to-end"] = lambda: _skip(f"no mock fusion serves the {task_spec.objective!r} objective")
     elif kind == "dataset":
-        return _dataset_checks(spec, workdir, run, options)
+        return _dataset_checks(cast("DatasetSpec", spec), workdir, run, options)
     else:  # a kind a plugin registered: its own contract check, when it has one
         check = host.kinds[kind].check
         checks = {
@@ -269,9 +279,7 @@ def _skip(reason: str) -> None:
     raise Skip(reason)
 
 
-def _dataset_checks(
-    spec: ComponentSpec, workdir: Path, run: Callable[..., None], options: Mapping[str, Any]
-) -> list[CheckResult]:
+def _dataset_checks(spec: DatasetSpec, workdir: Path, run: Callable[..., None], options: Mapping[str, Any]) -> list[CheckResult]:
     from vlbench.testing import contracts, mocks
 
     def contract() -> None:

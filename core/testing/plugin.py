@@ -34,7 +34,7 @@ import pytest
 
 if TYPE_CHECKING:
     from vlbench.manager import PluginHost
-    from vlbench.types import ComponentSpec, Kind
+    from vlbench.types import ComponentSpec, DatasetSpec, FusionSpec, Kind, TaskSpec, TextEncoderSpec, VisionEncoderSpec
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +95,7 @@ class VisionEncoderContract(ComponentContract):
     kind = "vision"
     image_size: ClassVar[tuple[int, int] | None] = None  # None: the spec's default_image_size
 
-    def test_contract(self, vlbench_spec: ComponentSpec) -> None:
+    def test_contract(self, vlbench_spec: VisionEncoderSpec) -> None:
         from vlbench.testing.contracts import check_vision_encoder
 
         check_vision_encoder(vlbench_spec, image_size=self.image_size, **self.resolved_options(vlbench_spec))
@@ -107,7 +107,7 @@ class VisionEncoderContract(ComponentContract):
 class TextEncoderContract(ComponentContract):
     kind = "text"
 
-    def test_contract(self, vlbench_spec: ComponentSpec) -> None:
+    def test_contract(self, vlbench_spec: TextEncoderSpec) -> None:
         from vlbench.testing.contracts import check_text_encoder
 
         check_text_encoder(vlbench_spec, **self.resolved_options(vlbench_spec))
@@ -120,7 +120,7 @@ class FusionContract(ComponentContract):
     kind = "fusion"
     num_classes: ClassVar[int] = 5
 
-    def test_contract(self, vlbench_host: PluginHost, vlbench_spec: ComponentSpec) -> None:
+    def test_contract(self, vlbench_host: PluginHost, vlbench_spec: FusionSpec) -> None:
         from vlbench.testing.contracts import check_fusion
 
         check_fusion(
@@ -131,7 +131,7 @@ class FusionContract(ComponentContract):
             **self.resolved_options(vlbench_spec),
         )
 
-    def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
+    def test_end_to_end(self, vlbench_spec: FusionSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
         from vlbench.testing.mocks import mock_tasks_for_fusion
 
         tasks = [task for task in mock_tasks_for_fusion(vlbench_spec).values() if task]
@@ -148,15 +148,15 @@ class TaskContract(ComponentContract):
     dataset: ClassVar[str] = "mock_dataset"  # for the end-to-end run; mock_dataset provides every field
     dataset_options: ClassVar[dict[str, Any]] = {}
 
-    def test_contract(self, vlbench_spec: ComponentSpec) -> None:
+    def test_contract(self, vlbench_spec: TaskSpec) -> None:
         from vlbench.testing.contracts import check_task
 
         check_task(vlbench_spec, best=self.best, **self.resolved_options(vlbench_spec))
 
-    def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
+    def test_end_to_end(self, vlbench_spec: TaskSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
         from vlbench.testing.mocks import MOCK_FUSION
 
-        fusion, text = MOCK_FUSION.get(vlbench_spec.objective, (None, None))
+        fusion, text = MOCK_FUSION.get(vlbench_spec.objective or "", (None, None))  # no objective: no fusion
         if vlbench_spec.objective is not None and fusion is None:
             pytest.skip(f"no mock fusion serves the {vlbench_spec.objective!r} objective")
         assert_ok(
@@ -184,12 +184,12 @@ class ComponentKindContract(ComponentContract):
 class DatasetContract(ComponentContract):
     kind = "dataset"
 
-    def test_contract(self, vlbench_spec: ComponentSpec, tmp_path: Path) -> None:
+    def test_contract(self, vlbench_spec: DatasetSpec, tmp_path: Path) -> None:
         from vlbench.testing.contracts import check_dataset
 
         check_dataset(vlbench_spec, tmp_path, **self.resolved_options(vlbench_spec))
 
-    def test_end_to_end(self, vlbench_spec: ComponentSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
+    def test_end_to_end(self, vlbench_spec: DatasetSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
         from vlbench.testing.mocks import mock_task_for
 
         task = mock_task_for(vlbench_spec)
