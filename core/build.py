@@ -7,7 +7,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -80,8 +80,8 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
     if run.choice("dataset") is not None:
         dataset = dataset_for(run, specs["dataset"].factory, cache_dir)
     seed_everything(run.seed)
-    task_spec: TaskSpec = specs["task"]
-    task = task_spec.factory(**run.choice("task").options)
+    task_spec = cast(TaskSpec, specs["task"])  # the host's specs are typed ComponentSpec; tasks register TaskSpec
+    task = task_spec.factory(**run.require("task").options)
     objective = host.objective(task_spec.objective) if task_spec.objective is not None else None
     # What the fusion factory takes from the task: num_classes (classification) and the task's own
     # inputs (generation: the TRAIN captions to fit the decoder's vocabulary).
@@ -98,6 +98,7 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
         if choice is None:
             parts[kind.name] = None
             continue
+        assert kind.build is not None  # model_kinds() lists the kinds that build
         parts[kind.name] = kind.build(specs[kind.name], choice, parts, inputs, cache_dir)
         if "pretrained" in choice.options:
             weights[kind.name] = _weights_label(choice, choice.options["pretrained"])
@@ -124,6 +125,7 @@ def build(run: RunSpec, host: PluginHost, cache_dir: Path, device: torch.device)
 
 def first_batch_check(built: Built, loader: SplitBatcher, split_name: str = "train") -> None:
     """Catch an encoder that breaks the EncoderOutput contract before any training step."""
+    assert built.dataset is not None, "a run that trains has a dataset"
     split = built.dataset.splits[split_name]
     model = built.model
     _, images = next(loader.images(split, batch_size=2))

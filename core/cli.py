@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -32,6 +32,9 @@ from vlbench.results import reference
 from vlbench.sanitize import terminal_text
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from vlbench.executors.slurm import SlurmExecutor
     from vlbench.types import RunSpec
 
 DEFAULT_RESULTS = folders.RESULTS
@@ -61,7 +64,7 @@ class RichReporter:
             transient=False,
         )
         self.overall = self.progress.add_task("suite", total=total_runs, info="", visible=total_runs > 0)
-        self.current = None
+        self.current: TaskID | None = None  # the progress bar of the run in progress
         self.label = ""
         self.total_steps = 0
         self.steps_done = 0
@@ -81,6 +84,7 @@ class RichReporter:
         self.run_start = self.last_line = time.monotonic()
 
     def step(self, epoch: int, step: int, loss: float) -> None:
+        assert self.current is not None, "step() comes after run_started()"
         self.progress.update(self.current, advance=1, info=f"epoch {epoch} loss {loss:.3f}")
         self.steps_done += 1
         now = time.monotonic()
@@ -117,9 +121,10 @@ class RichReporter:
         elif record["status"] == "ok":
             test = record["metrics"]["splits"]["test"]
             main = test["main"]
-            label, value = reference(test, main, record["metrics"].get("higher_is_better") is not False)
+            against = reference(test, main, record["metrics"].get("higher_is_better") is not False)
+            beside = f" ({against[0]} {against[1]:.2f})" if against else ""  # no chance level or baseline: none shown
             self._line(
-                f"{record['label']}  test {main}={test['values'][main]:.2f} ({label} {value:.2f})  [{record['run_id']}]",
+                f"{record['label']}  test {main}={test['values'][main]:.2f}{beside}  [{record['run_id']}]",
                 status="ok",
             )
         else:
@@ -190,7 +195,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
         if executor.name == "slurm" and todo:
             console.print(f"sbatch script of the job array for the {_runs(len(todo))} to run:", markup=False)
-            console.print(executor.sbatch_script(todo, job), markup=False, highlight=False, soft_wrap=True)
+            console.print(cast("SlurmExecutor", executor).sbatch_script(todo, job), markup=False, highlight=False, soft_wrap=True)
         return 0
     if args.no_embedding_cache:
         os.environ["VLBENCH_EMBEDDING_CACHE"] = "off"  # read by the engine, here and in spawned workers
@@ -255,7 +260,7 @@ def _runs(n: int) -> str:
 
 
 def _vision_weights(run: RunSpec) -> str:
-    options = run.choice("vision").options
+    options = run.require("vision").options
     if options.get("weights"):
         return "file"
     return "pretrained" if options.get("pretrained") else "random-init"
@@ -267,11 +272,11 @@ def _runs_table(
     """One row per run; a column whose value every run shares moves to the caption, so the
     names that tell runs apart fit in a narrow terminal."""
     kinds = list(dict.fromkeys(kind for run in runs for kind in run.components))
-    columns = {kind: [run.choice(kind).name if run.choice(kind) else "-" for run in runs] for kind in kinds}
+    columns = {kind: [choice.name if (choice := run.choice(kind)) else "-" for run in runs] for kind in kinds}
     if "vision" in columns:
         columns = {
             "vision": columns.pop("vision"),
-            "size": ["x".join(map(str, run.choice("vision").options["image_size"])) for run in runs],
+            "size": ["x".join(map(str, run.require("vision").options["image_size"])) for run in runs],
             "weights": [_vision_weights(run) for run in runs],
             **columns,
         }

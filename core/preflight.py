@@ -46,7 +46,7 @@ class Report:
 def dataset_key(run: RunSpec, cache_dir: Path) -> str:
     assert run.choice("dataset") is not None
     return json.dumps(
-        [run.choice("dataset").name, run.choice("dataset").options, run.data_seed, str(cache_dir)], sort_keys=True, default=str
+        [run.require("dataset").name, run.require("dataset").options, run.data_seed, str(cache_dir)], sort_keys=True, default=str
     )
 
 
@@ -54,7 +54,7 @@ def dataset_for(run: RunSpec, factory: Callable[..., Dataset], cache_dir: Path) 
     """The run's dataset: built once per process and options, then reused."""
     key = dataset_key(run, cache_dir)
     if key not in _DATASETS:
-        _DATASETS[key] = factory(cache_dir=cache_dir, seed=run.data_seed, **run.choice("dataset").options)
+        _DATASETS[key] = factory(cache_dir=cache_dir, seed=run.data_seed, **run.require("dataset").options)
     return _DATASETS[key]
 
 
@@ -74,18 +74,18 @@ def preflight(runs: Sequence[RunSpec], host: Any, results_dir: Path, cache_dir: 
         if run.choice("dataset") is None or dataset_key(run, cache_dir) in seen:
             continue
         seen.add(dataset_key(run, cache_dir))
-        spec = host.get("dataset", run.choice("dataset").name)
+        spec = host.get("dataset", run.require("dataset").name)
         try:
             dataset = dataset_for(run, spec.factory, cache_dir)
         except UserError:
             raise
         except Exception as exc:  # stop before any run, naming the component
             raise UserError(
-                f"dataset {run.choice('dataset').name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
+                f"dataset {run.require('dataset').name!r} (plugin {spec.plugin!r}, {spec.distribution} {spec.version}) could not be "
                 f"built: {type(exc).__name__}: {exc}. Check its options in the suite, or report it to the plugin's authors."
             ) from None
-        task = host.get("task", run.choice("task").name)
-        report.datasets.append(validate(dataset, run.choice("dataset").name, task.required_fields, report.notes))
+        task = host.get("task", run.require("task").name)
+        report.datasets.append(validate(dataset, run.require("dataset").name, task.required_fields, report.notes))
     check_weights(runs, host, Path(cache_dir))
     return report
 
@@ -178,7 +178,7 @@ def _columns(split: Split, where: str, required: frozenset[str]) -> None:
 
 def _captions(split: Split, where: str, notes: list[str]) -> int:
     count, longest = 0, (0, "")
-    for i, caps in enumerate(split.captions):
+    for i, caps in enumerate(split.captions or ()):  # called for splits that have captions
         if not isinstance(caps, (tuple, list)) or not caps:
             raise UserError(
                 f"{where}, sample {split.ids[i]!r}: no captions (got {caps!r:.40}). "
@@ -203,7 +203,7 @@ def _captions(split: Split, where: str, notes: list[str]) -> int:
 
 def _labels(split: Split, where: str, num_classes: int, need_positives: bool) -> None:
     positives = 0
-    for i, row in enumerate(split.labels):
+    for i, row in enumerate(split.labels or ()):  # called for splits that have labels
         bad = [
             c
             for c in row

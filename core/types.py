@@ -203,8 +203,9 @@ class Task(Protocol):
     required_fields: frozenset[Field]
     main_metric: str
 
-    def num_classes(self, dataset: Dataset) -> int | None:
-        """Output width the fusion must produce (classification), or None."""
+    def num_classes(self, dataset: Dataset | None) -> int | None:
+        """Output width the fusion must produce (classification), or None. ``dataset`` is None for a
+        task that needs no data (a cost-only task)."""
 
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
         """Scalar training loss for one batch."""
@@ -420,6 +421,13 @@ class RunSpec:
 
     def choice(self, kind: Kind) -> ComponentChoice | None:
         return self.components.get(kind)
+
+    def require(self, kind: Kind) -> ComponentChoice:
+        """The choice of a kind this run builds (its task; the dataset or vision encoder where the caller needs one)."""
+        choice = self.components.get(kind)
+        if choice is None:
+            raise KeyError(f"run {self.run_id} ({self.suite}) has no {kind} component")
+        return choice
 
     @property
     def label(self) -> str:
