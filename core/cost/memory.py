@@ -91,13 +91,15 @@ def peak_memory(fn: Callable[[], object], device: torch.device, track: Sequence[
         finally:
             profiler.__exit__(None, None, None)
     cpu = torch.autograd.DeviceType.CPU
+    recorded = profiler.profiler.kineto_results if profiler.profiler is not None else None
+    assert recorded is not None, "the profiler has exited, so its results are set"
     events = sorted(
-        (e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == cpu),
+        (e for e in recorded.events() if e.name() == "[memory]" and e.device_type() == cpu),
         key=lambda e: e.start_ns(),
     )
     if not events:
         return {"measured": False, "reason": "the profiler recorded no allocations"}
-    live = np.cumsum([e.nbytes() for e in events])
+    live = np.cumsum([e.nbytes() for e in events])  # type: ignore[attr-defined]  # memory events have nbytes(); torch's stub omits it
     above = max(0, int(live.max()))
     return {
         "measured": True,
@@ -186,8 +188,10 @@ def train_step_memory(
             for _ in range(2):
                 with precision.autocast():
                     if train_batch is not None:
+                        assert loss_fn is not None  # checked on entry
                         loss = loss_fn(model, train_batch)
                     else:
+                        assert objective is not None  # checked on entry
                         text = synthetic_text(model, n, length, device) if length is not None else None
                         loss = objective.synthetic_loss(model, synthetic_images(n, size, device, precision.channels_last), text)
                 optimizer.zero_grad(set_to_none=True)
@@ -199,6 +203,9 @@ def train_step_memory(
     requested = len(train_batch.index) if train_batch is not None else batch
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), preserved_state(model):
         set_train_mode(model, frozen)
+        used: int | None
+        result: dict[str, Any] | None
+        failed: list[int]
         if train_batch is not None:
             used, result, failed = requested, attempt(requested), []
         else:
