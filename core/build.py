@@ -33,6 +33,10 @@ class Built:
     weights: dict[str, str] = field(default_factory=dict)  # component -> provenance of its weights
     provenance: dict[str, Any] = field(default_factory=dict)  # component -> where packaged weights came from
 
+    @property
+    def task_spec(self) -> TaskSpec:
+        return cast(TaskSpec, self.specs["task"])  # specs are typed ComponentSpec; tasks register TaskSpec
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

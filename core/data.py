@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +139,9 @@ class SplitBatcher:
             chunk = list(texts[start : start + step])
             yield torch.arange(start, start + len(chunk)), self.tokenize(chunk).to(self.device)
 
-    def train_batches(self, split: Split, *, epoch: int, seed: int, hflip: bool, max_steps: int = 0) -> Iterator[Batch]:
+    def train_batches(
+        self, split: Split, *, epoch: int, seed: int, hflip: bool, max_steps: int = 0
+    ) -> Generator[Batch, None, None]:
         """One epoch: every (image, caption) pair once when the split has captions, else every image."""
         if split.captions is not None:
             pairs = [(i, c) for i, caps in enumerate(split.captions) for c in range(len(caps))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 
@@ -26,7 +26,7 @@ from vlbench.pipeline import Reporter, SilentReporter, measure_cost, no_quality,
 from vlbench.results import RecordError, read_record, record_path, to_dict, write_record
 from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
 from vlbench.run_record import assemble_record, components_block, git_commit, now
-from vlbench.types import ResultRecord, RunContext, RunSpec, TaskSpec
+from vlbench.types import ResultRecord, RunContext, RunSpec
 
 __all__ = ["Reporter", "SilentReporter", "SuiteOutcome", "execute", "resolve_device", "run_suite"]
 
@@ -46,7 +46,7 @@ def execute(
         built.model, built.frozen, built.specs, {k: c for k, c in run.components.items() if c}, cache_dir
     )
     try:
-        if cast(TaskSpec, built.specs["task"]).measures_quality:  # specs are typed by kind only at build time
+        if built.task_spec.measures_quality:
             content = train_and_evaluate(run, built, precision, train_loader, eval_loader, reporter)
         else:
             content = no_quality(run, built, reporter)

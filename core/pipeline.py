@@ -72,6 +72,7 @@ def train_and_evaluate(
     """Train on train, select on val, score the selected checkpoint on val and test."""
     train = run.train
     model, task, dataset = built.model, built.task, built.dataset
+    assert dataset is not None, "a task that measures quality has a dataset"
     first_batch_check(built, eval_loader)
 
     train_split, val_split, test_split = (dataset.splits[name] for name in ("train", "val", "test"))
@@ -100,7 +101,7 @@ def train_and_evaluate(
         built.frozen,
         on_step=reporter.step,
         on_epoch=reporter.epoch,
-        higher_is_better=built.specs["task"].higher_is_better,
+        higher_is_better=built.task_spec.higher_is_better,
     )
     reporter.stage("testing")
     val_metrics = validate()  # of the selected checkpoint, stored in full
@@ -111,7 +112,7 @@ def train_and_evaluate(
     return {
         "metrics": {
             "main": test_metrics.main,
-            "higher_is_better": built.specs["task"].higher_is_better,
+            "higher_is_better": built.task_spec.higher_is_better,
             "splits": splits,
         },
         "selection": {
@@ -157,10 +158,11 @@ def measure_cost(
     """The cost block of the run's model and the training batch its memory figure used (None
     for a cost-only task: no training, so no training-step memory)."""
     model, task, train = built.model, built.task, run.train
-    quality = built.specs["task"].measures_quality
+    quality = built.task_spec.measures_quality
     model.eval()
     train_batch, stages = None, None
     if quality:
+        assert built.dataset is not None, "a task that measures quality has a dataset"
         batches = train_loader.train_batches(built.dataset.splits["train"], epoch=1, seed=run.seed, hflip=False, max_steps=1)
         train_batch = next(batches)
         batches.close()  # stops the DataLoader's workers
