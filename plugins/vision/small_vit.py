@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from torch import nn
 
@@ -23,7 +24,7 @@ from vlbench.plugins.vision._timm import TimmVisionEncoder, _describe, _load_wei
 from vlbench.types import Register, VisionEncoderSpec
 
 NAME = "small_vit"
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "depth": 1,
     "heads": 1,
     "width": 512,
@@ -78,7 +79,7 @@ def build(
     image_size: Sequence[int] = (32, 64),
     pretrained: bool = False,
     weights: str | os.PathLike[str] | None = None,
-    **options: object,
+    **options: Any,
 ) -> TimmVisionEncoder:
     from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
 
@@ -86,8 +87,8 @@ def build(
     unknown = sorted(set(opts) - set(DEFAULTS))
     if unknown:
         raise UserError(f"vision encoder {NAME!r}: unknown option(s) {unknown}; it accepts {sorted(DEFAULTS)}.")
-    size = tuple(image_size)
-    _check(size, **opts)  # type: ignore[arg-type]
+    size = cast("tuple[int, int]", tuple(image_size))  # (height, width): the suite checks there are two
+    _check(size, **opts)
     if pretrained:
         raise UserError(
             f"vision encoder {NAME!r} is trained from scratch and has no pretrained weights: set "
@@ -108,7 +109,7 @@ def build(
     )
     if weights is not None:
         _load_weights(model, NAME, Path(weights))
-    layout, info = _describe(model, NAME, size)  # type: ignore[arg-type]
+    layout, info = _describe(model, NAME, size)
     return TimmVisionEncoder(model, layout, info)
 
 
