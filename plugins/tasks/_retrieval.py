@@ -99,20 +99,24 @@ def retrieval_metrics(
         raise ValueError(f"ks must be positive integers, got {tuple(ks)}")
 
     if similarity is not None:
-        similarity = torch.as_tensor(similarity)
-        if similarity.ndim != 2:
-            raise ValueError(f"similarity must be [Q, G], got shape {tuple(similarity.shape)}")
-        n_queries, n_gallery = similarity.shape
-        device = similarity.device
+        similarity_t = torch.as_tensor(similarity)
+        if similarity_t.ndim != 2:
+            raise ValueError(f"similarity must be [Q, G], got shape {tuple(similarity_t.shape)}")
+        n_queries, n_gallery = similarity_t.shape
+        device = similarity_t.device
+
+        def scores(rows: torch.Tensor) -> torch.Tensor:
+            return similarity_t[rows]
     else:
-        query_features = torch.as_tensor(query_features)
-        gallery_features = torch.as_tensor(gallery_features, device=query_features.device)
-        if query_features.ndim != 2 or gallery_features.ndim != 2 or (query_features.shape[1] != gallery_features.shape[1]):
-            raise ValueError(
-                f"features must be [Q, E] and [G, E], got {tuple(query_features.shape)} and {tuple(gallery_features.shape)}"
-            )
-        n_queries, n_gallery = query_features.shape[0], gallery_features.shape[0]
-        device = query_features.device
+        queries = torch.as_tensor(query_features)
+        gallery = torch.as_tensor(gallery_features, device=queries.device)
+        if queries.ndim != 2 or gallery.ndim != 2 or (queries.shape[1] != gallery.shape[1]):
+            raise ValueError(f"features must be [Q, E] and [G, E], got {tuple(queries.shape)} and {tuple(gallery.shape)}")
+        n_queries, n_gallery = queries.shape[0], gallery.shape[0]
+        device = queries.device
+
+        def scores(rows: torch.Tensor) -> torch.Tensor:
+            return queries[rows] @ gallery.T
 
     qids, gids = _ids(query_ids, "query_ids"), _ids(gallery_ids, "gallery_ids")
     if n_queries == 0 or n_gallery == 0:
@@ -130,7 +134,7 @@ def retrieval_metrics(
     for lo in range(0, n_queries, chunk_size):
         rows = by_size[lo : lo + chunk_size]
         rows_t = torch.from_numpy(rows).to(device)
-        sims = similarity[rows_t] if similarity is not None else query_features[rows_t] @ gallery_features.T
+        sims = scores(rows_t)
 
         # Relevant gallery indices of each query, padded to the chunk's largest group.
         n_rel = torch.from_numpy(counts[rows]).to(device)
@@ -195,7 +199,7 @@ def _relevant_positions(sims: torch.Tensor, relevant: torch.Tensor, valid: torch
     return torch.where(valid, ahead + 1, n_gallery + 1).sort(dim=1).values
 
 
-def expected_random_ap(n_relevant: ArrayLike, n_total: int) -> np.ndarray:
+def expected_random_ap(n_relevant: ArrayLike | int, n_total: int) -> np.ndarray:
     """Exact expected AP (fraction, not percent) of a uniformly random ranking of ``n_total``
     items of which ``n_relevant`` are relevant: (H_G + (r - 1) (G - H_G) / (G - 1)) / G with
     H_G the G-th harmonic number (1 when G = 1). A relevant item sits at a uniform position p
@@ -212,9 +216,9 @@ def expected_random_ap(n_relevant: ArrayLike, n_total: int) -> np.ndarray:
 
 def _log_comb(n: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
     """log C(n, k) for 0 <= k <= n, via lgamma so large galleries do not overflow."""
-    n = torch.as_tensor(n, dtype=torch.float64)
-    k = torch.as_tensor(k, dtype=torch.float64)
-    return (torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)).numpy()
+    n_t = torch.as_tensor(n, dtype=torch.float64)
+    k_t = torch.as_tensor(k, dtype=torch.float64)
+    return (torch.lgamma(n_t + 1) - torch.lgamma(k_t + 1) - torch.lgamma(n_t - k_t + 1)).numpy()
 
 
 def chance_levels(query_ids: ArrayLike, gallery_ids: ArrayLike, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
