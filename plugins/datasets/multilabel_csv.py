@@ -197,9 +197,9 @@ def iterative_stratification(y: np.ndarray, fractions: Sequence[float], seed: in
     """
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=bool)
-    fractions = np.asarray(fractions, dtype=np.float64)
-    want = fractions * len(y)
-    want_label = np.outer(fractions, y.sum(axis=0))
+    shares = np.asarray(fractions, dtype=np.float64)
+    want = shares * len(y)
+    want_label = np.outer(shares, y.sum(axis=0))
     fold = np.full(len(y), -1)
     left = np.ones(len(y), dtype=bool)
 
@@ -367,7 +367,7 @@ def factory(cache_dir: Path, seed: int, **options: Any) -> Dataset:
             "min_positives": opts["oversample_min"],
             "copies_added": len(copies),
             "label_counts_before": before,
-            "label_counts_after": _counts(list(splits["train"].labels)),
+            "label_counts_after": _counts(list(splits["train"].labels or ())),  # every split of this dataset is labelled
         },
         "rows_without_labels": int((~y.any(axis=1)).sum()),
         "train_eval_image_overlap": 0,
