@@ -20,6 +20,7 @@ the split) and the decoding settings.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.objectives.generation import teacher_forced_loss
 from vlbench.plugins.fusion._decoding import beam_search, greedy
-from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
+from vlbench.types import Batch, Dataset, Field, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
 
 from ._caption_metrics import TOKENIZER, caption_scores, most_frequent_caption, nearest_train_caption
 
@@ -46,7 +47,7 @@ MAIN = "CIDEr-D"
 THUMBNAIL = 8  # side of the pixel embedding of the nearest-train-caption baseline
 
 
-def check_options(options: dict[str, Any]) -> None:
+def check_options(options: Mapping[str, Any]) -> None:
     if options["decoding"] not in ("beam", "greedy"):
         raise ValueError(f'decoding must be "beam" or "greedy", got {options["decoding"]!r}')
     for name in ("beam_size", "examples", "bootstrap", "max_length"):
@@ -62,7 +63,7 @@ def check_options(options: dict[str, Any]) -> None:
 
 class CaptioningTask:
     objective = "generation"
-    required_fields = frozenset({"image", "captions"})
+    required_fields: frozenset[Field] = frozenset({"image", "captions"})
     main_metric = MAIN
 
     def __init__(self, **options: Any):
@@ -90,6 +91,7 @@ class CaptioningTask:
         return {"captions": captions}
 
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
+        assert batch.targets is not None, "the generation objective supplies caption targets"
         return teacher_forced_loss(model.caption_logits(batch.images, batch.targets), batch.targets, model.caption_vocab.pad_id)
 
     def _decode(self, model: Any, state: tuple, batch: int, device: torch.device) -> torch.Tensor:
@@ -122,6 +124,7 @@ class CaptioningTask:
                 pooled.append(model.vision(images).pooled.float().cpu() if model_features else _thumbnail(images))
                 if not decode:
                     continue
+                assert split.captions is not None, "required_fields: captions"
                 state = model.prefill(images)
                 targets = vocab.encode([split.captions[i][0] for i in index.tolist()], model.caption_max_length).to(images.device)
                 logits = model.caption_logits(images, targets)
@@ -134,15 +137,20 @@ class CaptioningTask:
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
         if self.train is None:
             raise RuntimeError("captioning: fusion_inputs(dataset) must run before evaluate (the engine calls it at build)")
+        assert split.captions is not None and self.train.captions is not None, "required_fields: captions"
         ids = list(split.ids)
-        references = {i: list(caps) for i, caps in zip(ids, split.captions, strict=True)}
+        references: dict[Hashable, list[str]] = {i: list(caps) for i, caps in zip(ids, split.captions, strict=True)}
         run = self._run(model, split, loader, decode=True)
-        scores = caption_scores(dict(zip(ids, run["captions"], strict=True)), references)
+        decoded: dict[Hashable, str] = dict(zip(ids, run["captions"], strict=True))
+        scores = caption_scores(decoded, references)
         values = {**scores.corpus, "token_accuracy": run["token_accuracy"]}
         pixels = self.options["nearest_features"] == "pixels"
-        if pixels and self._train_pixels is None:
-            self._train_pixels = self._run(model, self.train, loader, decode=False)["pooled"]
-        train_pooled = self._train_pixels if pixels else self._run(model, self.train, loader, decode=False)["pooled"]
+        if not pixels:
+            train_pooled = self._run(model, self.train, loader, decode=False)["pooled"]
+        else:  # the train split's thumbnails do not change with training: computed once
+            if self._train_pixels is None:
+                self._train_pixels = self._run(model, self.train, loader, decode=False)["pooled"]
+            train_pooled = self._train_pixels
         nearest = f"nearest train caption ({'pixels' if pixels else 'trained image features'})"
         candidates = {
             "most frequent train caption": most_frequent_caption(self.train.captions, ids),
