@@ -31,12 +31,12 @@ may declare its own timed stages, ``cost_stages(model, images) -> {name: CostSta
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from vlbench.objectives.base import ObjectiveSpec
 from vlbench.objectives.model import VLModel
@@ -76,7 +76,7 @@ def targets(model: VLModel) -> Callable[[Sequence[str]], torch.Tensor]:
     return lambda texts: model.caption_vocab.encode(list(texts), model.fusion.max_length)
 
 
-def check_fusion(fusion: nn.Module, image: EncoderOutput, words: EncoderOutput | None, num_classes: int, name: str) -> None:
+def check_fusion(fusion: Any, image: EncoderOutput, words: EncoderOutput | None, num_classes: int, name: str) -> None:
     """Vocabulary ids, teacher-forced logits, normalised next-token log-probs, causality, gradients."""
     vocab, batch = fusion.vocab, image.pooled.shape[0]
     assert len({vocab.pad_id, vocab.bos_id, vocab.eos_id}) == 3, f"{name}: PAD, BOS and EOS must be distinct ids"
@@ -161,10 +161,10 @@ def extra_cost(
     for batch in sorted({1, max(batch_sizes)}):
         pics = cost.synthetic_images(batch, tuple(image_size), device, precision.channels_last)
         with cost.inference(precision):
-            prefill = cost.time_stage(lambda pics=pics: model.prefill(pics), budget_s, device=device, **timing)
+            prefill = cost.time_stage(functools.partial(model.prefill, pics), budget_s, device=device, **timing)
             state = model.prefill(pics)
             decode = cost.time_stage(
-                lambda state=state, batch=batch: _forced_decode(model, state, batch, steps, device),
+                functools.partial(_forced_decode, model, state, batch, steps, device),
                 budget_s,
                 device=device,
                 **timing,
