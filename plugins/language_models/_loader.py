@@ -247,16 +247,19 @@ def _first(*values: int | list[int] | None) -> int | None:
 
 
 def build_tiny_llama(
-    layers: int = 2, width: int = 64, heads: int = 4, context_length: int = 128, seed: int = 0, freeze: bool = True
+    layers: int = 2, width: int = 64, heads: int = 4, context_length: int = 128, seed: int = 0, freeze: bool = True,
+    tokenizer: Any = None,
 ) -> CausalLM:
-    """A random-init Llama of ``layers`` x ``width`` with the offline WordPiece tokenizer."""
+    """A random-init Llama of ``layers`` x ``width`` with ``tokenizer`` (default: the offline
+    BERT WordPiece tokenizer; see ``_fitted_vocab`` for the one cut down to a caption corpus)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from vlbench.plugins.text._tokenize import wordpiece_tokenizer
 
     if width % heads or (width // heads) % 2:
         raise UserError(f"tiny_llama: width ({width}) must split into {heads} heads of an even size (rotary embeddings).")
-    tokenizer = wordpiece_tokenizer()
+    fitted = tokenizer is not None
+    tokenizer = tokenizer if fitted else wordpiece_tokenizer()
     special = SpecialIds(bos=tokenizer.cls_token_id, eos=tokenizer.sep_token_id, pad=tokenizer.pad_token_id)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
@@ -267,5 +270,6 @@ def build_tiny_llama(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     info = {"source": "random init", "pretrained": False, "seed": seed,
-            "weights": f"random-init Llama, {layers} layers x {width} wide; BERT uncased WordPiece tokenizer"}
+            "weights": f"random-init Llama, {layers} layers x {width} wide; BERT uncased WordPiece tokenizer"
+                       + (f" cut down to the {len(tokenizer)} pieces of the train captions" if fitted else "")}
     return CausalLM(model, tokenizer, special, info, freeze=freeze)

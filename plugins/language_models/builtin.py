@@ -21,7 +21,7 @@ the fusion decides what trains (``lm_training``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from vlbench.errors import UserError
 from vlbench.plugins.language_models import _loader
 from vlbench.plugins.language_models._causal_lm import CausalLM
 from vlbench.plugins.language_models._contract import check_language_model
+from vlbench.plugins.language_models._fitted_vocab import fitted_wordpiece
 from vlbench.types import ComponentChoice, ComponentKind, ComponentSpec, Register
 
 SMOLLM2_CONTEXT = 8192  # max_position_embeddings of SmolLM2-135M's config (checked by the slow test)
@@ -49,6 +50,8 @@ class LanguageModelSpec(ComponentSpec):
     """
 
     pretrained_by_default: bool = False
+    # True: the factory also receives ``train_captions`` (the task's fusion input "captions", or ())
+    takes_train_captions: bool = False
     context_length: Callable[[Mapping[str, Any]], int | None] | None = None
     prepare: Callable[..., None] | None = None
 
@@ -59,7 +62,8 @@ def _own(choice: ComponentChoice) -> dict[str, Any]:
 
 def _build(spec: LanguageModelSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
            cache_dir: Path) -> nn.Module:
-    return spec.factory(pretrained=choice.options["pretrained"], cache_dir=cache_dir, **_own(choice))
+    corpus = {"train_captions": tuple(inputs.get("captions", ()))} if spec.takes_train_captions else {}
+    return spec.factory(pretrained=choice.options["pretrained"], cache_dir=cache_dir, **corpus, **_own(choice))
 
 
 def _preflight(spec: LanguageModelSpec, choice: ComponentChoice, cache_dir: Path) -> None:
@@ -98,12 +102,15 @@ def _smollm2_prepare(pretrained: bool, cache_dir: Path) -> None:
 
 # ---------------------------------------------------------------- tiny_llama
 
-TINY_OPTIONS = {"layers": 2, "width": 64, "heads": 4, "context_length": 128, "seed": 0}
+TINY_OPTIONS = {"layers": 2, "width": 64, "heads": 4, "context_length": 128, "seed": 0, "vocabulary": "bert"}
+TINY_VOCABULARIES = ("bert", "train_captions")
 
 
-def _tiny(pretrained: bool, cache_dir: Path, **options: Any) -> CausalLM:
+def _tiny(pretrained: bool, cache_dir: Path, train_captions: Sequence[str] = (), vocabulary: str = "bert",
+          **options: Any) -> CausalLM:
     _tiny_prepare(pretrained, cache_dir)
-    return _loader.build_tiny_llama(**options)
+    tokenizer = fitted_wordpiece(train_captions) if vocabulary == "train_captions" else None
+    return _loader.build_tiny_llama(**options, tokenizer=tokenizer)
 
 
 def _tiny_prepare(pretrained: bool, cache_dir: Path, **options: Any) -> None:
@@ -113,6 +120,8 @@ def _tiny_prepare(pretrained: bool, cache_dir: Path, **options: Any) -> None:
 
 
 def _tiny_check(options: Mapping[str, Any]) -> None:
+    if options["vocabulary"] not in TINY_VOCABULARIES:
+        raise ValueError(f"vocabulary must be one of {', '.join(map(repr, TINY_VOCABULARIES))}, got {options['vocabulary']!r}")
     for key in ("layers", "width", "heads", "context_length"):
         if options[key] < 1:
             raise ValueError(f"{key} must be at least 1, got {options[key]}")
@@ -153,8 +162,9 @@ def vlbench_register_components(register: Register) -> None:
     ))
     register(LanguageModelSpec(
         name="tiny_llama", factory=_tiny, options=dict(TINY_OPTIONS), check_options=_tiny_check, prepare=_tiny_prepare,
-        context_length=lambda options: options["context_length"],
-        description="random-init Llama of a few layers with the offline BERT WordPiece tokenizer (tests, CPU quickstarts)",
+        context_length=lambda options: options["context_length"], takes_train_captions=True,
+        description=("random-init Llama of a few layers with the offline BERT WordPiece tokenizer, whole or cut down to "
+                     'the pieces of the train captions (vocabulary = "train_captions"); tests, CPU quickstarts'),
     ))
     register(LanguageModelSpec(
         name="hf_causal_lm", factory=_hf, options={"path": ""}, pretrained_by_default=True, check_options=_hf_check,
