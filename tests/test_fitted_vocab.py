@@ -28,8 +28,17 @@ def test_train_captions_keep_their_pieces_and_round_trip():
 
 def test_tiny_llama_takes_the_train_captions_of_the_task():
     spec = HOST.get("language_model", "tiny_llama")
-    lm = spec.factory(pretrained=False, cache_dir=None, train_captions=TRAIN, vocabulary="train_captions",
-                      layers=1, width=32, heads=2, context_length=32, seed=0)
+    lm = spec.factory(
+        pretrained=False,
+        cache_dir=None,
+        train_captions=TRAIN,
+        vocabulary="train_captions",
+        layers=1,
+        width=32,
+        heads=2,
+        context_length=32,
+        seed=0,
+    )
     assert lm.vocab_size == len(fitted_wordpiece(TRAIN)) < 100
     assert "cut down to the" in lm.weights_provenance["weights"]
     ids, mask = lm.encode(["two tiny squares"], max_length=8)
