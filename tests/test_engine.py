@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from vlbench import engine, hookimpl
@@ -61,6 +62,7 @@ def vlbench_cli(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
 def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY.replace("{second}", "convnext_atto"))
@@ -162,6 +164,7 @@ def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_
     )
 
 
+@pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
 def test_the_quickstart_recipe_learns_far_above_chance(tmp_path):
     """The shipped quickstart's ResNet run, unchanged: it must learn, not only run. A bug that
     leaves training at chance (captions paired with the wrong images, a detached loss, the

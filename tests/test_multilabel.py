@@ -88,6 +88,7 @@ def test_metrics_equal_sklearn_on_random_cases():
     assert seen_no_positive > 20 and seen_empty_prediction > 20  # the edge cases were exercised
 
 
+@pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
 def test_chance_map_equals_a_simulated_random_scorer():
     """4000 random scorers on small splits (where the mean prevalence was wrong): |z| < 3."""
     rng = np.random.default_rng(11)
@@ -412,6 +413,7 @@ name = "image_only"
 """
 
 
+@pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
 def test_tiny_suite_runs_end_to_end(tmp_path):
     (tmp_path / "suite.toml").write_text(TINY)
     suite = load_suite(tmp_path / "suite.toml", HOST)

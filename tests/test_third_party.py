@@ -381,7 +381,9 @@ def test_the_pytest_plugin_is_declared_in_pyproject():
     """Fails until pyproject.toml declares the pytest11 entry point (and ships vlbench.testing)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["pytest11"] == {"vlbench.testing.plugin": "vlbench.testing.plugin"}
-    assert "vlbench.testing" in project["tool"]["setuptools"]["packages"]
+    from setuptools import find_packages
+
+    assert "testing" in find_packages(str(ROOT / "core"))  # setup.py ships each package under core/ as vlbench.<name>
 
 
 IMAGE_MATCH = """

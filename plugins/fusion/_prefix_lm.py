@@ -58,7 +58,7 @@ class PrefixLM(nn.Module):
             raise UserError(
                 f"fusion prefix_lm: {self.prefix_length} visual tokens + max_length {max_length} caption tokens "
                 f"= {self.prefix_length + max_length} exceeds the language model's context of {lm.context_length} "
-                f"positions. Lower `grid` (multi) or `max_length`, or use tokens = \"single\"."
+                f'positions. Lower `grid` (multi) or `max_length`, or use tokens = "single".'
             )
         width_in = vision.pooled_dim if tokens == "single" else vision.token_dim
         self.project = (
@@ -82,16 +82,15 @@ class PrefixLM(nn.Module):
             return 1
         if vision.grid_size is None:
             raise UserError(
-                "fusion prefix_lm: tokens = \"multi\" needs a spatial token grid, and this vision encoder reports "
-                "none (its tokens are pooled or merged). Use tokens = \"single\", or a CNN/ViT with a plain grid."
+                'fusion prefix_lm: tokens = "multi" needs a spatial token grid, and this vision encoder reports '
+                'none (its tokens are pooled or merged). Use tokens = "single", or a CNN/ViT with a plain grid.'
             )
         h, w = vision.grid_size
         if grid is None:
             return h * w
         if not isinstance(grid, int) or isinstance(grid, bool) or not 1 <= grid <= min(h, w):
             raise UserError(
-                f"fusion prefix_lm: grid must be an integer from 1 to {min(h, w)} (the encoder's grid is {h}x{w}), "
-                f"got {grid!r}."
+                f"fusion prefix_lm: grid must be an integer from 1 to {min(h, w)} (the encoder's grid is {h}x{w}), got {grid!r}."
             )
         return grid * grid
 
@@ -135,7 +134,7 @@ class PrefixLM(nn.Module):
         """[B, prefix_length, lm.embed_dim] from the vision encoder's output."""
         if self.tokens == "single":
             return self.project(image.pooled).unsqueeze(1)
-        spatial = image.tokens[:, self.num_prefix_tokens:]
+        spatial = image.tokens[:, self.num_prefix_tokens :]
         if self.grid is not None:
             maps = spatial.transpose(1, 2).reshape(spatial.shape[0], spatial.shape[2], *self.source_grid)
             spatial = F.adaptive_avg_pool2d(maps, self.grid).flatten(2).transpose(1, 2)
@@ -157,9 +156,10 @@ class PrefixLM(nn.Module):
         (prefix,) = state
         words = self.lm.embed(input_ids)
         embeds = torch.cat([prefix.to(words.dtype), words], dim=1)
-        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.bool, device=prefix.device),
-                          input_ids != self.lm.special.pad], dim=1)
-        return self.lm(embeds, mask).logits[:, prefix.shape[1]:]
+        mask = torch.cat(
+            [torch.ones(prefix.shape[:2], dtype=torch.bool, device=prefix.device), input_ids != self.lm.special.pad], dim=1
+        )
+        return self.lm(embeds, mask).logits[:, prefix.shape[1] :]
 
     def decode_step(self, state: tuple[torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
         """Log-probs [B, V] of the next token. Consecutive calls on the same state that extend
@@ -172,6 +172,4 @@ class PrefixLM(nn.Module):
 
 def _check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise UserError(
-            f"fusion prefix_lm: {key} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}."
-        )
+        raise UserError(f"fusion prefix_lm: {key} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}.")

@@ -90,12 +90,25 @@ def check_run(components: Mapping[str, tuple[ComponentSpec, Mapping[str, Any]]])
     )
 
 
-def factory(vision: VisionInfo, text: TextInfo | None, language_model: CausalLM, num_classes: int | None = None,
-            captions: Sequence[str] | None = None, **options: Any) -> PrefixLM:
+def factory(
+    vision: VisionInfo,
+    text: TextInfo | None,
+    language_model: CausalLM,
+    num_classes: int | None = None,
+    captions: Sequence[str] | None = None,
+    **options: Any,
+) -> PrefixLM:
     """``captions`` (the task's train captions) are unused: the LM's tokenizer is the vocabulary."""
     check_options(options)
-    return PrefixLM(vision, language_model, tokens=options["tokens"], grid=options["grid"] or None,
-                    projection=options["projection"], lm_training=options["lm_training"], max_length=options["max_length"])
+    return PrefixLM(
+        vision,
+        language_model,
+        tokens=options["tokens"],
+        grid=options["grid"] or None,
+        projection=options["projection"],
+        lm_training=options["lm_training"],
+        max_length=options["max_length"],
+    )
 
 
 @hookimpl
@@ -104,8 +117,10 @@ def vlbench_register_fusions(register: Register) -> None:
         FusionSpec(
             name="prefix_lm",
             factory=factory,
-            description=("Visual tokens (pooled: single; spatial map: multi) projected into a decoder-only language "
-                         "model's embeddings as a caption prefix (study 004); the LM frozen, fully trained or embeddings only."),
+            description=(
+                "Visual tokens (pooled: single; spatial map: multi) projected into a decoder-only language "
+                "model's embeddings as a caption prefix (study 004); the LM frozen, fully trained or embeddings only."
+            ),
             options=dict(OPTIONS),
             objectives=frozenset({"generation"}),
             uses_text=False,

