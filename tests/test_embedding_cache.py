@@ -98,6 +98,7 @@ def _run_counting(suite_file, host, results, cache, monkeypatch) -> tuple[list[i
     return counts, records
 
 
+@pytest.mark.slow  # most of a minute on 2 CPU cores: .ci/run's slow step
 def test_a_frozen_text_tower_computes_nothing_after_the_first_run_with_metrics_of_an_uncached_suite(
     suite_file, host, tmp_path, monkeypatch
 ):

@@ -140,6 +140,7 @@ def test_a_failing_run_becomes_an_error_record_and_the_suite_goes_on(tmp_path):
     assert json.dumps(failed)  # plain JSON
 
 
+@pytest.mark.slow  # most of a minute on 2 CPU cores: .ci/run's slow step
 def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_on(tmp_path, monkeypatch):
     """No JSON can hold a NaN: the run that produced one fails with the key path named."""
     suite_path = tmp_path / "tiny.toml"

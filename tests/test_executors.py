@@ -201,6 +201,7 @@ def test_a_run_held_by_another_process_is_skipped_not_run_twice(tiny, tmp_path, 
     assert not (tmp_path / "results" / "tiny" / f"{runs[0].run_id}.json").exists()
 
 
+@pytest.mark.slow  # most of a minute on 2 CPU cores: .ci/run's slow step
 def test_slurm_array_through_submitits_debug_cluster_writes_records_and_resubmits_nothing_finished(tiny, tmp_path, capsys):
     pytest.importorskip("submitit")
     args = [
