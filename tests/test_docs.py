@@ -9,7 +9,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 
 from vlbench import hookspecs
 from vlbench.manager import PluginHost
@@ -24,13 +23,7 @@ HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("vlbench_"))
 FENCE = re.compile(r'^```(\w*)(?: title="([^"]+)")?\n(.*?)^```$', re.DOTALL | re.MULTILINE)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These models are tiny: extra threads only spin on a loaded CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def signature(hook: str) -> str:

@@ -22,14 +22,7 @@ CPU = Precision(torch.device("cpu"), None, False)
 FAST = {"warmup": 1, "min_iters": 2}  # time_stage options that keep CPU tests short
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On a busy machine every OpenMP barrier waits for descheduled threads: a 5 ms forward
-    takes a second. Nothing tested here depends on the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyVision(VisionEncoder):

@@ -19,13 +19,7 @@ from vlbench.results import read_record, record_path
 from vlbench.suite import load_suite
 from vlbench.testing import mocks
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_suite(host: PluginHost, tmp_path: Path):

@@ -18,12 +18,7 @@ from vlbench.plugins.vision._timm import build_timm_encoder
 NAME = "tf_efficientnet_lite0"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def packaged_file():

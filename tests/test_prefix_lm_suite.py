@@ -49,12 +49,7 @@ LM_OPTIONS
 TINY = "options = { layers = 1, width = 32, heads = 2, context_length = 24 }"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write(

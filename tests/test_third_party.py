@@ -40,13 +40,7 @@ SCAFFOLDS = {"encoder": "vlbench-kit-encoder", "task": "vlbench-kit-task", "fusi
 MODULE_PREFIXES = ("vlbench_example_plugin", "vlbench_kit_", "thirdparty_")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These models are tiny: extra threads only spin on a loaded CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def forget_modules() -> None:

@@ -67,12 +67,7 @@ options = { embed_dim = 16 }
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
