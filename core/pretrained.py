@@ -51,6 +51,10 @@ class Source:
 def _timm_source(kind: str, component: str, model_name: str) -> Source:
     import timm
 
+    from vlbench.plugins.vision._packaged import PACKAGED, packaged_file
+
+    if model_name in PACKAGED:  # build_timm_encoder loads these from a PyPI wheel, not from timm's hub
+        return Source(kind, component, "package", repo=PACKAGED[model_name].distribution, path=str(packaged_file(model_name)))
     cfg = timm.models.get_pretrained_cfg(model_name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
         return Source(kind, component, "plugin")

@@ -58,6 +58,11 @@ def packaged_state(model_name: str, target: Mapping[str, torch.Tensor]) -> tuple
     return state, provenance
 
 
+def packaged_file(model_name: str) -> Path:
+    """The weights file the package ships for ``model_name`` (UserError when it is not installed)."""
+    return _locate(PACKAGED[model_name])[0]
+
+
 def _locate(entry: PackagedWeights) -> tuple[Path, str]:
     try:
         dist = importlib.metadata.distribution(entry.distribution)
