@@ -36,22 +36,19 @@ from torch import nn
 
 from vlbench import hookimpl
 from vlbench.testing.contracts import CODED_CLASSES, WordList, _CodedModel, coded_split
+from vlbench.testing.mock_tasks import MockCaptioningTask, MockClassificationTask, MockRetrievalTask
 from vlbench.types import (
-    Batch,
     Dataset,
     DatasetSpec,
     EncoderOutput,
     FusionSpec,
-    Metrics,
     Register,
     Split,
-    SplitLoader,
     TaskSpec,
     TextEncoder,
     TextEncoderSpec,
     TextInfo,
     TokenizedText,
-    UnitScores,
     VisionEncoder,
     VisionEncoderSpec,
     VisionInfo,
@@ -188,127 +185,6 @@ class MockDecoder(nn.Module):
 
 
 # ---------------------------------------------------------------- tasks
-
-
-def _clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    logits = scale * image @ text.t()
-    target = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-
-
-class MockRetrievalTask:
-    """Each image's first caption queries every image; a hit is a top image of the same
-    identity (of the same image when the split has no identities)."""
-
-    objective = "embedding"
-    required_fields = frozenset({"image", "captions"})
-    main_metric = "R1"
-
-    def num_classes(self, dataset: Dataset) -> None:
-        return None
-
-    def loss(self, model: Any, batch: Batch) -> torch.Tensor:
-        return _clip_loss(model.encode_image(batch.images), model.encode_text(batch.text), model.logit_scale())
-
-    def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
-        with torch.inference_mode(), loader.autocast():
-            images = torch.cat([model.encode_image(x).float().cpu() for _, x in loader.images(split)])
-            texts = torch.cat([model.encode_text(t).float().cpu() for _, t in loader.texts([c[0] for c in split.captions])])
-        owner = torch.tensor(split.identities if split.identities is not None else range(len(split)))
-        top = (texts @ images.t()).argmax(1)
-        relevant = (owner[:, None] == owner[None, :]).float().sum(1)
-        hits = 100.0 * (owner[top] == owner).double()
-        return Metrics(
-            values={"R1": hits.mean().item()},
-            main="R1",
-            chance={"R1": 100.0 * (relevant / len(split)).mean().item()},
-            units={"R1": "%"},
-            per_unit=UnitScores(
-                unit="identity" if split.identities is not None else "image", scores={"R1": (owner.numpy(), hits.numpy())}
-            ),
-        )
-
-
-class MockClassificationTask:
-    """A hit is a top-scoring class among the sample's labels; BCE training."""
-
-    objective = "classification"
-    required_fields = frozenset({"image", "labels"})
-    main_metric = "top1"
-
-    def num_classes(self, dataset: Dataset) -> int:
-        return len(dataset.class_names)
-
-    def loss(self, model: Any, batch: Batch) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(model.classify(batch.images, batch.text).float(), batch.labels)
-
-    def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
-        reads_text = getattr(model, "text", None) is not None and split.captions is not None
-        logits = []
-        with torch.inference_mode(), loader.autocast():
-            for index, images in loader.images(split):
-                text = None
-                if reads_text:
-                    _, text = next(iter(loader.texts([split.captions[i][0] for i in index.tolist()], len(index))))
-                logits.append(model.classify(images, text).float().cpu())
-        scores = torch.cat(logits)
-        hits = [c in labels for c, labels in zip(scores.argmax(1).tolist(), split.labels, strict=True)]
-        chance = sum(len(labels) for labels in split.labels) / (len(split) * scores.shape[1])
-        return Metrics(
-            values={"top1": 100.0 * sum(hits) / len(hits)},
-            main="top1",
-            chance={"top1": 100.0 * chance},
-            units={"top1": "%"},
-            per_unit=UnitScores(unit="image", scores={"top1": (list(range(len(hits))), [100.0 * h for h in hits])}),
-        )
-
-
-class MockCaptioningTask:
-    """Greedy captions; main metric: % of images whose caption equals one of its references.
-    No chance level: the baseline is the most frequent train caption, written for every image."""
-
-    objective = "generation"
-    required_fields = frozenset({"image", "captions"})
-    main_metric = "exact"
-
-    def __init__(self) -> None:
-        self.train_captions: list[str] = []
-
-    def num_classes(self, dataset: Dataset) -> None:
-        return None
-
-    def fusion_inputs(self, dataset: Dataset) -> dict[str, Any]:
-        self.train_captions = [c for caps in dataset.splits["train"].captions for c in caps]
-        return {"captions": self.train_captions}
-
-    def loss(self, model: Any, batch: Batch) -> torch.Tensor:
-        from vlbench.objectives.generation import teacher_forced_loss
-
-        return teacher_forced_loss(model.caption_logits(batch.images, batch.targets), batch.targets, model.caption_vocab.pad_id)
-
-    def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
-        vocab, written = model.caption_vocab, []
-        with torch.inference_mode(), loader.autocast():
-            for _, images in loader.images(split):
-                state = model.prefill(images)
-                ids = torch.full((len(images), 1), vocab.bos_id, dtype=torch.long, device=images.device)
-                for _ in range(5):
-                    ids = torch.cat([ids, model.decode_step(state, ids).argmax(-1, keepdim=True)], dim=1)
-                written += vocab.decode(ids[:, 1:].cpu())
-
-        def exact(captions: Sequence[str]) -> float:
-            return 100.0 * sum(c in refs for c, refs in zip(captions, split.captions, strict=True)) / len(split)
-
-        frequent = max(sorted(set(self.train_captions)), key=self.train_captions.count) if self.train_captions else ""
-        return Metrics(
-            values={"exact": exact(written)},
-            main="exact",
-            units={"exact": "%"},
-            baselines={"most frequent train caption": {"exact": exact([frequent] * len(split))}},
-        )
-
-
-# ---------------------------------------------------------------- dataset
 
 
 def mock_dataset(cache_dir: Path, seed: int, images_per_split: int = 60) -> Dataset:
