@@ -11,7 +11,8 @@ batch of test sets of the same size. Target 0.93-0.97 for a nominal 95%.
 * multilabel: images with long-tailed labels; scores = signal x label + noise; macro mAP and F1
   through the task's own metric code, resampling images.
 * image_text_retrieval: images with 1-3 captions and their own difficulty, own-image matching;
-  both directions through the task's Problem and per-unit scores, resampling images.
+  both directions through the task's Problem and per-unit scores, resampling images with their
+  queries and their gallery items.
 * captioning: images with 5 reference captions around a hidden sentence and a model caption
   that garbles it at the image's own rate; per-image CIDEr-D (pycocoevalcap, IDF of the test
   set) as the task computes it, resampling images.
@@ -133,15 +134,14 @@ def retrieval_set(rng: np.random.Generator, n_images: int = 60, dim: int = 32) -
     images, texts = torch.from_numpy(images), torch.from_numpy(texts)
     results = {
         "i2t": retrieval_metrics(
-            problem.image_keys, problem.gallery_keys, query_features=images, gallery_features=texts, ks=ITR_KS
+            problem.image_keys, problem.gallery_keys, query_features=images, gallery_features=texts, ks=ITR_KS, count_ahead=True
         ),
         "t2i": retrieval_metrics(
-            problem.caption_keys, problem.image_keys, query_features=texts, gallery_features=images, ks=ITR_KS
+            problem.caption_keys, problem.image_keys, query_features=texts, gallery_features=images, ks=ITR_KS, count_ahead=True
         ),
     }
     per_unit = itr.per_unit_scores(problem, results, ITR_KS, None)
-    values = {name: float(scores.mean()) for name, (_, scores) in per_unit.scores.items()}
-    values |= per_unit.statistic(per_unit.units)
+    values = dict(per_unit.statistic(per_unit.units))
     return {"values": values, "per_unit": per_unit}
 
 

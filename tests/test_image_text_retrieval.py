@@ -143,6 +143,32 @@ def test_metrics_equal_brute_force_on_random_cases_with_ties_large_k_and_shared_
         rsum = sum(metrics.values[f"{d}_R{k}"] for d in ("i2t", "t2i") for k in ks)
         assert metrics.values["rsum"] == pytest.approx(rsum)
         assert metrics.values["r_mean"] == pytest.approx(rsum / (2 * len(ks)))
+
+        # One bootstrap draw against the test set it stands for: drawn units' images and captions,
+        # repeats included; a fixed candidate set stays whole.
+        units = np.unique(image_keys)
+        times = dict(zip(units.tolist(), np.bincount(rng.integers(0, len(units), len(units)), minlength=len(units)), strict=True))
+        drawn_images = [i for i in range(len(split)) for _ in range(times[image_keys[i]])]
+        drawn_captions = [j for j, (i, _) in enumerate(captions) for _ in range(times[image_keys[i]])]
+        drawn_gallery = range(len(gallery)) if split.candidates is not None else drawn_captions
+        sides = {
+            "i2t": (
+                i2t_scores[np.ix_(drawn_images, drawn_gallery)],
+                [image_keys[i] for i in drawn_images],
+                [gallery[g][0] for g in drawn_gallery],
+            ),
+            "t2i": (
+                t2i_scores[np.ix_(drawn_captions, drawn_images)],
+                [image_keys[captions[j][0]] for j in drawn_captions],
+                [image_keys[i] for i in drawn_images],
+            ),
+        }
+        got = metrics.per_unit.statistic(np.repeat(units, [times[u] for u in units.tolist()]))
+        for direction, (scores, query_keys, gallery_keys) in sides.items():
+            ranks = _reference_ranks(scores, [{g for g, key in enumerate(gallery_keys) if key == q} for q in query_keys])
+            for k in ks:
+                assert got[f"{direction}_R{k}"] == pytest.approx(100.0 * np.mean(ranks <= k), abs=1e-9), (case, direction)
+            assert got[f"{direction}_mean_rank"] == pytest.approx(ranks.mean(), abs=1e-9), (case, direction)
         seen["shared"] += split.identities is not None
         seen["candidates"] += split.candidates is not None
     assert min(seen.values()) >= 30, seen  # every situation is exercised many times
@@ -180,8 +206,10 @@ def test_grouped_loss_treats_captions_of_the_same_image_as_positives() -> None:
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bool) -> None:
-    """The task hands the engine per-query scores labelled by image (or key); the rsum/r_mean
-    statistic on any draw of units equals the recall sums recomputed by hand on those units."""
+    """A resample draws units (images, or keys); each drawn unit brings its queries and its items
+    into the gallery. The task's statistic on a draw equals every metric recomputed by brute force
+    on the test set the draw stands for: the drawn units' images and captions, repeats included,
+    ranked in a stable descending sort (ties: lower original index first)."""
     rng = np.random.default_rng(5)
     n_images = 12
     keys = tuple(int(k) for k in rng.integers(0, 4, n_images)) if shared else None
@@ -191,8 +219,8 @@ def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bo
         name="test", ids=[str(i) for i in range(n_images)], load_image=lambda i: None, captions=captions, identities=keys
     )
     task = itr.build(ks=[1, 3], bootstrap=300)
-    model, loader = FakeModel(text_vectors), FakeLoader(VECTORS[rng.integers(0, len(VECTORS), n_images)])
-    metrics = task.evaluate(model, split, loader)
+    image_vectors = VECTORS[rng.integers(0, len(VECTORS), n_images)]
+    metrics = task.evaluate(FakeModel(text_vectors), split, FakeLoader(image_vectors))
     ci95, block = bootstrap.intervals(metrics, seed=3)
     assert block["unit"] == ("key" if shared else "image") and block["n_units"] == len(set(keys or range(n_images)))
     assert set(ci95) == set(metrics.values)
@@ -200,16 +228,32 @@ def test_engine_interval_resamples_images_or_keys_with_their_captions(shared: bo
         assert low <= metrics.values[name] <= high, name
     assert bootstrap.intervals(metrics, seed=3)[0] == ci95
 
-    _, results = task.unit_scores(model, split, loader)
     image_unit = np.array(keys if shared else range(n_images))
-    caption_unit = np.array([image_unit[i] for i, caps in enumerate(captions) for _ in caps])
-    drawn = rng.choice(np.unique(image_unit), size=7)
-    by_hand = 0.0
-    for direction, unit in (("i2t", image_unit), ("t2i", caption_unit)):
-        rows = np.concatenate([np.flatnonzero(unit == u) for u in drawn])  # repeats bring their queries again
-        by_hand += sum(results[direction]["per_query"][f"R{k}"][rows].mean() for k in (1, 3))
-    assert metrics.per_unit.statistic(drawn)["rsum"] == pytest.approx(by_hand)
-    assert metrics.per_unit.statistic(np.unique(image_unit))["r_mean"] == pytest.approx(metrics.values["r_mean"])
+    flat = [(i, c) for i, caps in enumerate(captions) for c in caps]
+    scores = (image_vectors @ torch.stack([text_vectors[c] for _, c in flat]).T).numpy()  # [images, captions]
+    for draw in range(6):
+        drawn = rng.choice(np.unique(image_unit), size=len(np.unique(image_unit)))
+        if draw == 0:
+            drawn = np.unique(image_unit)  # the full sample gives the point values
+        # The resampled test set: each drawn unit's images (and their captions) once per draw, in original order.
+        times = {u: int((drawn == u).sum()) for u in np.unique(image_unit)}
+        images = [i for i in range(n_images) for _ in range(times[image_unit[i]])]
+        caption_rows = [j for j, (i, _) in enumerate(flat) for _ in range(times[image_unit[i]])]
+        sub = scores[np.ix_(images, caption_rows)]
+        caption_key = [image_unit[flat[j][0]] for j in caption_rows]
+        i2t = _reference_ranks(sub, [{g for g, k in enumerate(caption_key) if k == image_unit[i]} for i in images])
+        t2i = _reference_ranks(sub.T, [{g for g, i in enumerate(images) if image_unit[i] == k} for k in caption_key])
+        expected = {}
+        for direction, ranks in (("i2t", i2t), ("t2i", t2i)):
+            for k in (1, 3):
+                expected[f"{direction}_R{k}"] = 100.0 * float(np.mean(ranks <= k))
+            expected[f"{direction}_mean_rank"] = float(ranks.mean())
+        expected["rsum"] = sum(expected[f"{d}_R{k}"] for d in ("i2t", "t2i") for k in (1, 3))
+        expected["r_mean"] = expected["rsum"] / 4
+        got = metrics.per_unit.statistic(drawn)
+        assert got == pytest.approx(expected, abs=1e-9), draw
+        if draw == 0:
+            assert got == pytest.approx(dict(metrics.values), abs=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 
 DEFAULT_CHUNK_SIZE = 1024
 TIE_BREAK = "equal scores rank by gallery index, lower index first (a stable descending sort)"
@@ -76,6 +77,7 @@ def retrieval_metrics(
     gallery_features: torch.Tensor | np.ndarray | None = None,
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    count_ahead: bool = False,
 ) -> dict[str, Any]:
     """R@k, mAP and mINP in percent, matching on identity (see the module docstring).
 
@@ -84,7 +86,11 @@ def retrieval_metrics(
     features' device). Returns ``{"R1": ..., "R5": ..., "R10": ..., "mAP": ..., "mINP": ...,
     "per_query": {same keys: float64 array [Q] in percent}, "n_relevant": int64 array [Q],
     "first_position": int64 array [Q] (1-based position of the best relevant item)}``;
-    each metric is the mean of its per-query array. From features, a score may differ in its
+    each metric is the mean of its per-query array. With ``count_ahead`` the result also holds
+    ``"ahead"``: a sparse [Q, I] count, per query, of the items of each gallery identity that rank
+    above its best relevant item (row sums = first_position - 1), columns in the order of
+    ``"gallery_identities"`` (the sorted distinct gallery ids); a bootstrap that redraws the
+    gallery by identity reweights these columns instead of ranking again. From features, a score may differ in its
     last bit with the chunk size or device (matmul rounding); pass ``similarity`` when
     bit-exact ties matter.
     """
@@ -125,6 +131,8 @@ def retrieval_metrics(
         raise ValueError(f"{len(qids)} query ids and {len(gids)} gallery ids for a {n_queries} x {n_gallery} problem")
     order, starts, counts = _relevant_groups(qids, gids)
     order_t = torch.from_numpy(order).to(device)
+    gallery_identities, gallery_column = np.unique(gids, return_inverse=True)
+    ahead_pieces: list[sparse.csr_matrix] = []
 
     first = np.empty(n_queries, np.int64)  # position of the best relevant item
     ap = np.empty(n_queries, np.float64)
@@ -148,6 +156,8 @@ def retrieval_metrics(
         precision = torch.where(valid, rank_of_hit[None, :] / positions, 0.0)
         last = positions.gather(1, (n_rel - 1)[:, None]).squeeze(1)
         first[rows] = positions[:, 0].long().cpu().numpy()
+        if count_ahead:
+            ahead_pieces.append(_ahead_by_identity(sims, relevant, valid, rows, gallery_column, len(gallery_identities)))
         ap[rows] = (precision.sum(1) / n_rel).cpu().numpy()
         inp[rows] = (n_rel / last).cpu().numpy()
 
@@ -158,7 +168,31 @@ def retrieval_metrics(
     result["per_query"] = per_query
     result["n_relevant"] = counts.astype(np.int64)
     result["first_position"] = first  # 1-based position of each query's best relevant item
+    if count_ahead:
+        ahead = sparse.vstack(ahead_pieces, format="csr")[np.argsort(by_size, kind="stable")]
+        if not np.array_equal(np.asarray(ahead.sum(1)).reshape(-1) + 1, first):
+            raise AssertionError("items counted ahead of the best relevant item disagree with its position")
+        result["ahead"], result["gallery_identities"] = ahead, gallery_identities
     return result
+
+
+def _ahead_by_identity(
+    sims: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, rows: np.ndarray, column: np.ndarray, n_columns: int
+) -> sparse.csr_matrix:
+    """[c, I] counts of the items ranked above each query's best relevant item, by identity.
+
+    The best relevant item has the highest score, and the lowest gallery index among equal
+    scores (the tie rule), so the items above it are those with a higher score or an equal score
+    at a lower index: all of them irrelevant by construction.
+    """
+    scores = torch.where(valid, sims.gather(1, relevant), -torch.inf)
+    best = scores.max(1).values
+    best_index = torch.where(valid & (scores == best[:, None]), relevant, sims.shape[1]).min(1).values
+    index = torch.arange(sims.shape[1], device=sims.device)
+    above = (sims > best[:, None]) | ((sims == best[:, None]) & (index[None, :] < best_index[:, None]))
+    row, item = (part.cpu().numpy() for part in torch.nonzero(above, as_tuple=True))
+    data = np.ones(len(row), np.int32)
+    return sparse.csr_matrix((data, (row, column[item])), shape=(len(rows), n_columns))  # duplicates summed
 
 
 def _sorted_rows(sims: torch.Tensor) -> torch.Tensor:

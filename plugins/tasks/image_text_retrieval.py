@@ -24,9 +24,9 @@ K, 100% once K reaches the gallery). Training uses a symmetric InfoNCE whose pos
 every pair in the batch with the same image (or key), so another caption of the same image
 is never pushed away as a negative.
 
-Intervals come from the engine (core/bootstrap.py): the task returns per-query scores labelled
-with their unit, the image (or the shared key), so a resample draws whole images with every
-caption they carry and the gallery stays fixed.
+Intervals come from the engine (core/bootstrap.py): the task resamples its unit, the image (or
+the shared key), and a drawn unit brings every query it carries and its items into the gallery,
+so the interval covers which distractors a test set holds as well as which queries.
 """
 
 from __future__ import annotations
@@ -113,34 +113,40 @@ def mean_rank_chance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> float:
 def per_unit_scores(
     problem: Problem, results: dict[str, dict[str, Any]], ks: Sequence[int], n_resamples: int | None
 ) -> UnitScores:
-    """What the engine resamples: images (own-image matching) or keys (shared keys), each drawn
-    unit bringing its image queries and its captions' queries; the gallery stays fixed.
+    """What the engine resamples: images (own-image matching) or keys (shared keys). A drawn
+    unit brings its image queries, its captions' queries, and its items into the gallery: the
+    test set the resample stands for has only the drawn units to confuse a query with.
 
-    Every R@K and mean rank is a mean over one direction's queries; rsum and r_mean add means
-    over two query sets of different sizes, so a ``statistic`` recomputes them from per-unit
-    hit sums and query counts.
+    A query's best rank on a resample is 1 + the items ranked above it, each counted as often as
+    its unit was drawn (``results[d]["ahead"]``, from ``retrieval_metrics(count_ahead=True)``);
+    the query's own unit adds nothing, its items all being relevant. A fixed candidate set is
+    not part of the sample and stays whole. Every metric is then a mean over the drawn queries,
+    and rsum and r_mean add the two directions' means.
     """
-    unit_of = {"i2t": problem.image_keys, "t2i": problem.caption_keys}
-    scores = {}
-    for direction in DIRECTIONS:
-        for k in ks:
-            scores[f"{direction}_R{k}"] = (unit_of[direction], results[direction]["per_query"][f"R{k}"])
-        scores[f"{direction}_mean_rank"] = (unit_of[direction], results[direction]["first_position"].astype(np.float64))
     labels = np.unique(problem.image_keys)
-    terms = [(direction, k) for direction in DIRECTIONS for k in ks]
-    sums, counts = np.zeros((len(terms), len(labels))), np.zeros((len(terms), len(labels)))
-    for row, (direction, k) in enumerate(terms):
-        index = np.searchsorted(labels, unit_of[direction])
-        sums[row] = np.bincount(index, weights=results[direction]["per_query"][f"R{k}"], minlength=len(labels))
-        counts[row] = np.bincount(index, minlength=len(labels))
+    query_units = {"i2t": problem.image_keys, "t2i": problem.caption_keys}
+    resampled_gallery = {"i2t": problem.candidate_source == "split captions", "t2i": True}
+    query_index = {d: np.searchsorted(labels, units) for d, units in query_units.items()}
+    gallery_index = {d: np.searchsorted(labels, results[d]["gallery_identities"]) for d in DIRECTIONS}
 
-    def recall_sums(drawn: np.ndarray) -> dict[str, float]:
-        index = np.searchsorted(labels, drawn)
-        rsum = float((sums[:, index].sum(1) / counts[:, index].sum(1)).sum())
-        return {"rsum": rsum, "r_mean": rsum / len(terms)}
+    def statistic(drawn: np.ndarray) -> dict[str, float]:
+        times = np.bincount(np.searchsorted(labels, drawn), minlength=len(labels)).astype(np.float64)
+        values: dict[str, float] = {}
+        for d in DIRECTIONS:
+            if resampled_gallery[d]:
+                position = 1.0 + results[d]["ahead"] @ times[gallery_index[d]]
+            else:
+                position = results[d]["first_position"].astype(np.float64)
+            weight = times[query_index[d]]
+            for k in ks:
+                values[f"{d}_R{k}"] = 100.0 * float(weight @ (position <= k)) / weight.sum()
+            values[f"{d}_mean_rank"] = float(weight @ position) / weight.sum()
+        values["rsum"] = sum(values[f"{d}_R{k}"] for d in DIRECTIONS for k in ks)
+        values["r_mean"] = values["rsum"] / (len(DIRECTIONS) * len(ks))
+        return values
 
     unit = "key" if problem.matching == "shared key" else "image"
-    return UnitScores(unit=unit, scores=scores, statistic=recall_sums, units=labels, n_resamples=n_resamples)
+    return UnitScores(unit=unit, statistic=statistic, units=labels, n_resamples=n_resamples)
 
 
 class ImageTextRetrievalTask:
@@ -180,7 +186,7 @@ class ImageTextRetrievalTask:
             for module, training in modes.items():
                 module.training = training
         run = lambda qids, gids, q, g: retrieval_metrics(  # noqa: E731
-            qids, gids, query_features=q, gallery_features=g, ks=self.ks, chunk_size=self.chunk_size
+            qids, gids, query_features=q, gallery_features=g, ks=self.ks, chunk_size=self.chunk_size, count_ahead=True
         )
         return problem, {
             "i2t": run(problem.image_keys, problem.gallery_keys, images, gallery),
