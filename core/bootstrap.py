@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from vlbench.types import Metrics, UnitScores
+from vlbench.types.metrics import Metrics, UnitScores
 
 RESAMPLES = 1000
 LEVEL = 0.95
