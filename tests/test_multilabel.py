@@ -18,6 +18,7 @@ from vlbench.errors import UserError
 from vlbench.manager import PluginHost
 from vlbench.plugins.datasets import multilabel_csv, synthetic_scenes
 from vlbench.plugins.fusion.early import EarlyFusion
+from vlbench.plugins.tasks._multilabel_resample import resampled_headline
 from vlbench.plugins.tasks._retrieval import expected_random_ap
 from vlbench.plugins.tasks.multilabel import MultilabelTask, multilabel_metrics, tune_thresholds
 from vlbench.results import read_record
@@ -86,6 +87,26 @@ def test_metrics_equal_sklearn_on_random_cases():
         assert details["mAP_classes"] == keep.sum() and len(details["classes_without_positives"]) == (~keep).sum()
         assert details["n_empty_predictions"] == (pred.sum(axis=1) == 0).sum()
     assert seen_no_positive > 20 and seen_empty_prediction > 20  # the edge cases were exercised
+
+
+def test_resampled_headline_equals_sklearn_on_the_copied_resample():
+    """The bootstrap's weighted recomputation (draw counts as weights) against MultilabelTask.headline
+    (scikit-learn) on the resample copied out, repeats included: ties, classes and samples without
+    labels, a class with no drawn positive, both zero_division values."""
+    rng = np.random.default_rng(3)
+    seen_missing_class = 0
+    for case in range(150):
+        y, probs, _ = _random_case(rng)
+        zero_division = float(case % 2)
+        task = MultilabelTask(threshold=0.5, tune_thresholds=False, zero_division=zero_division)
+        headline = resampled_headline(y, probs, 0.5, zero_division)
+        for drawn in (np.arange(len(y)), rng.integers(0, len(y), len(y)), rng.integers(0, len(y), max(1, len(y) // 4))):
+            if not y[drawn].any():
+                continue  # no positive at all: headline's mAP is NaN on both sides
+            expected, got = task.headline(y[drawn], probs[drawn]), headline(drawn)
+            assert got == pytest.approx(expected, abs=1e-9), case
+            seen_missing_class += int((y[drawn].sum(0) == 0).any())
+    assert seen_missing_class > 30
 
 
 @pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step

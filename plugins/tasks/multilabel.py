@@ -24,7 +24,8 @@ the *all-positive* predictor (every class predicted for every sample), which a
 random-threshold predictor cannot beat in expectation on rare classes.
 
 Intervals: the engine resamples images (``UnitScores`` with unit "image") and recomputes mAP
-and the three F1 scores on each resample.
+and the three F1 scores on each resample, with each image's draw count as its weight
+(``_multilabel_resample.py``, equal to scikit-learn on the copied resample).
 
 Per-class thresholds (``tune_thresholds = true``) are tuned on the val split only: each
 evaluation of a split named ``"val"`` picks, per class with positives, the threshold that
@@ -54,6 +55,7 @@ from vlbench import hookimpl
 from vlbench.errors import UserError
 from vlbench.types import Batch, Dataset, Metrics, Register, Split, SplitLoader, TaskSpec, UnitScores
 
+from ._multilabel_resample import resampled_headline
 from ._retrieval import expected_random_ap
 
 NAME = "multilabel"
@@ -232,7 +234,9 @@ class MultilabelTask:
                 thresholds["note"] = "no val evaluation came first: only the global threshold was applied"
         details["thresholds"] = thresholds
         per_unit = UnitScores(
-            unit="image", statistic=lambda drawn: self.headline(y_true[drawn], probs[drawn]), units=np.arange(len(y_true))
+            unit="image",
+            statistic=resampled_headline(y_true, probs, self.threshold, self.zero_division),
+            units=np.arange(len(y_true)),
         )
         units = {k: "%" for k in values if k != "loss"} | {"loss": "BCE-with-logits, mean over samples and classes (nats)"}
         return Metrics(values=values, main=self.main_metric, chance=chance, units=units, details=details, per_unit=per_unit)
