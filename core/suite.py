@@ -38,12 +38,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-
-import tomllib
 
 from vlbench.errors import SuiteError, UserError
 from vlbench.manager import PluginHost
