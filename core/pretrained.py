@@ -74,7 +74,7 @@ LOADED_BY_PLUGIN = WeightsSource("plugin")
 class Source:
     """One set of pretrained weights a run needs: which component, and where they come from."""
 
-    kind: str  # "vision" or "text"
+    kind: str  # the component kind: "vision", "text", or one a plugin adds
     component: str  # the suite's name for it
     weights: WeightsSource
 
