@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # the types pull in torch; the leaderboard compares intervals without it
-    from vlbench.types import Metrics, UnitScores
+    from vlbench.types.metrics import Metrics, UnitScores
 
 RESAMPLES = 1000
 LEVEL = 0.95

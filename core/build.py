@@ -17,7 +17,11 @@ from vlbench.errors import PluginError, UserError
 from vlbench.manager import PluginHost
 from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.preflight import dataset_for
-from vlbench.types import ComponentChoice, ComponentSpec, Dataset, EncoderOutput, RunSpec, Task, TaskSpec, fusion_inputs
+from vlbench.types.datasets import Dataset
+from vlbench.types.encoders import EncoderOutput
+from vlbench.types.runs import ComponentChoice, RunSpec
+from vlbench.types.specs import ComponentSpec, TaskSpec
+from vlbench.types.tasks import Task, fusion_inputs
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Every component the installed distribution registers is checked twice: its contract
 (:mod:`vlbench.testing.contracts`) and an end-to-end tiny run through the real engine with the
-kit's mocks around it (:func:`vlbench.testing.mocks.tiny_run`). A plugin of the distribution
+kit's mocks around it (:func:`vlbench.testing.tiny_suite.tiny_run`). A plugin of the distribution
 that failed to load, and a name it shares with another plugin, are failures too.
 
 Exit status: 0 every check passed or was skipped, 1 some check failed, 2 no installed
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from vlbench.manager import PluginHost
-    from vlbench.types import ComponentSpec, DatasetSpec, FusionSpec, TaskSpec, TextEncoderSpec, VisionEncoderSpec
+    from vlbench.types.specs import ComponentSpec, DatasetSpec, FusionSpec, TaskSpec, TextEncoderSpec, VisionEncoderSpec
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -213,14 +213,14 @@ def _component_checks(
     image_size: Sequence[int] | None,
     given: Mapping[str, Any] | None = None,
 ) -> list[CheckResult]:
-    from vlbench.testing import contracts, mocks
+    from vlbench.testing import contracts, tiny_suite
 
     given = dict(given or {})
     options = {**spec.options, **given}  # what a suite passes: the defaults and the --option values
     folders = (workdir / f"run{i}" for i in itertools.count())
 
     def run(**components: Any) -> None:
-        record = mocks.tiny_run(host, next(folders), options={kind: given}, **components)
+        record = tiny_suite.tiny_run(host, next(folders), options={kind: given}, **components)
         if record["status"] != "ok" and record["error"]["type"] == "UserError":
             raise Skip(f"needs configuration: {record['error']['message']} (pass it with --option KEY=VALUE)")
         if record["status"] != "ok":
@@ -247,7 +247,7 @@ def _component_checks(
             "contract": lambda: contracts.check_fusion(fusion_spec, objectives=host.objectives, kinds=host.kinds, **options)
         }
         text = "mock_text" if fusion_spec.uses_text else None
-        for objective, task in mocks.mock_tasks_for_fusion(fusion_spec, host.objectives).items():
+        for objective, task in tiny_suite.mock_tasks_for_fusion(fusion_spec, host.objectives).items():
             if task is None:
                 reason = f"no mock task exercises {objective}{'' if fusion_spec.uses_text else ' without a text encoder'}"
                 checks[f"end-to-end ({objective})"] = functools.partial(_skip, reason)
@@ -258,8 +258,8 @@ def _component_checks(
         checks = {"contract": lambda: contracts.check_task(task_spec, **options)}
         if task_spec.objective is None:
             checks["end-to-end"] = lambda: run(task=spec.name, fusion=None, text=None)
-        elif task_spec.objective in mocks.MOCK_FUSION:
-            fusion, text = mocks.MOCK_FUSION[task_spec.objective]
+        elif task_spec.objective in tiny_suite.MOCK_FUSION:
+            fusion, text = tiny_suite.MOCK_FUSION[task_spec.objective]
             checks["end-to-end"] = lambda: run(task=spec.name, fusion=fusion, text=text)
         else:
             checks["end-to-end"] = lambda: _skip(f"no mock fusion serves the {task_spec.objective!r} objective")
@@ -280,13 +280,13 @@ def _skip(reason: str) -> None:
 
 
 def _dataset_checks(spec: DatasetSpec, workdir: Path, run: Callable[..., None], options: Mapping[str, Any]) -> list[CheckResult]:
-    from vlbench.testing import contracts, mocks
+    from vlbench.testing import contracts, tiny_suite
 
     def contract() -> None:
         contracts.check_dataset(spec, workdir / "contract", **options)
 
     results = [_attempt("dataset", spec.name, "contract", contract)]
-    task = mocks.mock_task_for(spec)
+    task = tiny_suite.mock_task_for(spec)
     if task is not None:
         if results[0].status == "skip":
             results.append(CheckResult("dataset", spec.name, "end-to-end", "skip", results[0].reason))

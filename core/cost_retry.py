@@ -19,7 +19,7 @@ import torch
 from vlbench import interference
 from vlbench.manager import PluginHost
 from vlbench.results import RecordError, read_record, record_path, write_record
-from vlbench.types import ResultRecord, RunSpec
+from vlbench.types.runs import ResultRecord, RunSpec
 
 
 def _attempt(cost: dict[str, Any], attempt: int) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import torch
 import torch.utils.data as tud
 from torchvision.transforms.v2 import functional as TF
 
-from vlbench.types import Batch, Split, TokenizedText, VisionInfo
+from vlbench.types.datasets import Batch, Split
+from vlbench.types.encoders import TokenizedText, VisionInfo
 
 
 def usable_cpu_count() -> int:

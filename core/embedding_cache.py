@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from vlbench.errors import UserError
-from vlbench.types import ComponentChoice, ComponentSpec, EncoderOutput, TextEncoder, TokenizedText, VisionEncoder
+from vlbench.types.encoders import EncoderOutput, TextEncoder, TokenizedText, VisionEncoder
+from vlbench.types.runs import ComponentChoice
+from vlbench.types.specs import ComponentSpec
 
 if TYPE_CHECKING:
     from vlbench.objectives.model import VLModel

@@ -26,7 +26,7 @@ from vlbench.pipeline import Reporter, SilentReporter, measure_cost, no_quality,
 from vlbench.results import RecordError, read_record, record_path, to_dict, write_record
 from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
 from vlbench.run_record import assemble_record, components_block, git_commit, now
-from vlbench.types import ResultRecord, RunContext, RunSpec
+from vlbench.types.runs import ResultRecord, RunContext, RunSpec
 
 __all__ = ["Reporter", "SilentReporter", "SuiteOutcome", "execute", "resolve_device", "run_suite"]
 

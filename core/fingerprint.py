@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import vlbench
-from vlbench.types import RunSpec
+from vlbench.types.runs import RunSpec
 
 _CHUNK = 1 << 20
 

@@ -5,6 +5,7 @@ The project's committed leaderboard lives elsewhere (:data:`PROJECT_RESULTS`, bu
 :data:`PROJECT_OUT`); a command reaches it only when that folder is named.
 """
 
+import os
 from pathlib import Path
 
 RESULTS = Path("runs/results")  # <suite>/<run-id>.json
@@ -13,3 +14,8 @@ LEADERBOARD_OUT = Path("runs/leaderboard")  # `vlbench leaderboard build` output
 PROJECT_RESULTS = Path("leaderboard/results")
 PROJECT_OUT = Path("leaderboard")
 SUITES = Path("suites")
+
+
+def default_cache_dir() -> Path:
+    """Generated datasets, converted weights and the embedding cache: $VLBENCH_CACHE or ~/.cache/vlbench."""
+    return Path(os.environ.get("VLBENCH_CACHE", Path.home() / ".cache" / "vlbench"))

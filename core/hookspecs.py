@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # importing the types pulls in torch; `import vlbench` should
     from pathlib import Path
 
     from vlbench.objectives import ObjectiveSpec
-    from vlbench.types import ComponentKind, Register, ResultRecordDict, RunContext, VisionEncoderSpec
+    from vlbench.types.runs import ResultRecordDict, RunContext
+    from vlbench.types.specs import ComponentKind, Register, VisionEncoderSpec
 
 hookspec = pluggy.HookspecMarker("vlbench")
 hookimpl = pluggy.HookimplMarker("vlbench")

@@ -25,7 +25,8 @@ from vlbench import hookspecs, kinds, objectives
 from vlbench.errors import UserError
 from vlbench.objectives import ObjectiveSpec
 from vlbench.registry import Conflict, Registry
-from vlbench.types import ComponentKind, ComponentSpec, Kind, ResultRecordDict, RunContext
+from vlbench.types.runs import ResultRecordDict, RunContext
+from vlbench.types.specs import ComponentKind, ComponentSpec, Kind
 
 ENTRY_POINT_GROUP = "vlbench"
 

@@ -14,7 +14,10 @@ from vlbench.data import Precision, SplitBatcher
 from vlbench.manager import PluginHost
 from vlbench.preflight import captions_at_limit
 from vlbench.training import TrainResult, fit, preserved_state, set_train_mode
-from vlbench.types import Batch, Metrics, RunSpec, cost_stages, cost_timing
+from vlbench.types.datasets import Batch
+from vlbench.types.metrics import Metrics
+from vlbench.types.runs import RunSpec
+from vlbench.types.tasks import cost_stages, cost_timing
 
 
 class Reporter(Protocol):

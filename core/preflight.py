@@ -25,7 +25,8 @@ import numpy as np
 
 from vlbench.data import usable_cpu_count
 from vlbench.errors import UserError
-from vlbench.types import ComponentChoice, Dataset, RunSpec, Split
+from vlbench.types.datasets import Dataset, Split
+from vlbench.types.runs import ComponentChoice, RunSpec
 
 RECORD_BYTES = 256 * 1024  # a record is 15-60 KB; room for long curves and per-class tables
 EVENTS_BYTES = 256 * 1024  # TensorBoard scalars of one run

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vlbench.errors import UserError
-from vlbench.types import ComponentSpec, Kind
+from vlbench.types.specs import ComponentSpec, Kind
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import jsonschema
 from vlbench.errors import VlbenchError
 
 if TYPE_CHECKING:  # the types pull in torch; reading records (the leaderboard) needs none of it
-    from vlbench.types import ResultRecord
+    from vlbench.types.runs import ResultRecord
 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 16 * 2**20  # records are 15-60 KB; anything this big is not one

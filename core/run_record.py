@@ -16,8 +16,9 @@ from vlbench import pretrained
 from vlbench.fingerprint import code_fingerprint
 from vlbench.manager import PluginHost
 from vlbench.results import SCHEMA_VERSION
-from vlbench.suite import run_config
-from vlbench.types import ComponentSpec, ResultRecord, RunSpec
+from vlbench.suite.runs import run_config
+from vlbench.types.runs import ResultRecord, RunSpec
+from vlbench.types.specs import ComponentSpec
 
 
 def now() -> str:

@@ -21,7 +21,8 @@ from torch import nn
 from vlbench.data import Precision
 from vlbench.errors import NonFiniteLossError
 from vlbench.objectives import VLModel
-from vlbench.types import Batch, Metrics
+from vlbench.types.datasets import Batch
+from vlbench.types.metrics import Metrics
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import vlbench
-from vlbench import cli
+from vlbench import cli, run_command
 from vlbench.engine import run_suite
 from vlbench.fingerprint import files_digest, resume_plan, run_fingerprint, stale_reason
 from vlbench.manager import PluginHost
@@ -68,7 +68,7 @@ def test_vlbench_version_and_missing_fingerprints_make_records_stale(vlbench_hos
 
 def test_dry_run_lists_stale_runs_with_the_reason(vlbench_host, tmp_path, monkeypatch, capsys):
     run = tiny_suite(vlbench_host, tmp_path)
-    monkeypatch.setattr(cli, "_host", lambda: vlbench_host)
+    monkeypatch.setattr(run_command, "plugin_host", lambda: vlbench_host)
     bump(monkeypatch, vlbench_host, "dataset", "mock_dataset", "2.0")
     args = [
         "run",

@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from test_leaderboard import FULL_COST, _cli, make_record, write
 
-from vlbench import cli, cost_retry, folders, interference, leaderboard
+from vlbench import cli, cost_retry, folders, interference, leaderboard, run_command
 from vlbench.leaderboard.records import _reference
 from vlbench.leaderboard.terminal import fit, show
 from vlbench.results import read_record
@@ -166,7 +166,7 @@ def test_distinguishing_names_show_what_differs_including_options():
 
 
 def test_leaderboard_commands_read_the_folder_vlbench_run_writes_and_say_so(tmp_path, monkeypatch):
-    assert cli.DEFAULT_RESULTS == leaderboard.DEFAULT_RESULTS == folders.RESULTS
+    assert run_command.DEFAULT_RESULTS == leaderboard.DEFAULT_RESULTS == folders.RESULTS
     monkeypatch.chdir(tmp_path)
     write(folders.RESULTS, make_record(cost=FULL_COST))
     code, text = _cli(["leaderboard", "show"])

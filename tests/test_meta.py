@@ -20,7 +20,7 @@ def test_every_plugin_module_is_declared_as_an_entry_point():
 
 def test_every_suite_key_is_documented():
     from vlbench.kinds import BUILTIN
-    from vlbench.suite import SUITE_KEYS, TRAIN_KEYS
+    from vlbench.suite.keys import SUITE_KEYS, TRAIN_KEYS
 
     docs = (ROOT / "docs" / "suites.md").read_text()
     keys = [*SUITE_KEYS, *TRAIN_KEYS, *(k for kind in BUILTIN for k in kind.common_options)]

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlbench import cli, hookimpl
+from vlbench import cli, hookimpl, run_command
 from vlbench.errors import UserError
 from vlbench.manager import PluginHost
 from vlbench.types import Dataset, DatasetSpec, Split
@@ -366,7 +366,7 @@ def host():
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(case, tmp_path, monkeypatch, capsys, host):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_host", lambda: host)
+    monkeypatch.setattr(run_command, "plugin_host", lambda: host)
     (tmp_path / "runs" / "results" / "bad").mkdir(parents=True)
     (tmp_path / "runs" / "results" / "bad" / "0123456789abcdef.json").write_text("{}")  # a file already there
     before = tree(tmp_path / "runs")

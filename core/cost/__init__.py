@@ -28,7 +28,7 @@ from vlbench.cost.invariants import check_cost_invariants
 from vlbench.cost.memory import inference_memory, peak_memory, train_step_memory
 from vlbench.cost.sizes import FP16_TOLERANCE, MB, fp16_size, parameter_counts
 from vlbench.cost.timing import TIMING_PROTOCOL, latency, run_stages, throughput, time_stage
-from vlbench.types import CostStage
+from vlbench.types.tasks import CostStage
 
 __all__ = [
     "FLOP_CONVENTION",

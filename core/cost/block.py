@@ -18,7 +18,8 @@ from vlbench.cost.sizes import fp16_size, parameter_counts
 from vlbench.cost.timing import TIMING_PROTOCOL, latency, run_stages, throughput
 from vlbench.data import Precision
 from vlbench.objectives import ObjectiveSpec, VLModel
-from vlbench.types import Batch, CostStage
+from vlbench.types.datasets import Batch
+from vlbench.types.tasks import CostStage
 
 
 def measure(

@@ -22,7 +22,7 @@ from vlbench.cost.inputs import (
     synthetic_text,
 )
 from vlbench.objectives import ObjectiveSpec, VLModel
-from vlbench.types import EncoderOutput
+from vlbench.types.encoders import EncoderOutput
 
 FVCORE_TOLERANCE = 0.02  # |MACs - fvcore| / fvcore
 FLOP_CONVENTION = (

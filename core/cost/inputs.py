@@ -14,7 +14,7 @@ from torch import nn
 from vlbench import objectives
 from vlbench.data import Precision
 from vlbench.objectives import ObjectiveSpec, VLModel
-from vlbench.types import EncoderOutput, TokenizedText
+from vlbench.types.encoders import EncoderOutput, TokenizedText
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from vlbench.cost.inputs import (
 from vlbench.data import Precision
 from vlbench.objectives import ObjectiveSpec, VLModel
 from vlbench.training import preserved_state, set_train_mode
-from vlbench.types import Batch
+from vlbench.types.datasets import Batch
 
 
 def _held_bytes(track: Sequence[object]) -> int:

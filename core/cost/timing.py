@@ -21,7 +21,7 @@ from vlbench.cost.inputs import (
 )
 from vlbench.data import Precision
 from vlbench.objectives import ObjectiveSpec, VLModel
-from vlbench.types import CostStage
+from vlbench.types.tasks import CostStage
 
 TIMING_PROTOCOL = (
     "timm's benchmark protocol: synthetic inputs, torch.inference_mode, the run's autocast dtype and "

@@ -20,7 +20,7 @@ from vlbench.executors._common import Job
 
 if TYPE_CHECKING:  # the engine pulls in torch; `vlbench --help` reads this module's flags without it
     from vlbench.engine import Reporter, SuiteOutcome
-    from vlbench.types import RunSpec
+    from vlbench.types.runs import RunSpec
 
 EXECUTORS = ("local", "devices", "slurm")
 

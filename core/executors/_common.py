@@ -14,7 +14,7 @@ from vlbench.results import read_record
 
 if TYPE_CHECKING:  # the engine pulls in torch, which the CLI imports only to run
     from vlbench.engine import Reporter, SuiteOutcome
-    from vlbench.types import RunSpec
+    from vlbench.types.runs import RunSpec
 
 
 class WorkerDied(RuntimeError):

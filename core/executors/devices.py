@@ -27,7 +27,7 @@ from vlbench.errors import UserError
 from vlbench.executors._common import Done, Job, WorkerDied, merge, run_claimed, tally, worker_host
 from vlbench.results import to_dict, write_record
 from vlbench.run_record import error_record
-from vlbench.types import RunSpec
+from vlbench.types.runs import RunSpec
 
 
 def parse_devices(text: str, cuda_count: Callable[[], int]) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from vlbench.engine import Reporter, SuiteOutcome
 from vlbench.executors._common import Job, run_all
-from vlbench.types import RunSpec
+from vlbench.types.runs import RunSpec
 
 
 class LocalExecutor:

@@ -27,7 +27,7 @@ from vlbench.results import read_record, record_path, to_dict, write_record
 
 if TYPE_CHECKING:  # the engine pulls in torch; `vlbench run --help` reads this module's flags without it
     from vlbench.engine import Reporter, SuiteOutcome
-    from vlbench.types import RunSpec
+    from vlbench.types.runs import RunSpec
 
 # [executor.slurm] key: (default, help). Generic resources go through submitit's own names
 # (timeout_min, gpus_per_node, cpus_per_task, mem_gb), so its local and debug clusters take them too.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from vlbench.types import EncoderOutput, TokenizedText
+from vlbench.types.encoders import EncoderOutput, TokenizedText
 
 if TYPE_CHECKING:
     from vlbench.objectives.model import VLModel

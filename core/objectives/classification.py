@@ -20,7 +20,7 @@ from torch import nn
 
 from vlbench.objectives.base import ObjectiveSpec
 from vlbench.objectives.model import VLModel
-from vlbench.types import EncoderOutput, TokenizedText
+from vlbench.types.encoders import EncoderOutput, TokenizedText
 
 
 def fuse(model: VLModel, image: EncoderOutput, text: EncoderOutput | None) -> Any:

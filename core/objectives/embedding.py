@@ -20,7 +20,7 @@ import torch
 
 from vlbench.objectives.base import ObjectiveSpec
 from vlbench.objectives.model import VLModel, symmetric_info_nce
-from vlbench.types import EncoderOutput, TokenizedText
+from vlbench.types.encoders import EncoderOutput, TokenizedText
 
 
 def fuse(model: VLModel, image: EncoderOutput, text: EncoderOutput | None) -> Any:

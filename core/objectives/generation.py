@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from vlbench.objectives.base import ObjectiveSpec
 from vlbench.objectives.model import VLModel
-from vlbench.types import EncoderOutput, TokenizedText
+from vlbench.types.encoders import EncoderOutput, TokenizedText
 
 LARGEST_BATCH_START = 1024  # halved until a training step fits (CUDA only)
 CONTRACT_CAPTIONS = ("a red square on the left", "two blue circles at the top", "a green triangle")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlbench.types import TokenizedText
+from vlbench.types.encoders import TokenizedText
 
 
 class VLModel(nn.Module):

@@ -2,9 +2,11 @@
 
 - :mod:`vlbench.testing.contracts`: ``check_vision_encoder``, ``check_text_encoder``,
   ``check_fusion``, ``check_task``, ``check_dataset`` (plain functions, no pytest needed).
-- :mod:`vlbench.testing.mocks`: random components, coded data, oracle/random models, ``tiny_run``.
 - :mod:`vlbench.testing.counting`: ``counting_forward_passes``, a module's forward calls during runs
   (the cost measurement left out), to show that a cache saves work.
+- :mod:`vlbench.testing.mocks`: the mock plugin (random components, coded data), with the
+  oracle/random models and ``tiny_run`` importable from it (:mod:`~vlbench.testing.mock_models`,
+  :mod:`~vlbench.testing.mock_tasks`, :mod:`~vlbench.testing.tiny_suite`).
 - :mod:`vlbench.testing.plugin`: the pytest plugin (fixtures) and the contract base classes,
   also importable from here: ``from vlbench.testing import VisionEncoderContract``.
 """

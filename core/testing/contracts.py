@@ -19,21 +19,11 @@ import torch
 from torch import nn
 
 from vlbench.data import Precision, SplitBatcher
-from vlbench.types import (
-    Dataset,
-    DatasetSpec,
-    EncoderOutput,
-    FusionSpec,
-    Metrics,
-    Split,
-    TaskSpec,
-    TextEncoderSpec,
-    TextInfo,
-    TokenizedText,
-    VisionEncoderSpec,
-    VisionInfo,
-    fusion_inputs,
-)
+from vlbench.types.datasets import Dataset, Split
+from vlbench.types.encoders import EncoderOutput, TextInfo, TokenizedText, VisionInfo
+from vlbench.types.metrics import Metrics
+from vlbench.types.specs import DatasetSpec, FusionSpec, TaskSpec, TextEncoderSpec, VisionEncoderSpec
+from vlbench.types.tasks import fusion_inputs
 
 CPU = Precision(torch.device("cpu"), None, False)
 

@@ -4,12 +4,23 @@ R@1 on identities, top-1 of multi-label logits, greedy captions by exact match."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
-from vlbench.types import Batch, Dataset, Metrics, Split, SplitLoader, UnitScores
+from vlbench.types.datasets import Batch, Dataset, Field, Split
+from vlbench.types.metrics import Metrics, UnitScores
+from vlbench.types.tasks import SplitLoader
+
+T = TypeVar("T")
+
+
+def _given(value: T | None, what: str) -> T:
+    """A field the task's ``required_fields`` promise; a dataset or batch without it gets a clear error."""
+    if value is None:
+        raise ValueError(f"mock task: no {what}, which the task requires")
+    return value
 
 
 def _clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -23,7 +34,7 @@ class MockRetrievalTask:
     identity (of the same image when the split has no identities)."""
 
     objective = "embedding"
-    required_fields = frozenset({"image", "captions"})
+    required_fields: frozenset[Field] = frozenset({"image", "captions"})
     main_metric = "R1"
 
     def num_classes(self, dataset: Dataset) -> None:
@@ -35,7 +46,9 @@ class MockRetrievalTask:
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
         with torch.inference_mode(), loader.autocast():
             images = torch.cat([model.encode_image(x).float().cpu() for _, x in loader.images(split)])
-            texts = torch.cat([model.encode_text(t).float().cpu() for _, t in loader.texts([c[0] for c in split.captions])])
+            texts = torch.cat(
+                [model.encode_text(t).float().cpu() for _, t in loader.texts([c[0] for c in _given(split.captions, "captions")])]
+            )
         owner = torch.tensor(split.identities if split.identities is not None else range(len(split)))
         top = (texts @ images.t()).argmax(1)
         relevant = (owner[:, None] == owner[None, :]).float().sum(1)
@@ -55,27 +68,30 @@ class MockClassificationTask:
     """A hit is a top-scoring class among the sample's labels; BCE training."""
 
     objective = "classification"
-    required_fields = frozenset({"image", "labels"})
+    required_fields: frozenset[Field] = frozenset({"image", "labels"})
     main_metric = "top1"
 
     def num_classes(self, dataset: Dataset) -> int:
         return len(dataset.class_names)
 
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(model.classify(batch.images, batch.text).float(), batch.labels)
+        return F.binary_cross_entropy_with_logits(
+            model.classify(batch.images, batch.text).float(), _given(batch.labels, "labels")
+        )
 
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
-        reads_text = getattr(model, "text", None) is not None and split.captions is not None
+        captions = split.captions if getattr(model, "text", None) is not None else None  # None: the model reads no text
         logits = []
         with torch.inference_mode(), loader.autocast():
             for index, images in loader.images(split):
                 text = None
-                if reads_text:
-                    _, text = next(iter(loader.texts([split.captions[i][0] for i in index.tolist()], len(index))))
+                if captions is not None:
+                    _, text = next(iter(loader.texts([captions[i][0] for i in index.tolist()], len(index))))
                 logits.append(model.classify(images, text).float().cpu())
         scores = torch.cat(logits)
-        hits = [c in labels for c, labels in zip(scores.argmax(1).tolist(), split.labels, strict=True)]
-        chance = sum(len(labels) for labels in split.labels) / (len(split) * scores.shape[1])
+        labels = _given(split.labels, "labels")
+        hits = [c in row for c, row in zip(scores.argmax(1).tolist(), labels, strict=True)]
+        chance = sum(len(row) for row in labels) / (len(split) * scores.shape[1])
         return Metrics(
             values={"top1": 100.0 * sum(hits) / len(hits)},
             main="top1",
@@ -90,7 +106,7 @@ class MockCaptioningTask:
     No chance level: the baseline is the most frequent train caption, written for every image."""
 
     objective = "generation"
-    required_fields = frozenset({"image", "captions"})
+    required_fields: frozenset[Field] = frozenset({"image", "captions"})
     main_metric = "exact"
 
     def __init__(self) -> None:
@@ -100,16 +116,17 @@ class MockCaptioningTask:
         return None
 
     def fusion_inputs(self, dataset: Dataset) -> dict[str, Any]:
-        self.train_captions = [c for caps in dataset.splits["train"].captions for c in caps]
+        self.train_captions = [c for caps in _given(dataset.splits["train"].captions, "train captions") for c in caps]
         return {"captions": self.train_captions}
 
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
         from vlbench.objectives.generation import teacher_forced_loss
 
-        return teacher_forced_loss(model.caption_logits(batch.images, batch.targets), batch.targets, model.caption_vocab.pad_id)
+        targets = _given(batch.targets, "caption targets")
+        return teacher_forced_loss(model.caption_logits(batch.images, targets), targets, model.caption_vocab.pad_id)
 
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
-        vocab, written = model.caption_vocab, []
+        vocab, written, references = model.caption_vocab, [], _given(split.captions, "captions")
         with torch.inference_mode(), loader.autocast():
             for _, images in loader.images(split):
                 state = model.prefill(images)
@@ -119,7 +136,7 @@ class MockCaptioningTask:
                 written += vocab.decode(ids[:, 1:].cpu())
 
         def exact(captions: Sequence[str]) -> float:
-            return 100.0 * sum(c in refs for c, refs in zip(captions, split.captions, strict=True)) / len(split)
+            return 100.0 * sum(c in refs for c, refs in zip(captions, references, strict=True)) / len(split)
 
         frequent = max(sorted(set(self.train_captions)), key=self.train_captions.count) if self.train_captions else ""
         return Metrics(
@@ -128,6 +145,3 @@ class MockCaptioningTask:
             units={"exact": "%"},
             baselines={"most frequent train caption": {"exact": exact([frequent] * len(split))}},
         )
-
-
-# ---------------------------------------------------------------- dataset

@@ -17,7 +17,7 @@ Fixtures:
   (``VLBENCH_LOAD_PLUGINS`` / ``VLBENCH_BLOCK_PLUGINS`` apply) plus the mocks of
   :mod:`vlbench.testing.mocks` (``mock_vision``, ``mock_text``, ``mock_fusion``, ...).
 - ``vlbench_tiny_run``: ``vlbench_tiny_run(vision=..., task=..., ...)`` runs
-  :func:`vlbench.testing.mocks.tiny_run` on that host in a fresh folder and returns the record.
+  :func:`vlbench.testing.tiny_suite.tiny_run` on that host in a fresh folder and returns the record.
 
 Heavy imports stay inside fixtures and tests: pytest loads this plugin in every session of an
 environment that has vlbench, including sessions that never touch it.
@@ -34,7 +34,7 @@ import pytest
 
 if TYPE_CHECKING:
     from vlbench.manager import PluginHost
-    from vlbench.types import ComponentSpec, DatasetSpec, FusionSpec, Kind, TaskSpec, TextEncoderSpec, VisionEncoderSpec
+    from vlbench.types.specs import ComponentSpec, DatasetSpec, FusionSpec, Kind, TaskSpec, TextEncoderSpec, VisionEncoderSpec
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +48,15 @@ def vlbench_host() -> PluginHost:
 
 @pytest.fixture
 def vlbench_tiny_run(vlbench_host: PluginHost, tmp_path: Path) -> Callable[..., dict[str, Any]]:
-    """A tiny suite through the real engine; keyword arguments as :func:`mocks.tiny_run`."""
-    from vlbench.testing.mocks import tiny_run
+    """A tiny suite through the real engine; keyword arguments as :func:`~vlbench.testing.tiny_suite.tiny_run`."""
+    from vlbench.testing.tiny_suite import tiny_run
 
     folders = (tmp_path / f"run{i}" for i in itertools.count())
     return lambda **components: tiny_run(vlbench_host, next(folders), **components)
 
 
 def assert_ok(record: Mapping[str, Any]) -> None:
-    from vlbench.testing.mocks import describe_failure
+    from vlbench.testing.tiny_suite import describe_failure
 
     assert record["status"] == "ok", describe_failure(record)
 
@@ -132,7 +132,7 @@ class FusionContract(ComponentContract):
         )
 
     def test_end_to_end(self, vlbench_spec: FusionSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
-        from vlbench.testing.mocks import mock_tasks_for_fusion
+        from vlbench.testing.tiny_suite import mock_tasks_for_fusion
 
         tasks = [task for task in mock_tasks_for_fusion(vlbench_spec).values() if task]
         if not tasks:
@@ -154,7 +154,7 @@ class TaskContract(ComponentContract):
         check_task(vlbench_spec, best=self.best, **self.resolved_options(vlbench_spec))
 
     def test_end_to_end(self, vlbench_spec: TaskSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
-        from vlbench.testing.mocks import MOCK_FUSION
+        from vlbench.testing.tiny_suite import MOCK_FUSION
 
         fusion, text = MOCK_FUSION.get(vlbench_spec.objective or "", (None, None))  # no objective: no fusion
         if vlbench_spec.objective is not None and fusion is None:
@@ -190,7 +190,7 @@ class DatasetContract(ComponentContract):
         check_dataset(vlbench_spec, tmp_path, **self.resolved_options(vlbench_spec))
 
     def test_end_to_end(self, vlbench_spec: DatasetSpec, vlbench_tiny_run: Callable[..., dict[str, Any]]) -> None:
-        from vlbench.testing.mocks import mock_task_for
+        from vlbench.testing.tiny_suite import mock_task_for
 
         task = mock_task_for(vlbench_spec)
         if task is None:

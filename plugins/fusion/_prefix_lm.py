@@ -135,7 +135,7 @@ class PrefixLM(nn.Module):
         if self.tokens == "single":
             return self.project(image.pooled).unsqueeze(1)
         spatial = image.tokens[:, self.num_prefix_tokens :]
-        if self.grid is not None:
+        if self.grid is not None and self.source_grid is not None:  # multi tokens always have a source grid
             maps = spatial.transpose(1, 2).reshape(spatial.shape[0], spatial.shape[2], *self.source_grid)
             spatial = F.adaptive_avg_pool2d(maps, self.grid).flatten(2).transpose(1, 2)
         return self.project(spatial)

@@ -79,7 +79,8 @@ def check_run(components: Mapping[str, tuple[ComponentSpec, Mapping[str, Any]]])
     """At suite load: the visual prefix and ``max_length`` fit the language model's context."""
     _, options = components["fusion"]
     lm_spec, lm_options = components["language_model"]
-    context = lm_spec.context_length(lm_options) if getattr(lm_spec, "context_length", None) else None
+    context_of = getattr(lm_spec, "context_length", None)  # LanguageModelSpec.context_length, when it is given
+    context = context_of(lm_options) if context_of is not None else None
     length = prefix_length(options, components.get("vision"))
     if context is None or length is None or length + options["max_length"] <= context:
         return

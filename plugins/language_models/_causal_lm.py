@@ -11,12 +11,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vlbench.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class CausalLM(nn.Module):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: PreTrainedModel,
         tokenizer: Any,
         special: SpecialIds,
         provenance: Mapping[str, Any],
@@ -88,7 +91,7 @@ class CausalLM(nn.Module):
 
     @property
     def vocab_size(self) -> int:
-        return int(self.model.get_input_embeddings().num_embeddings)
+        return self.input_embeddings().num_embeddings
 
     @property
     def weights_provenance(self) -> dict[str, Any]:
@@ -100,7 +103,10 @@ class CausalLM(nn.Module):
         return LMVocabulary(self)
 
     def input_embeddings(self) -> nn.Embedding:
-        return self.model.get_input_embeddings()
+        embeddings = self.model.get_input_embeddings()
+        if not isinstance(embeddings, nn.Embedding):  # the fusion reads and trains them as an embedding table
+            raise TypeError(f"the language model's input embeddings are a {type(embeddings).__name__}, not an nn.Embedding")
+        return embeddings
 
     # ------------------------------------------------------------ tokens
 

@@ -24,7 +24,7 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -52,7 +52,7 @@ def packaged_gguf() -> tuple[Path, str]:
             f"(--no-deps: vlbench reads the packaged GGUF file and needs neither llm nor llama-cpp-python)."
         ) from None
     files = [f for f in dist.files or () if f.name == SMOLLM2_GGUF]
-    path = Path(dist.locate_file(files[0])) if files else None
+    path = Path(files[0].locate()) if files else None
     if path is None or not path.is_file():
         raise UserError(
             f"the installed {SMOLLM2_DISTRIBUTION} {dist.version} has no {SMOLLM2_GGUF}; reinstall it "
@@ -124,7 +124,9 @@ def convert_gguf(gguf: Path, out: Path, provenance: dict[str, Any]) -> None:
         ) from None
     # transformers keeps its GGUF quantizer on the model although the weights are already
     # float32; save_pretrained refuses a model that has one ("not serializable").
-    model.hf_quantizer = None
+    # A cast, not a fix: transformers sets hf_quantizer in from_pretrained without declaring it on
+    # PreTrainedModel, so mypy reads it through nn.Module.__getattr__ as Tensor | Module.
+    cast(Any, model).hf_quantizer = None
     model.config.__dict__.pop("quantization_config", None)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
