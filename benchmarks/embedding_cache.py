@@ -19,17 +19,17 @@ import json
 import os
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
-import tomllib
 import torch
 
-from vlbench import efficiency
 from vlbench.engine import run_suite
 from vlbench.manager import PluginHost
 from vlbench.plugins.text._tokenize import BertTextEncoder
 from vlbench.results import read_record
 from vlbench.suite import load_suite
+from vlbench.testing.counting import counting_forward_passes
 
 PERSON_SEARCH = Path(__file__).resolve().parents[1] / "suites" / "person_search.toml"
 
@@ -59,36 +59,19 @@ def miniature(visions: int) -> str:
 
 def run_counting(suite: Path, host, results: Path, cache: Path) -> tuple[list[int], list[dict], float]:
     """Forward passes of the text tower per run (cost measurement excluded), the records, the wall."""
-    calls = {"n": 0, "measuring": False}
-    forward, measure = BertTextEncoder.forward, efficiency.measure
-
-    def counting(self, text):
-        calls["n"] += not calls["measuring"]
-        return forward(self, text)
-
-    def measuring(*args, **kwargs):
-        calls["measuring"] = True
-        try:
-            return measure(*args, **kwargs)
-        finally:
-            calls["measuring"] = False
-
-    BertTextEncoder.forward, efficiency.measure = counting, measuring
     counts, records = [], []
     start = time.perf_counter()
-    try:
+    with counting_forward_passes(BertTextEncoder) as passes:
         for run in load_suite(suite, host).runs:
-            before = calls["n"]
+            before = passes.calls
             outcome = run_suite([run], host, results, cache, torch.device("cpu"))
-            counts.append(calls["n"] - before)
+            counts.append(passes.calls - before)
             records.append(read_record(outcome.records[0]))
             print(
                 f"  {'cached  ' if os.environ.get('VLBENCH_EMBEDDING_CACHE') != 'off' else 'uncached'} {run.label}: "
                 f"{counts[-1]} text-tower forward passes ({records[-1]['status']})",
                 flush=True,
             )
-    finally:
-        BertTextEncoder.forward, efficiency.measure = forward, measure
     return counts, records, time.perf_counter() - start
 
 

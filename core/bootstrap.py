@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
-from vlbench.types.metrics import Metrics, UnitScores
+if TYPE_CHECKING:  # the types pull in torch; the leaderboard compares intervals without it
+    from vlbench.types.metrics import Metrics, UnitScores
 
 RESAMPLES = 1000
 LEVEL = 0.95
@@ -96,6 +96,8 @@ def _unit_table(per_unit: UnitScores) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _scipy(
     units: np.ndarray, statistic: Any, names: list[str], vectorized: bool, n_resamples: int, method: str, level: float, seed: int
 ) -> dict[str, list[float]]:
+    from scipy import stats  # here, not at the top: the leaderboard imports this module for intervals_overlap only
+
     point = np.asarray(statistic(np.arange(len(units))), dtype=np.float64).reshape(-1)
     if len(units) < 2:  # one unit: every resample is the sample itself
         return {name: [float(v), float(v)] for name, v in zip(names, point, strict=True)}

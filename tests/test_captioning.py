@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from vlbench.errors import SuiteError, UserError
-from vlbench.manager import PluginHost
 from vlbench.objectives.generation import teacher_forced_loss
 from vlbench.results import reference
 from vlbench.suite import load_suite
@@ -20,7 +19,6 @@ from vlbench.testing.contracts import check_fusion, check_task
 from vlbench.types import Dataset, Split
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST = PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])
 TINY_DECODER = {"d_model": 32, "layers": 1, "heads": 2, "ff_dim": 64, "dropout": 0.0, "max_length": 12}
 
 SUITE = """
@@ -59,21 +57,21 @@ def options(**changes) -> str:
     return ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in {**TINY_DECODER, **changes}.items())
 
 
-def test_shipped_captioning_suites():
-    pruning = load_suite(ROOT / "suites" / "captioning_pruning.toml", HOST).runs
+def test_shipped_captioning_suites(mock_host):
+    pruning = load_suite(ROOT / "suites" / "captioning_pruning.toml", mock_host).runs
     assert len(pruning) == 8
     assert sorted({r.choice("vision").name for r in pruning}) == ["convnext_tiny", "vit_small_patch16_224"]
     assert sorted({r.choice("fusion").options["keep_ratio"] for r in pruning}) == [0.3, 0.5, 0.7, 1.0]
-    quick = load_suite(ROOT / "suites" / "quickstart_captioning.toml", HOST)
+    quick = load_suite(ROOT / "suites" / "quickstart_captioning.toml", mock_host)
     assert quick.device == "cpu" and any(r.choice("fusion").options["keep_ratio"] < 1 for r in quick.runs)
 
 
-def test_a_captioning_run_records_scores_baselines_examples_pruning_and_generation_cost(tmp_path):
+def test_a_captioning_run_records_scores_baselines_examples_pruning_and_generation_cost(tmp_path, mock_host):
     from vlbench.engine import run_suite
     from vlbench.results import read_record
 
-    runs = load_suite(write(tmp_path, options(keep_ratio=0.5)), HOST).runs
-    outcome = run_suite(runs, HOST, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
+    runs = load_suite(write(tmp_path, options(keep_ratio=0.5)), mock_host).runs
+    outcome = run_suite(runs, mock_host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
     record = read_record(outcome.records[0])
     assert record["status"] == "ok", record["error"]
     test = record["metrics"]["splits"]["test"]
@@ -101,14 +99,14 @@ def test_a_captioning_run_records_scores_baselines_examples_pruning_and_generati
     assert set(record["cost"]["flops"]["components"]) == {"vision", "fusion"} and record["config"]["text"] is None
 
 
-def test_pruning_shrinks_the_decode_step(tmp_path):
+def test_pruning_shrinks_the_decode_step(tmp_path, mock_host):
     from vlbench.build import build
     from vlbench.objectives.generation import GENERATION
 
     macs = {}
     for ratio in (1.0, 0.25):
-        (run,) = load_suite(write(tmp_path, options(keep_ratio=ratio)), HOST).runs
-        built = build(run, HOST, tmp_path / "cache", torch.device("cpu"))
+        (run,) = load_suite(write(tmp_path, options(keep_ratio=ratio)), mock_host).runs
+        built = build(run, mock_host, tmp_path / "cache", torch.device("cpu"))
         from vlbench.data import Precision
 
         cost = GENERATION.extra_cost(built.model.eval(), Precision(torch.device("cpu"), None, False), (32, 32), [1], 0.01)
@@ -135,12 +133,12 @@ def test_targets_are_the_decoders_ids_and_pad_is_masked():
         (options(prune_rule="norm"), r"prune_rule must be one of"),
     ],
 )
-def test_decoder_options_out_of_range_are_refused_at_load(tmp_path, fusion, message):
+def test_decoder_options_out_of_range_are_refused_at_load(tmp_path, fusion, message, mock_host):
     with pytest.raises(SuiteError, match=rf"cap.toml: fusions\[0\]\.options: 'cross_attention_decoder': {message}"):
-        load_suite(write(tmp_path, fusion), HOST)
+        load_suite(write(tmp_path, fusion), mock_host)
 
 
-def test_objective_mismatch_is_refused_at_load(tmp_path):
+def test_objective_mismatch_is_refused_at_load(tmp_path, mock_host):
     text = SUITE.replace('name = "cross_attention_decoder"', 'name = "mock_fusion"').replace("options = { FUSION }", "")
     text += '[[text]]\nname = "mock_text"\n'
     with pytest.raises(
@@ -148,7 +146,7 @@ def test_objective_mismatch_is_refused_at_load(tmp_path):
         match=r"fusion 'mock_fusion' provides \['classification', 'embedding'\] but task 'captioning' "
         r"needs the 'generation' objective\. Fusions that can serve it: .*cross_attention_decoder",
     ):
-        load_suite(write(tmp_path, "", text), HOST)
+        load_suite(write(tmp_path, "", text), mock_host)
 
 
 def test_bad_input_exits_2_before_anything_is_written(tmp_path):
@@ -175,23 +173,23 @@ def test_bad_input_exits_2_before_anything_is_written(tmp_path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
 
 
-def test_an_image_without_captions_is_refused():
-    task = HOST.get("task", "captioning").factory()
+def test_an_image_without_captions_is_refused(mock_host):
+    task = mock_host.get("task", "captioning").factory()
     split = Split(name="train", ids=["a", "b"], load_image=lambda i: None, captions=[("a red square",), ("  ",)])
     with pytest.raises(UserError, match="image 'b' has no caption"):
         task.fusion_inputs(Dataset(name="d", splits={"train": split, "val": split, "test": split}))
 
 
-def test_kit_checks_a_third_party_generation_fusion_and_task(tmp_path):
+def test_kit_checks_a_third_party_generation_fusion_and_task(tmp_path, mock_host):
     """mock_decoder and mock_captioning stand in for a plugin's: the kit's contracts and a tiny real run."""
-    check_fusion(HOST.get("fusion", "mock_decoder"), objectives=HOST.objectives)
-    check_task(HOST.get("task", "mock_captioning"))
-    check_task(HOST.get("task", "captioning"), bootstrap=20)  # the oracle beats both baselines, random does not
-    record = mocks.tiny_run(HOST, tmp_path, text=None, fusion="mock_decoder", task="mock_captioning")
+    check_fusion(mock_host.get("fusion", "mock_decoder"), objectives=mock_host.objectives)
+    check_task(mock_host.get("task", "mock_captioning"))
+    check_task(mock_host.get("task", "captioning"), bootstrap=20)  # the oracle beats both baselines, random does not
+    record = mocks.tiny_run(mock_host, tmp_path, text=None, fusion="mock_decoder", task="mock_captioning")
     assert record["status"] == "ok", mocks.describe_failure(record)
     assert record["metrics"]["splits"]["test"]["baselines"]["most frequent train caption"]["exact"] >= 0
     broken = type("Broken", (mocks.MockDecoder,), {"caption_logits": lambda self, state, ids: torch.zeros(len(ids), 2)})
     from dataclasses import replace
 
     with pytest.raises(AssertionError, match="caption logits"):
-        check_fusion(replace(HOST.get("fusion", "mock_decoder"), factory=broken), objectives=HOST.objectives)
+        check_fusion(replace(mock_host.get("fusion", "mock_decoder"), factory=broken), objectives=mock_host.objectives)

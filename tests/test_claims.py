@@ -16,7 +16,6 @@ from test_hostile_results import record
 
 from vlbench import cli, engine
 from vlbench.claims import ClaimBoard, me
-from vlbench.manager import PluginHost
 from vlbench.preflight import captions_at_limit
 from vlbench.results import read_record
 from vlbench.resume import clean_leftovers, mark_observed, replay_unobserved
@@ -128,8 +127,7 @@ def test_observers_see_on_resume_the_records_they_never_saw(tmp_path):
     assert replay_unobserved(tmp_path, "tiny", {"a" * 16, "b" * 16}, board, seen.append) == []  # once only
 
 
-def test_error_records_name_plugin_distribution_and_version_and_are_0644(tmp_path, monkeypatch):
-    host = PluginHost()
+def test_error_records_name_plugin_distribution_and_version_and_are_0644(tmp_path, monkeypatch, host):
     (tmp_path / "s.toml").write_text(SUITE)
     suite = load_suite(tmp_path / "s.toml", host)
 
@@ -202,10 +200,10 @@ def test_records_are_readable_by_all_whatever_the_umask(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-def test_dry_run_shows_runs_another_process_holds(tmp_path, monkeypatch, capsys):
+def test_dry_run_shows_runs_another_process_holds(tmp_path, monkeypatch, capsys, host):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(SUITE)
-    run_id = load_suite(tmp_path / "s.toml", PluginHost()).runs[1].run_id
+    run_id = load_suite(tmp_path / "s.toml", host).runs[1].run_id
     claim = ClaimBoard(tmp_path / "runs" / "results", "tiny").try_claim(run_id)
     assert cli.main(["run", "s.toml", "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,7 @@ import pytest
 from vlbench.manager import PluginHost
 from vlbench.testing.contracts import check_fusion, check_task, check_text_encoder, check_vision_encoder
 
-HOST = PluginHost()
+HOST = PluginHost()  # at import, not the conftest fixture: the parametrize lists below come from the registry
 
 # Small enough to be quick on a CPU, large enough for every family's downsampling.
 SMALL_IMAGE = (64, 64)

@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vlbench import cli, cost, embedding_cache
+from vlbench import cli, embedding_cache
 from vlbench.engine import run_suite
-from vlbench.manager import PluginHost
 from vlbench.plugins.text.clip_text import ClipTextEncoder
 from vlbench.results import read_record
 from vlbench.suite import load_suite
+from vlbench.testing.counting import counting_forward_passes
 from vlbench.types import ComponentChoice
 
 SUITE = """
@@ -53,11 +53,6 @@ options = { embed_dim = 16 }
 """
 
 
-@pytest.fixture(scope="module")
-def host():
-    return PluginHost()
-
-
 @pytest.fixture
 def suite_file(tmp_path, host):
     """Two runs sharing one frozen text tower (the same weights file, as a pretrained tower would)."""
@@ -69,32 +64,15 @@ def suite_file(tmp_path, host):
     return path
 
 
-def _run_counting(suite_file, host, results, cache, monkeypatch) -> tuple[list[int], list[dict]]:
+def _run_counting(suite_file, host, results, cache) -> tuple[list[int], list[dict]]:
     """Text-tower forward passes per run outside the cost measurement (which times the real tower)."""
-    calls = {"n": 0, "measuring": False}
-    forward = ClipTextEncoder.forward
-    measure = cost.measure
-
-    def counting(self, text):
-        if not calls["measuring"]:
-            calls["n"] += 1
-        return forward(self, text)
-
-    def measuring(*args, **kwargs):
-        calls["measuring"] = True
-        try:
-            return measure(*args, **kwargs)
-        finally:
-            calls["measuring"] = False
-
-    monkeypatch.setattr(ClipTextEncoder, "forward", counting)
-    monkeypatch.setattr(cost, "measure", measuring)
     counts, records = [], []
-    for run in load_suite(suite_file, host).runs:
-        before = calls["n"]
-        outcome = run_suite([run], host, results, cache, torch.device("cpu"))
-        counts.append(calls["n"] - before)
-        records.append(read_record(outcome.records[0]))
+    with counting_forward_passes(ClipTextEncoder) as passes:
+        for run in load_suite(suite_file, host).runs:
+            before = passes.calls
+            outcome = run_suite([run], host, results, cache, torch.device("cpu"))
+            counts.append(passes.calls - before)
+            records.append(read_record(outcome.records[0]))
     return counts, records
 
 
@@ -103,9 +81,9 @@ def test_a_frozen_text_tower_computes_nothing_after_the_first_run_with_metrics_o
     suite_file, host, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("VLBENCH_EMBEDDING_CACHE", "off")
-    plain_counts, plain = _run_counting(suite_file, host, tmp_path / "plain", tmp_path / "cache", monkeypatch)
+    plain_counts, plain = _run_counting(suite_file, host, tmp_path / "plain", tmp_path / "cache")
     monkeypatch.setenv("VLBENCH_EMBEDDING_CACHE", "on")
-    counts, cached = _run_counting(suite_file, host, tmp_path / "cached", tmp_path / "cache", monkeypatch)
+    counts, cached = _run_counting(suite_file, host, tmp_path / "cached", tmp_path / "cache")
     print(f"text-tower forward passes per run: uncached {plain_counts}, cached {counts}")
     assert all(n > 0 for n in plain_counts)
     assert counts[0] > 0 and counts[1:] == [0] * (len(counts) - 1)

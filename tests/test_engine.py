@@ -21,39 +21,6 @@ from vlbench.results import problems, read_record
 from vlbench.suite import load_suite
 from vlbench.types import EncoderOutput, VisionEncoder, VisionEncoderSpec, VisionInfo
 
-TINY = """
-[suite]
-name = "tiny"
-
-[train]
-epochs = 2
-batch_size = 16
-lr = 1e-3
-max_steps_per_epoch = 3
-eval_batch_size = 64
-
-[defaults.vision]
-image_size = [64, 32]
-
-[[tasks]]
-name = "person_search"
-options = { bootstrap = 50 }
-dataset_options = { identities = [12, 6, 6], views_per_identity = 2, image_size = [64, 32] }
-
-[[vision]]
-name = "mobilenetv3_small_100"
-[[vision]]
-name = "{second}"
-
-[[text]]
-name = "clip_text"
-options = { width = 64, layers = 1, heads = 2, context_length = 32 }
-
-[[fusions]]
-name = "contrastive"
-options = { embed_dim = 32 }
-"""
-
 
 def vlbench_cli(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "VLBENCH_CACHE": str(cwd / "cache")}
@@ -63,9 +30,8 @@ def vlbench_cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
-def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path):
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY.replace("{second}", "convnext_atto"))
+def test_suite_runs_writes_valid_records_and_resumes_after_interrupt(tmp_path, tiny_suite):
+    suite = tiny_suite("convnext_atto")
     results = tmp_path / "runs" / "results" / "tiny"
 
     proc = vlbench_cli("run", str(suite), cwd=tmp_path)
@@ -127,9 +93,8 @@ class NanEncoder(VisionEncoder):
         return EncoderOutput(pooled[:, None, :], pooled)
 
 
-def test_a_failing_run_becomes_an_error_record_and_the_suite_goes_on(tmp_path):
-    suite_path = tmp_path / "tiny.toml"
-    suite_path.write_text(TINY.replace("{second}", "nan_net").replace("epochs = 2", "epochs = 1"))
+def test_a_failing_run_becomes_an_error_record_and_the_suite_goes_on(tmp_path, tiny_suite):
+    suite_path = tiny_suite("nan_net", epochs=1)
     host = PluginHost([("exploding", Exploding())])
     suite = load_suite(suite_path, host)
     outcome = run_suite(suite.runs[::-1], host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
@@ -141,11 +106,9 @@ def test_a_failing_run_becomes_an_error_record_and_the_suite_goes_on(tmp_path):
 
 
 @pytest.mark.slow  # most of a minute on 2 CPU cores: .ci/run's slow step
-def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_on(tmp_path, monkeypatch):
+def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_on(tmp_path, monkeypatch, tiny_suite, host):
     """No JSON can hold a NaN: the run that produced one fails with the key path named."""
-    suite_path = tmp_path / "tiny.toml"
-    suite_path.write_text(TINY.replace("{second}", "convnext_atto").replace("epochs = 2", "epochs = 1"))
-    host = PluginHost()
+    suite_path = tiny_suite("convnext_atto", epochs=1)
     suite = load_suite(suite_path, host)
     real_execute = engine.execute
 
@@ -166,12 +129,11 @@ def test_a_record_the_schema_refuses_becomes_an_error_record_and_the_suite_goes_
 
 
 @pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
-def test_the_quickstart_recipe_learns_far_above_chance(tmp_path):
+def test_the_quickstart_recipe_learns_far_above_chance(tmp_path, host):
     """The shipped quickstart's ResNet run, unchanged: it must learn, not only run. A bug that
     leaves training at chance (captions paired with the wrong images, a detached loss, the
     wrong checkpoint restored) passes every shape test but not this one. About 75 s on CPU;
     R@1 was 24.9 / 24.4 / 21.9 % for seeds 0 / 1 / 2 against chance 0.5 %."""
-    host = PluginHost()
     suite = load_suite(Path(__file__).resolve().parents[1] / "suites" / "quickstart.toml", host)
     [run] = [r for r in suite.runs if r.choice("vision").name == "timm:resnet10t"]
     outcome = run_suite([run], host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))

@@ -21,7 +21,6 @@ from vlbench.engine import SilentReporter
 from vlbench.errors import UserError
 from vlbench.executors import Job, parse_shard, select_shard
 from vlbench.executors.devices import DevicesExecutor, parse_devices
-from vlbench.manager import PluginHost
 from vlbench.results import read_record
 from vlbench.suite import load_suite
 
@@ -62,11 +61,6 @@ options = { width = 32, layers = 1, heads = 2, context_length = 16 }
 name = "contrastive"
 options = { embed_dim = 16 }
 """
-
-
-@pytest.fixture(scope="module")
-def host():
-    return PluginHost()
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ from __future__ import annotations
 import pytest
 
 from vlbench.errors import SuiteError, UserError
-from vlbench.manager import PluginHost
 from vlbench.plugins.language_models._fitted_vocab import SPECIALS, fitted_wordpiece
 from vlbench.plugins.text._tokenize import wordpiece_tokenizer
 from vlbench.suite import load_suite
 
-HOST = PluginHost()
 TRAIN = ["three small red circles among clutter", "Two LARGE blue squares.", "a tiny triangle, left of a star"]
 
 
@@ -26,8 +24,8 @@ def test_train_captions_keep_their_pieces_and_round_trip():
     assert fitted("zebra", add_special_tokens=False)["input_ids"] == [fitted.unk_token_id]  # never in training
 
 
-def test_tiny_llama_takes_the_train_captions_of_the_task():
-    spec = HOST.get("language_model", "tiny_llama")
+def test_tiny_llama_takes_the_train_captions_of_the_task(host):
+    spec = host.get("language_model", "tiny_llama")
     lm = spec.factory(
         pretrained=False,
         cache_dir=None,
@@ -47,7 +45,7 @@ def test_tiny_llama_takes_the_train_captions_of_the_task():
         spec.factory(pretrained=False, cache_dir=None, train_captions=(), vocabulary="train_captions")
 
 
-def test_an_unknown_vocabulary_is_refused_when_the_suite_loads(tmp_path):
+def test_an_unknown_vocabulary_is_refused_when_the_suite_loads(tmp_path, host):
     suite = tmp_path / "v.toml"
     suite.write_text("""
 [suite]
@@ -63,4 +61,4 @@ name = "tiny_llama"
 options = { vocabulary = "words" }
 """)
     with pytest.raises(SuiteError, match=r"language_models\[0\]\.options.*vocabulary must be one of 'bert', 'train_captions'"):
-        load_suite(suite, HOST)
+        load_suite(suite, host)

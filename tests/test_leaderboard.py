@@ -390,15 +390,14 @@ name = "contrastive"
 """
 
 
-def test_suite_files_expand_with_the_real_plugins(tmp_path):
-    from vlbench.manager import PluginHost
+def test_suite_files_expand_with_the_real_plugins(tmp_path, host):
     from vlbench.suite import load_suite
 
     suites = tmp_path / "suites"
     suites.mkdir()
     (suites / "toy.toml").write_text(TOY_SUITE)
     (suites / "broken.toml").write_text('[suite]\nname = "quick"\n[[vision]]\nname = "no_such_encoder"\n')
-    first, second = load_suite(suites / "toy.toml", PluginHost()).runs
+    first, second = load_suite(suites / "toy.toml", host).runs
     results = tmp_path / "results"
     write(results, make_record(first.run_id, suite="toy"))
     write(results, make_record("done"))
@@ -406,6 +405,23 @@ def test_suite_files_expand_with_the_real_plugins(tmp_path):
     assert list(board.missing["run id"]) == [second.run_id] and list(board.missing["model"]) == [second.label]
     assert len(board.runs) == 2
     assert any("broken.toml: could not be expanded" in note and "no_such_encoder" in note for note in board.notes)
+
+
+def test_show_lists_missing_runs_only_when_asked(tmp_path, monkeypatch, host):
+    from vlbench.suite import load_suite
+
+    monkeypatch.chdir(tmp_path)  # ./suites is the default suite folder
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "toy.toml").write_text(TOY_SUITE)
+    first, second = load_suite(suites / "toy.toml", host).runs
+    results = tmp_path / "results"
+    write(results, make_record(first.run_id, suite="toy"))
+    _, plain = _cli(["leaderboard", "show", str(results)])  # the records alone: no suite is expanded
+    assert second.run_id not in plain and "missing runs not checked" in plain and "add --missing" in plain
+    for option in (["--missing"], ["--suites", "suites/toy.toml"]):
+        _, text = _cli(["leaderboard", "show", str(results), *option])
+        assert "Missing runs" in text and second.run_id in text and "1 missing" in text
 
 
 # ---------------------------------------------------------------- outputs

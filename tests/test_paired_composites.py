@@ -161,11 +161,11 @@ def test_real_fashion_mnist_from_the_debian_package() -> None:
         ('template = "left {{left}}"', "template"),
     ],
 )
-def test_bad_dataset_options_refuse_the_suite(tmp_path: Path, options: str, message: str) -> None:
+def test_bad_dataset_options_refuse_the_suite(tmp_path: Path, options: str, message: str, host: PluginHost) -> None:
     suite = tmp_path / "s.toml"
     suite.write_text(SUITE.format(dataset_options=options, train=""))
     with pytest.raises(SuiteError, match=message):
-        load_suite(suite, PluginHost())
+        load_suite(suite, host)
 
 
 def test_k_not_positive_exits_2_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,10 +301,10 @@ def test_a_flip_unsafe_dataset_never_receives_flipped_images(tmp_path: Path, saf
             load_suite(suite_file, host)
 
 
-def test_the_conformance_kit_accepts_paired_composites(tmp_path: Path) -> None:
+def test_the_conformance_kit_accepts_paired_composites(tmp_path: Path, host: PluginHost) -> None:
     from vlbench.testing.contracts import check_dataset
 
-    check_dataset(PluginHost().get("dataset", "paired_composites"), tmp_path, pairs=[20, 10, 10])
+    check_dataset(host.get("dataset", "paired_composites"), tmp_path, pairs=[20, 10, 10])
 
 
 @pytest.mark.parametrize("damage", ["truncated_cifar", "cifar10_pickle", "idx_counts", "short_class_names", "missing_image"])

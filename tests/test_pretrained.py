@@ -11,11 +11,12 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from vlbench import cli, pretrained
+from vlbench import cli, hookimpl, pretrained
 from vlbench.engine import run_suite
 from vlbench.manager import PluginHost
 from vlbench.results import read_record
 from vlbench.suite import load_suite
+from vlbench.types import VisionEncoderSpec
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SUITE = """
@@ -86,10 +87,9 @@ def test_weights_list_shows_present_and_missing_with_sizes_and_the_fetch_command
     assert "hf download timm/convnext_atto.d2_in1k" in capsys.readouterr().err
 
 
-def test_a_run_records_the_weights_source_revision_and_checksum(hub, tmp_path):
+def test_a_run_records_the_weights_source_revision_and_checksum(hub, tmp_path, host):
     suite = tmp_path / "s.toml"
     suite.write_text(SUITE.replace("{more}", ""))
-    host = PluginHost()
     outcome = run_suite(load_suite(suite, host).runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu"))
     record = read_record(outcome.records[0])
     assert record["status"] == "ok", record["error"]
@@ -153,7 +153,7 @@ def _run(suite: Path, tmp_path: Path, *flags: str) -> int:
     )
 
 
-def test_an_online_run_downloads_missing_weights_through_the_hub_once_and_records_them(online_hub, tmp_path, capsys):
+def test_an_online_run_downloads_missing_weights_through_the_hub_once_and_records_them(online_hub, tmp_path, capsys, host):
     suite = tmp_path / "s.toml"
     suite.write_text(SUITE.replace("{more}", ""))
     assert _run(suite, tmp_path) == 0, capsys.readouterr().err
@@ -163,7 +163,6 @@ def test_an_online_run_downloads_missing_weights_through_the_hub_once_and_record
     cached = tmp_path / "hub" / "models--timm--resnet10t.c3_in1k" / "snapshots" / COMMIT / "model.safetensors"
     assert record["components"]["vision"]["weights_source"]["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
     assert record["components"]["vision"]["weights_source"]["revision"] == COMMIT
-    host = PluginHost()
     said: list[str] = []
     pretrained.ensure_available(load_suite(suite, host).runs, host, suite, said.append)  # what the next `vlbench run` does first
     assert len(online_hub) == 1 and said == []  # read from the cache the first run filled
@@ -194,3 +193,26 @@ def test_a_failed_download_exits_2_with_the_commands_that_fetch_it(online_hub, t
     err = " ".join(capsys.readouterr().err.split())
     assert "ConnectionError: Name or service not known" in err and f"`vlbench weights fetch {suite}`" in err
     assert "`hf download timm/resnet10t.c3_in1k model.safetensors`" in err and not (tmp_path / "results").exists()
+
+
+def _mine_weights(options):
+    return pretrained.WeightsSource.huggingface("timm/resnet10t.c3_in1k")
+
+
+class _Mine:
+    @hookimpl
+    def vlbench_register_vision_encoders(self, register):
+        register(VisionEncoderSpec(name="mine", factory=lambda **options: None, weights_source=_mine_weights))
+
+
+def test_a_third_party_spec_declares_where_its_weights_come_from(hub, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        SUITE.replace("{more}", '[[vision]]\nname = "mine"\n[[vision]]\nname = "convnext_atto"\npretrained = false\n')
+    )
+    sources = pretrained.suite_sources(suite, PluginHost(extra_plugins=[("mine", _Mine())]))
+    assert [(s.component, s.describe()) for s in sources] == [
+        ("timm:resnet10t", "hf:timm/resnet10t.c3_in1k"),
+        ("mine", "hf:timm/resnet10t.c3_in1k"),  # what the spec declares, found in the same cache
+    ]  # random init (convnext_atto, clip_text) loads nothing
+    assert pretrained.locate(sources[1].weights) == hub

@@ -11,13 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
-from test_engine import TINY
 from test_leaderboard import FULL_COST, XSS, make_record, write
 
 from vlbench import engine, leaderboard
 from vlbench.cli import main
 from vlbench.engine import run_suite
-from vlbench.manager import PluginHost
 from vlbench.results import RecordError, problems, read_record
 from vlbench.suite import load_suite
 
@@ -95,11 +93,9 @@ def test_validate_command(tmp_path, capsys):
     assert "evil.json: at seed: '0' is not of type 'integer'" in " ".join(out.split()) and "1 of 2 record files" in out
 
 
-def test_records_the_engine_writes_follow_the_schema(tmp_path, monkeypatch, validator):
+def test_records_the_engine_writes_follow_the_schema(tmp_path, monkeypatch, validator, tiny_suite, host):
     """A tiny suite in process: one run that succeeds, one that fails inside (an error record)."""
-    suite_path = tmp_path / "tiny.toml"
-    suite_path.write_text(TINY.replace("{second}", "convnext_atto").replace("epochs = 2", "epochs = 1"))
-    host = PluginHost()
+    suite_path = tiny_suite("convnext_atto", epochs=1)
     suite = load_suite(suite_path, host)
     real_execute = engine.execute
 

@@ -10,7 +10,6 @@ import torch
 
 from vlbench.cli import main
 from vlbench.engine import run_suite
-from vlbench.manager import PluginHost
 from vlbench.results import problems, read_record
 from vlbench.suite import load_suite
 
@@ -79,10 +78,9 @@ def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_throughput_suite_records_cost_and_no_quality(tmp_path):
+def test_throughput_suite_records_cost_and_no_quality(tmp_path, host):
     path = tmp_path / "tp.toml"
     path.write_text(THROUGHPUT)
-    host = PluginHost()
     suite = load_suite(path, host)
     assert len(suite.runs) == 2 and all(run.choice("dataset") is None and run.choice("fusion") is None for run in suite.runs)
     outcome = run_suite(
@@ -107,10 +105,9 @@ def test_throughput_suite_records_cost_and_no_quality(tmp_path):
         assert not any(tag.startswith(("train/", "final/")) for tag in tags)
 
 
-def test_cost_only_records_validate_only_without_training_or_metrics(tmp_path):
+def test_cost_only_records_validate_only_without_training_or_metrics(tmp_path, host):
     path = tmp_path / "tp.toml"
     path.write_text(THROUGHPUT.replace('"mobilenetv3_small_100", ', ""))
-    host = PluginHost()
     suite = load_suite(path, host)
     (file,) = run_suite(suite.runs, host, tmp_path / "results", tmp_path / "cache", torch.device("cpu")).records
     record = json.loads(file.read_text())
@@ -122,7 +119,7 @@ def test_cost_only_records_validate_only_without_training_or_metrics(tmp_path):
     assert "at metrics.splits: 'test' is a required property" in problems({**record, "metrics": {"splits": {}}})
 
 
-def test_a_quality_task_still_needs_a_dataset(tmp_path):
+def test_a_quality_task_still_needs_a_dataset(tmp_path, host):
     from vlbench.errors import SuiteError
 
     path = tmp_path / "bad.toml"
@@ -133,7 +130,7 @@ def test_a_quality_task_still_needs_a_dataset(tmp_path):
         )
     )
     with pytest.raises(SuiteError, match="uses no dataset"):
-        load_suite(path, PluginHost())
+        load_suite(path, host)
 
 
 def test_profile_writes_traces_and_tensorboard_gets_curves_and_final_metrics(tmp_path):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from typing import Any
 
@@ -149,7 +149,7 @@ class DevicesExecutor:
                     run = pending.get_nowait()
                 except queue.Empty:
                     return
-                started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                started = datetime.now(UTC).isoformat(timespec="seconds")
                 try:
                     done = pool.submit(_work, run, job).result()
                 except BrokenProcessPool:

@@ -14,13 +14,12 @@ import argparse
 import shlex
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import tomllib
 
 from vlbench.errors import UserError
 from vlbench.executors._common import Job, WorkerDied, run_claimed, tally, worker_host
@@ -174,7 +173,7 @@ class SlurmExecutor:
             return outcome
         folder = self.folder(job, runs[0].suite)
         chunks = self.chunks(runs)
-        submitted = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        submitted = datetime.now(UTC).isoformat(timespec="seconds")
         tasks = self._submitit(folder).map_array(_task, chunks, [job] * len(chunks))
         warn(f"submitted job array {tasks[0].job_id.split('_')[0]}: {len(tasks)} task(s); logs in {folder}/")
         if self.detach:

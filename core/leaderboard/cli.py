@@ -61,11 +61,18 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    """The records alone, unless --missing or --suites asks for the runs the suite files declare."""
     from vlbench.leaderboard.tables import load
     from vlbench.leaderboard.terminal import report_source, show
 
     results, default = _results_dir(args)
-    board = load(results, args.suites, args.include_noisy)
+    check_missing = args.missing or args.suites is not None
+    board = load(results, args.suites, args.include_noisy, check_missing=check_missing)
+    if not check_missing:
+        board.notes.append(
+            "Missing runs (declared by a suite file, no record) are not listed: add --missing to check the suite "
+            f"files in {DEFAULT_SUITES}/, or --suites PATH (expanding suites loads every plugin: seconds)."
+        )
     report_source(console, board, default)
     show(board, console, wide=args.wide, columns=args.columns.split(",") if args.columns else None)
     return 0
@@ -114,21 +121,26 @@ def add_leaderboard_parser(subparsers: Any) -> None:
             action="store_true",
             help="let runs whose cost was measured on a busy machine into the Pareto fronts",
         )
-        p.add_argument(
-            "--suites",
-            type=Path,
-            help=f"suite file or folder declaring the runs, to list missing ones; default: {DEFAULT_SUITES}/ if it exists",
-        )
         p.set_defaults(func=func)
         return p
 
-    command("build", "write LEADERBOARD.md, leaderboard.csv and the static site", cmd_build).add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder; default: {DEFAULT_OUT}"
-    )
-    command("publish", "write the static site as a self-contained folder for any static host", cmd_publish).add_argument(
-        "--out", type=Path, required=True, help="a new or empty folder (or an earlier publish output)"
-    )
+    def suites_option(p: argparse.ArgumentParser, default: str) -> None:
+        p.add_argument("--suites", type=Path, help=f"suite file or folder declaring the runs, to list missing ones; {default}")
+
+    build = command("build", "write LEADERBOARD.md, leaderboard.csv and the static site", cmd_build)
+    build.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder; default: {DEFAULT_OUT}")
+    suites_option(build, f"default: {DEFAULT_SUITES}/ if it exists")
+    publish = command("publish", "write the static site as a self-contained folder for any static host", cmd_publish)
+    publish.add_argument("--out", type=Path, required=True, help="a new or empty folder (or an earlier publish output)")
+    suites_option(publish, f"default: {DEFAULT_SUITES}/ if it exists")
     show = command("show", "print the leaderboard tables in the terminal", cmd_show)
+    suites_option(show, "implies --missing; default: none (show reads the records alone)")
+    show.add_argument(
+        "--missing",
+        action="store_true",
+        help=f"also list the runs the suite files ({DEFAULT_SUITES}/ unless --suites) declare that have no record; "
+        "expanding the suites loads every plugin, which takes seconds",
+    )
     show.add_argument("--wide", action="store_true", help="every column, folded to fit, instead of what fits the terminal")
     show.add_argument("--columns", help="comma-separated columns to show, by key or header, e.g. 'model,main test,GMACs'")
     validate = sub.add_parser("validate", help="check record files against the record schema (exit 2 when any is invalid)")

@@ -163,7 +163,7 @@ def summary(board: Leaderboard) -> str:
         plural(len(board.runs), "successful run") + " in " + plural(board.runs["suite"].nunique(), "suite"),
         plural(len(board.costs), "cost-only run"),
         f"{len(board.failed)} failed",
-        f"{len(board.missing)} missing",
+        f"{len(board.missing)} missing" if board.missing_checked else "missing runs not checked",
         plural(len(board.invalid), "invalid record file") + " skipped",
     ]
     return ", ".join(counts) + (f"; newest record finished {latest}." if latest else ".")

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import tomllib
 
 from vlbench import folders
 from vlbench.errors import UserError, VlbenchError
@@ -69,6 +69,7 @@ class Leaderboard:
     records: list[dict[str, Any]]  # every valid record; rows point in with "_record"
     costs: pd.DataFrame  # cost-only runs (no quality metric, e.g. task throughput), latest record each; never ranked
     notes: list[str] = field(default_factory=list)  # what could not be checked, and why
+    missing_checked: bool = True  # False: no suite file was read, so ``missing`` is empty without meaning "none"
 
     def partitions(self, suite: str | None = None) -> list[Partition]:
         runs = self.runs if suite is None else self.runs[self.runs["suite"] == suite]
@@ -106,9 +107,11 @@ def slug(text: str, always_hash: bool = False) -> str:
     return safe
 
 
-def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = False) -> Leaderboard:
+def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = False, check_missing: bool = True) -> Leaderboard:
     """Read and validate every record under ``results_dir``; ``suites`` (a suite file or a
     folder of them; default ./suites when it exists) declares the runs that should be there.
+    ``check_missing=False`` reads the records alone: expanding a suite loads every plugin (and
+    torch), which takes seconds, so `leaderboard show` lists missing runs only when asked.
 
     Runs not above chance never join a Pareto front; nor do runs whose cost was measured on a
     busy machine (``cost.conditions.noisy``) unless ``include_noisy``."""
@@ -130,14 +133,14 @@ def load(results_dir: Path, suites: Path | None = None, include_noisy: bool = Fa
     costs = costs.sort_values(
         [*PARTITION, "throughput (img/s)", "model"], ascending=[*[True] * len(PARTITION), False, True], na_position="last"
     ).reset_index(drop=True)
-    declared, notes = _declared_runs(suites, set(frame["suite"]) | set(costs["suite"]))
+    declared, notes, checked = _declared_runs(suites, set(frame["suite"]) | set(costs["suite"]), check_missing)
     recorded = pd.concat([frame[key], costs[key]]).drop_duplicates()
     missing = declared.merge(recorded, on=key, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
     runs = _ranked(runs, include_noisy)
     notes += _pareto_notes(runs, include_noisy)
     return Leaderboard(
-        results_dir, runs, failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records, costs, notes
+        results_dir, runs, failed.reset_index(drop=True), missing.reset_index(drop=True), invalid, records, costs, notes, checked
     )
 
 
@@ -230,11 +233,18 @@ def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> list[bool]:
     return mask
 
 
-def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Runs the suite files declare, for the suites that have records; and notes on the rest."""
+def _declared_runs(suites: Path | None, recorded: set[str], check: bool) -> tuple[pd.DataFrame, list[str], bool]:
+    """Runs the suite files declare, for the suites that have records; notes on the rest; whether
+    any suite file was read."""
     declared = pd.DataFrame(columns=["suite", "run id", "model", "suite file"])
+    if not check:
+        return declared, [], False
     if suites is None and not DEFAULT_SUITES.is_dir():
-        return declared, [f"Missing runs were not checked: no suite files ({DEFAULT_SUITES}/ does not exist; pass --suites)."]
+        return (
+            declared,
+            [f"Missing runs were not checked: no suite files ({DEFAULT_SUITES}/ does not exist; pass --suites)."],
+            False,
+        )
     explicit = suites is not None
     suites = suites or DEFAULT_SUITES
     if not suites.exists():
@@ -266,7 +276,7 @@ def _declared_runs(suites: Path | None, recorded: set[str]) -> tuple[pd.DataFram
             notes.append(f"{path}: could not be expanded, so its missing runs are not listed: {exc}")
             continue
         rows += [{"suite": run.suite, "run id": run.run_id, "model": run.label, "suite file": str(path)} for run in suite.runs]
-    return (pd.DataFrame(rows, columns=declared.columns) if rows else declared), notes
+    return (pd.DataFrame(rows, columns=declared.columns) if rows else declared), notes, True
 
 
 def plural(n: int, noun: str) -> str:

@@ -39,12 +39,11 @@ multiplies the axes into runs and gives each its id.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from vlbench.errors import SuiteError
 from vlbench.manager import PluginHost

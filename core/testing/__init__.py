@@ -2,6 +2,8 @@
 
 - :mod:`vlbench.testing.contracts`: ``check_vision_encoder``, ``check_text_encoder``,
   ``check_fusion``, ``check_task``, ``check_dataset`` (plain functions, no pytest needed).
+- :mod:`vlbench.testing.counting`: ``counting_forward_passes``, a module's forward calls during runs
+  (the cost measurement left out), to show that a cache saves work.
 - :mod:`vlbench.testing.mocks`: the mock plugin (random components, coded data), with the
   oracle/random models and ``tiny_run`` importable from it (:mod:`~vlbench.testing.mock_models`,
   :mod:`~vlbench.testing.mock_tasks`, :mod:`~vlbench.testing.tiny_suite`).

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from vlbench.types.datasets import Field
 from vlbench.types.tasks import Objective
+
+if TYPE_CHECKING:
+    from vlbench.pretrained import WeightsSource
 
 # A component kind's name: the built-in "vision", "text", "fusion", "task", "dataset", or one a
 # plugin registers (:class:`ComponentKind`, ``vlbench_register_component_kinds``).
@@ -30,6 +33,9 @@ class ComponentSpec:
     # run's other components (a prefix longer than a language model's context); ``components`` maps each chosen
     # kind to (spec, resolved options). Suite validation calls it once per run, before anything is built.
     check_run: Callable[[Mapping[str, tuple[ComponentSpec, Mapping[str, Any]]]], None] | None = None
+    # Optional, for kinds with a ``pretrained`` option: weights_source(options) says where ``pretrained = true`` loads
+    # from (a Hugging Face repo, a URL, a packaged file), for `vlbench weights` and records; None: the plugin's own.
+    weights_source: Callable[[Mapping[str, Any]], WeightsSource] | None = None
     # Filled in by the PluginHost, never by the plugin:
     plugin: str = ""  # entry-point name of the registering plugin
     distribution: str = ""  # the installed distribution that ships it

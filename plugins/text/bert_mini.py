@@ -9,6 +9,8 @@ encoder never downloads, ``vlbench run`` fetches missing weights before the runs
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from vlbench import hookimpl
 from vlbench.errors import UserError
@@ -19,6 +21,7 @@ from vlbench.plugins.text._tokenize import (
     check_max_length,
     wordpiece_tokenizer,
 )
+from vlbench.pretrained import HF_DEFAULT_FILES, WeightsSource
 from vlbench.types import Register, TextEncoderSpec
 from vlbench.weights import load_into, load_state_dict_file
 
@@ -48,11 +51,16 @@ def build(pretrained: bool = False, weights: str | os.PathLike[str] | None = Non
     return BertTextEncoder(model, wordpiece_tokenizer(), max_length)
 
 
+def weights_source(options: Mapping[str, Any]) -> WeightsSource:
+    """What transformers' from_pretrained would fetch for BERT-Mini (the spec's weights source)."""
+    return WeightsSource.huggingface(HUB_REPO)
+
+
 def _cached_weights() -> str:
     """prajjwal1/bert-mini's checkpoint from the local Hugging Face cache, or a UserError."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    filenames = ("model.safetensors", "pytorch_model.bin")
+    filenames = HF_DEFAULT_FILES
     for filename in filenames:
         found = try_to_load_from_cache(HUB_REPO, filename)
         if isinstance(found, str):
@@ -74,5 +82,6 @@ def vlbench_register_text_encoders(register: Register) -> None:
             description="BERT-Mini (4 layers, 256 wide, 11M params), WordPiece uncased; random init "
             "unless weights = path or prajjwal1/bert-mini is in the HF cache; pooled = masked mean of tokens",
             options={"max_length": 32},
+            weights_source=weights_source,
         )
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from torch import nn
 
 from vlbench import hookimpl
 from vlbench.errors import UserError
+from vlbench.pretrained import LOADED_BY_PLUGIN, WeightsSource
 from vlbench.types import EncoderOutput, Register, TextEncoder, TextEncoderSpec, TextInfo, TokenizedText
 from vlbench.weights import load_into, load_state_dict_file, strip_prefix
 
@@ -112,7 +113,6 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
     """The tower's shape, whether it uses QuickGELU, and its locally cached checkpoint."""
     import open_clip
     from huggingface_hub import constants, try_to_load_from_cache
-    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
     config = open_clip.get_model_config(model_name)
     if config is None:
@@ -137,12 +137,7 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
     # Where open_clip downloads to: "org/repo/" (default file names) or "org/repo/file";
     # open_clip prefers a safetensors twin of a pickle file.
     repo, filename = os.path.split(pretrained_cfg["hf_hub"])
-    if not filename:
-        candidates = [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-    elif filename.endswith((".bin", ".pth")):
-        candidates = [filename[:-4] + ".safetensors", filename]
-    else:
-        candidates = [filename]
+    candidates = _candidate_files(filename)
     for candidate in candidates:
         found = try_to_load_from_cache(repo, candidate)
         if isinstance(found, str):
@@ -155,6 +150,28 @@ def _cached_text_tower(model_name: str, tag: str) -> tuple[dict[str, Any], bool,
         f"and copy its Hugging Face cache here (or point HF_HOME at it), or set "
         f'`weights = "/path/to/checkpoint.safetensors"`, or use pretrained = false.'
     )
+
+
+def weights_source(options: Mapping[str, Any]) -> WeightsSource:
+    """The spec's weights source: the Hugging Face file open_clip downloads for ``model_name`` / ``pretrained_tag``."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(options.get("model_name", "ViT-B-32"), options.get("pretrained_tag", "openai"))
+    repo, filename = os.path.split(cfg.get("hf_hub", "")) if cfg else ("", "")
+    if not repo:
+        return LOADED_BY_PLUGIN
+    return WeightsSource.huggingface(repo, _candidate_files(filename))
+
+
+def _candidate_files(filename: str) -> tuple[str, ...]:
+    """open_clip's file names in a repo: its defaults, or the named file after its safetensors twin."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    if not filename:
+        return (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
+    if filename.endswith((".bin", ".pth")):
+        return (filename[:-4] + ".safetensors", filename)
+    return (filename,)
 
 
 def _load_text_tower(model: nn.Module, path: Path, context_length: int) -> None:
@@ -195,5 +212,6 @@ def vlbench_register_text_encoders(register: Register) -> None:
                 "model_name": "ViT-B-32",
                 "pretrained_tag": "openai",
             },
+            weights_source=weights_source,
         )
     )

