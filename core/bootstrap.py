@@ -51,7 +51,7 @@ def intervals(
         def mean_of_units(drawn: np.ndarray, axis: int = -1) -> np.ndarray:
             return sums[:, drawn].sum(axis=-1) / counts[:, drawn].sum(axis=-1)
 
-        bounds |= _scipy(units, mean_of_units, names, True, n_resamples, method, level, seed)
+        bounds |= _scipy(units, mean_of_units, names, True, n_resamples, method, level, seed, per_unit.off_centre)
     if (statistic := per_unit.statistic) is not None:
         statistic_names = list(statistic(units))  # the full sample: fixes the order
 
@@ -59,9 +59,9 @@ def intervals(
             values = statistic(units[drawn])
             return np.array([values[name] for name in statistic_names], dtype=np.float64)
 
-        bounds |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed)
+        bounds |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed, per_unit.off_centre)
     block = {
-        "method": f"{method} bootstrap",
+        "method": f"{method} bootstrap" + (", centred on the point value" if per_unit.off_centre else ""),
         "level": level,
         "unit": per_unit.unit,
         "n_units": int(len(units)),
@@ -69,6 +69,8 @@ def intervals(
         "seed": int(seed),
         "metrics": sorted(bounds),
     }
+    if per_unit.off_centre:
+        block["centred_because"] = per_unit.off_centre
     if names:
         block["items_per_unit"] = {"min": int(counts.min()), "max": int(counts.max())}  # over metrics and units
     return bounds, block
@@ -94,7 +96,15 @@ def _unit_table(per_unit: UnitScores) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _scipy(
-    units: np.ndarray, statistic: Any, names: list[str], vectorized: bool, n_resamples: int, method: str, level: float, seed: int
+    units: np.ndarray,
+    statistic: Any,
+    names: list[str],
+    vectorized: bool,
+    n_resamples: int,
+    method: str,
+    level: float,
+    seed: int,
+    off_centre: str = "",
 ) -> dict[str, list[float]]:
     from scipy import stats  # here, not at the top: the leaderboard imports this module for intervals_overlap only
 
@@ -116,7 +126,11 @@ def _scipy(
         )
     low = np.atleast_1d(result.confidence_interval.low)
     high = np.atleast_1d(result.confidence_interval.high)
-    degenerate = np.ptp(np.atleast_2d(result.bootstrap_distribution), axis=-1) == 0
+    distribution = np.atleast_2d(result.bootstrap_distribution)
+    if off_centre:  # the task says the resamples' mean is off for a reason of its own: keep their spread only
+        shift = point - distribution.mean(axis=-1)
+        low, high = low + shift, high + shift
+    degenerate = np.ptp(distribution, axis=-1) == 0
     low, high = np.where(degenerate, point, low), np.where(degenerate, point, high)
     return {name: [float(lo), float(hi)] for name, lo, hi in zip(names, low, high, strict=True)}
 

@@ -103,3 +103,18 @@ def test_overlap():
     assert intervals_overlap([1, 3], [2, 4]) and intervals_overlap([2, 4], [1, 3]) and intervals_overlap([1, 2], [2, 3])
     assert intervals_overlap([1, 2], [3, 4]) is False
     assert intervals_overlap(None, [1, 2]) is None
+
+
+def test_an_off_centre_statistic_keeps_its_spread_around_the_point_value():
+    """A task that knows its resamples sit off-centre (retrieval's redrawn gallery lifts R@1) gets
+    the same width, moved so that the resamples' mean falls on the point value, and says why."""
+    scores = np.random.default_rng(1).random(50) * 100
+    units = np.arange(50)
+    lifted = lambda drawn: {"R1": float(scores[drawn].mean()) + (0.0 if np.array_equal(drawn, units) else 7.0)}  # noqa: E731
+    plain, _ = intervals(metrics_with(UnitScores(unit="image", statistic=lifted, units=units)), seed=2)
+    centred, block = intervals(metrics_with(UnitScores(unit="image", statistic=lifted, units=units, off_centre="why")), seed=2)
+    (lo, hi), (clo, chi) = plain["R1"], centred["R1"]
+    assert chi - clo == pytest.approx(hi - lo) and clo - lo == pytest.approx(chi - hi)
+    assert -7.5 < clo - lo < -6.5  # the lift, less the resampled means' own small scatter around the point
+    assert abs((clo + chi) / 2 - scores.mean()) < 1.5 and (lo + hi) / 2 - scores.mean() > 5.5
+    assert block["method"] == "percentile bootstrap, centred on the point value" and block["centred_because"] == "why"

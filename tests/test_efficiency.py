@@ -252,7 +252,10 @@ def test_stages_time_each_call_and_relate_batched_to_single():
     }
     out = vlcost.run_stages(stages, CPU, budget_s=0.05, **FAST)
     assert out["query@4"]["single_stage"] == "query@1"
-    assert 0.3 < out["query@4"]["batched_over_n_single"] < 0.7  # 8 ms / (4 x 4 ms), loosely: shared CPU
+    # sleep() never returns early, so the floors hold on a loaded CPU; overshoot makes any ratio possible.
+    assert out["query@1"]["p50_ms"] >= 4.0 and out["query@4"]["p50_ms"] >= 8.0
+    ratio = out["query@4"]["p50_ms"] / (4 * out["query@1"]["p50_ms"])
+    assert out["query@4"]["batched_over_n_single"] == pytest.approx(ratio)
     assert "batched_over_n_single" not in out["gallery"] and out["gallery"]["items_per_s"] < 4000
 
 
