@@ -13,7 +13,7 @@ often. A task that gives no per-unit scores gets the reason recorded instead of 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,8 +60,11 @@ def intervals(
             return np.array([values[name] for name in statistic_names], dtype=np.float64)
 
         bounds |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed, per_unit.off_centre)
+    for name in set(per_unit.off_centre) & set(bounds) & set(per_unit.bounds):  # moved, it may not leave the scale
+        lowest, highest = per_unit.bounds[name]
+        bounds[name] = [min(max(v, lowest), highest) for v in bounds[name]]
     block = {
-        "method": f"{method} bootstrap" + (", centred on the point value" if per_unit.off_centre else ""),
+        "method": f"{method} bootstrap",
         "level": level,
         "unit": per_unit.unit,
         "n_units": int(len(units)),
@@ -69,8 +72,8 @@ def intervals(
         "seed": int(seed),
         "metrics": sorted(bounds),
     }
-    if per_unit.off_centre:
-        block["centred_because"] = per_unit.off_centre
+    if centred := sorted(set(per_unit.off_centre) & set(bounds)):
+        block["centred_on_the_point_value"] = {name: per_unit.off_centre[name] for name in centred}
     if names:
         block["items_per_unit"] = {"min": int(counts.min()), "max": int(counts.max())}  # over metrics and units
     return bounds, block
@@ -104,7 +107,7 @@ def _scipy(
     method: str,
     level: float,
     seed: int,
-    off_centre: str = "",
+    off_centre: Mapping[str, str],
 ) -> dict[str, list[float]]:
     from scipy import stats  # here, not at the top: the leaderboard imports this module for intervals_overlap only
 
@@ -127,9 +130,10 @@ def _scipy(
     low = np.atleast_1d(result.confidence_interval.low)
     high = np.atleast_1d(result.confidence_interval.high)
     distribution = np.atleast_2d(result.bootstrap_distribution)
-    if off_centre:  # the task says the resamples' mean is off for a reason of its own: keep their spread only
-        shift = point - distribution.mean(axis=-1)
-        low, high = low + shift, high + shift
+    # Where the task says the resamples' mean is off for a reason of its own, keep their spread only.
+    centred = np.array([name in off_centre for name in names])
+    shift = np.where(centred, point - distribution.mean(axis=-1), 0.0)
+    low, high = low + shift, high + shift
     degenerate = np.ptp(distribution, axis=-1) == 0
     low, high = np.where(degenerate, point, low), np.where(degenerate, point, high)
     return {name: [float(lo), float(hi)] for name, lo, hi in zip(names, low, high, strict=True)}

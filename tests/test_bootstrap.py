@@ -106,15 +106,30 @@ def test_overlap():
 
 
 def test_an_off_centre_statistic_keeps_its_spread_around_the_point_value():
-    """A task that knows its resamples sit off-centre (retrieval's redrawn gallery lifts R@1) gets
-    the same width, moved so that the resamples' mean falls on the point value, and says why."""
+    """A task that knows some resamples sit off-centre (retrieval's redrawn gallery lifts R@K) gets
+    those metrics' intervals with the same width, moved so that the resamples' mean falls on the
+    point value, kept within the metric's bounds, and the reason recorded; other metrics are untouched."""
     scores = np.random.default_rng(1).random(50) * 100
     units = np.arange(50)
-    lifted = lambda drawn: {"R1": float(scores[drawn].mean()) + (0.0 if np.array_equal(drawn, units) else 7.0)}  # noqa: E731
-    plain, _ = intervals(metrics_with(UnitScores(unit="image", statistic=lifted, units=units)), seed=2)
-    centred, block = intervals(metrics_with(UnitScores(unit="image", statistic=lifted, units=units, off_centre="why")), seed=2)
+
+    def lifted(drawn: np.ndarray) -> dict[str, float]:
+        resample = not np.array_equal(drawn, units)
+        mean = float(scores[drawn].mean())
+        near_full = 99.7 + 0.1 * (mean - float(scores.mean())) - (2.0 if resample else 0.0)  # its resamples sit lower
+        return {"R1": mean + (7.0 if resample else 0.0), "R5": near_full, "AP": mean + (7.0 if resample else 0.0)}
+
+    def metrics(**kw) -> Metrics:
+        per_unit = UnitScores(unit="image", statistic=lifted, units=units, bounds={"R5": (0.0, 100.0)}, **kw)
+        return Metrics(values=lifted(units), main="R1", per_unit=per_unit)
+
+    plain, _ = intervals(metrics(), seed=2)
+    centred, block = intervals(metrics(off_centre={"R1": "why", "R5": "why too"}), seed=2)
     (lo, hi), (clo, chi) = plain["R1"], centred["R1"]
+    point = float(scores.mean())
     assert chi - clo == pytest.approx(hi - lo) and clo - lo == pytest.approx(chi - hi)
     assert -7.5 < clo - lo < -6.5  # the lift, less the resampled means' own small scatter around the point
-    assert abs((clo + chi) / 2 - scores.mean()) < 1.5 and (lo + hi) / 2 - scores.mean() > 5.5
-    assert block["method"] == "percentile bootstrap, centred on the point value" and block["centred_because"] == "why"
+    assert abs((clo + chi) / 2 - point) < 1.5 and (lo + hi) / 2 - point > 5.5
+    assert plain["R5"][1] < 99.0 and centred["R5"][0] > 98.5 and centred["R5"][1] == 100.0  # moved up, not past 100
+    assert centred["AP"] == plain["AP"]
+    assert block["method"] == "percentile bootstrap"
+    assert block["centred_on_the_point_value"] == {"R1": "why", "R5": "why too"}

@@ -27,11 +27,14 @@ class UnitScores:
     statistic: Callable[[np.ndarray], Mapping[str, float]] | None = None
     units: Any = None  # every unit label (needed with ``statistic`` alone); default: those in scores
     n_resamples: int | None = None  # None: the engine's default (1000); 0: no interval
-    # Why the resamples are off-centre, when the task knows they are: the engine then places the
+    # Metrics whose resamples the task knows to sit off-centre -> why: the engine places their
     # interval around the point value (the resamples' spread, their mean moved onto the point).
     # Image-text retrieval redraws its gallery, and a unit drawn twice is the same distractor
-    # twice: fewer distinct distractors lift R@1 on every resample.
-    off_centre: str = ""
+    # twice: fewer distinct distractors lift R@K on every resample.
+    off_centre: Mapping[str, str] = field(default_factory=dict)
+    bounds: Mapping[str, tuple[float, float]] = field(
+        default_factory=dict
+    )  # what a metric can take; a centred interval stays within
 
 
 @dataclass(frozen=True)

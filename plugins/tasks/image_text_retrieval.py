@@ -146,11 +146,14 @@ def per_unit_scores(
         return values
 
     unit = "key" if problem.matching == "shared key" else "image"
-    off_centre = (
+    why = (
         "the gallery is redrawn with the units, and a unit drawn twice adds the same distractors twice: with "
         "fewer distinct distractors than a real test set, R@K rises on every resample"
     )
-    return UnitScores(unit=unit, statistic=statistic, units=labels, n_resamples=n_resamples, off_centre=off_centre)
+    lifted = [f"{d}_R{k}" for d in DIRECTIONS if resampled_gallery[d] for k in ks] + ["rsum", "r_mean"]
+    return UnitScores(
+        unit=unit, statistic=statistic, units=labels, n_resamples=n_resamples, off_centre=dict.fromkeys(lifted, why)
+    )
 
 
 class ImageTextRetrievalTask:
