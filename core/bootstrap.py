@@ -8,6 +8,8 @@ recomputes metrics from one resample's units. :func:`intervals` runs scipy's boo
 the unit labels (percentile by default, BCa on request) with a seeded generator, so the same
 record always gets the same interval, and says in the record what was resampled and how
 often. A task that gives no per-unit scores gets the reason recorded instead of an interval.
+A task may name metrics whose resamples it knows to sit off-centre (``UnitScores.off_centre``);
+their interval keeps the resamples' spread around the point value, within the metric's bounds.
 """
 
 from __future__ import annotations
