@@ -139,7 +139,7 @@ def retrieval_set(rng: np.random.Generator, n_images: int = 60, dim: int = 32) -
             problem.caption_keys, problem.image_keys, query_features=texts, gallery_features=images, ks=ITR_KS, count_ahead=True
         ),
     }
-    per_unit = itr.per_unit_scores(problem, results, ITR_KS, None)
+    per_unit = itr.per_unit_scores(problem, results, ITR_KS, None, results.__getitem__)  # results already count ahead
     values = dict(per_unit.statistic(per_unit.units))
     return {"values": values, "per_unit": per_unit}
 

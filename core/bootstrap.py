@@ -15,7 +15,7 @@ their interval keeps the resamples' spread around the point value, within the me
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,13 +47,13 @@ def intervals(
         return {}, {"reason": metrics.no_interval or "the task asked for no resamples (n_resamples = 0)"}
     units, sums, counts = _unit_table(per_unit)
     names = list(per_unit.scores)
-    bounds: dict[str, list[float]] = {}
+    ci: dict[str, list[float]] = {}
     if names:
 
         def mean_of_units(drawn: np.ndarray, axis: int = -1) -> np.ndarray:
             return sums[:, drawn].sum(axis=-1) / counts[:, drawn].sum(axis=-1)
 
-        bounds |= _scipy(units, mean_of_units, names, True, n_resamples, method, level, seed, per_unit.off_centre)
+        ci |= _scipy(units, mean_of_units, names, True, n_resamples, method, level, seed, per_unit)
     if (statistic := per_unit.statistic) is not None:
         statistic_names = list(statistic(units))  # the full sample: fixes the order
 
@@ -61,10 +61,7 @@ def intervals(
             values = statistic(units[drawn])
             return np.array([values[name] for name in statistic_names], dtype=np.float64)
 
-        bounds |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed, per_unit.off_centre)
-    for name in set(per_unit.off_centre) & set(bounds) & set(per_unit.bounds):  # moved, it may not leave the scale
-        lowest, highest = per_unit.bounds[name]
-        bounds[name] = [min(max(v, lowest), highest) for v in bounds[name]]
+        ci |= _scipy(units, recompute, statistic_names, False, n_resamples, method, level, seed, per_unit)
     block = {
         "method": f"{method} bootstrap",
         "level": level,
@@ -72,13 +69,13 @@ def intervals(
         "n_units": int(len(units)),
         "n_resamples": int(n_resamples),
         "seed": int(seed),
-        "metrics": sorted(bounds),
+        "metrics": sorted(ci),
     }
-    if centred := sorted(set(per_unit.off_centre) & set(bounds)):
+    if centred := sorted(set(per_unit.off_centre) & set(ci)):
         block["centred_on_the_point_value"] = {name: per_unit.off_centre[name] for name in centred}
     if names:
         block["items_per_unit"] = {"min": int(counts.min()), "max": int(counts.max())}  # over metrics and units
-    return bounds, block
+    return ci, block
 
 
 def _unit_table(per_unit: UnitScores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,7 +106,7 @@ def _scipy(
     method: str,
     level: float,
     seed: int,
-    off_centre: Mapping[str, str],
+    per_unit: UnitScores,
 ) -> dict[str, list[float]]:
     from scipy import stats  # here, not at the top: the leaderboard imports this module for intervals_overlap only
 
@@ -132,10 +129,12 @@ def _scipy(
     low = np.atleast_1d(result.confidence_interval.low)
     high = np.atleast_1d(result.confidence_interval.high)
     distribution = np.atleast_2d(result.bootstrap_distribution)
-    # Where the task says the resamples' mean is off for a reason of its own, keep their spread only.
-    centred = np.array([name in off_centre for name in names])
+    # Where the task says the resamples' mean is off for a reason of its own, keep their spread
+    # only, moved onto the point value but not past what the metric can take.
+    centred = np.array([name in per_unit.off_centre for name in names])
     shift = np.where(centred, point - distribution.mean(axis=-1), 0.0)
-    low, high = low + shift, high + shift
+    scale = np.array([per_unit.bounds.get(name, (-np.inf, np.inf)) for name in names])
+    low, high = np.clip(low + shift, *scale.T), np.clip(high + shift, *scale.T)
     degenerate = np.ptp(distribution, axis=-1) == 0
     low, high = np.where(degenerate, point, low), np.where(degenerate, point, high)
     return {name: [float(lo), float(hi)] for name, lo, hi in zip(names, low, high, strict=True)}

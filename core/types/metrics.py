@@ -32,9 +32,8 @@ class UnitScores:
     # Image-text retrieval redraws its gallery, and a unit drawn twice is the same distractor
     # twice: fewer distinct distractors lift R@K on every resample.
     off_centre: Mapping[str, str] = field(default_factory=dict)
-    bounds: Mapping[str, tuple[float, float]] = field(
-        default_factory=dict
-    )  # what a metric can take; a centred interval stays within
+    # metric -> (lowest, highest) it can take: an interval moved onto the point value stays within
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

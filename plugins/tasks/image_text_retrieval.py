@@ -31,7 +31,8 @@ so the interval covers which distractors a test set holds as well as which queri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,30 +112,41 @@ def mean_rank_chance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> float:
 
 
 def per_unit_scores(
-    problem: Problem, results: dict[str, dict[str, Any]], ks: Sequence[int], n_resamples: int | None
+    problem: Problem,
+    results: dict[str, dict[str, Any]],
+    ks: Sequence[int],
+    n_resamples: int | None,
+    counted: Callable[[str], dict[str, Any]],
 ) -> UnitScores:
     """What the engine resamples: images (own-image matching) or keys (shared keys). A drawn
     unit brings its image queries, its captions' queries, and its items into the gallery: the
     test set the resample stands for has only the drawn units to confuse a query with.
 
     A query's best rank on a resample is 1 + the items ranked above it, each counted as often as
-    its unit was drawn (``results[d]["ahead"]``, from ``retrieval_metrics(count_ahead=True)``);
-    the query's own unit adds nothing, its items all being relevant. A fixed candidate set is
-    not part of the sample and stays whole. Every metric is then a mean over the drawn queries,
-    and rsum and r_mean add the two directions' means.
+    its unit was drawn (``counted(direction)["ahead"]``: ``retrieval_metrics(count_ahead=True)``,
+    asked for on the first resample only, so splits without an interval never count); the
+    query's own unit adds nothing, its items all being relevant. A fixed candidate set is not
+    part of the sample and stays whole. Every metric is then a mean over the drawn queries, and
+    rsum and r_mean add the two directions' means.
     """
     labels = np.unique(problem.image_keys)
     query_units = {"i2t": problem.image_keys, "t2i": problem.caption_keys}
     resampled_gallery = {"i2t": problem.candidate_source == "split captions", "t2i": True}
     query_index = {d: np.searchsorted(labels, units) for d, units in query_units.items()}
-    gallery_index = {d: np.searchsorted(labels, results[d]["gallery_identities"]) for d in DIRECTIONS}
+
+    @functools.cache
+    def ahead(direction: str) -> tuple[Any, np.ndarray]:
+        """[Q, I] counts of items above each query's best relevant item, and each column's unit index."""
+        result = counted(direction)
+        return result["ahead"], np.searchsorted(labels, result["gallery_identities"])
 
     def statistic(drawn: np.ndarray) -> dict[str, float]:
         times = np.bincount(np.searchsorted(labels, drawn), minlength=len(labels)).astype(np.float64)
         values: dict[str, float] = {}
         for d in DIRECTIONS:
             if resampled_gallery[d]:
-                position = 1.0 + results[d]["ahead"] @ times[gallery_index[d]]
+                counts, columns = ahead(d)
+                position = 1.0 + counts @ times[columns]
             else:
                 position = results[d]["first_position"].astype(np.float64)
             weight = times[query_index[d]]
@@ -151,8 +163,14 @@ def per_unit_scores(
         "fewer distinct distractors than a real test set, R@K rises on every resample"
     )
     lifted = [f"{d}_R{k}" for d in DIRECTIONS if resampled_gallery[d] for k in ks] + ["rsum", "r_mean"]
+    scale = {f"{d}_R{k}": (0.0, 100.0) for d in DIRECTIONS for k in ks} | {"rsum": (0.0, 200.0 * len(ks)), "r_mean": (0.0, 100.0)}
     return UnitScores(
-        unit=unit, statistic=statistic, units=labels, n_resamples=n_resamples, off_centre=dict.fromkeys(lifted, why)
+        unit=unit,
+        statistic=statistic,
+        units=labels,
+        n_resamples=n_resamples,
+        off_centre=dict.fromkeys(lifted, why),
+        bounds=scale,
     )
 
 
@@ -174,8 +192,11 @@ class ImageTextRetrievalTask:
             raise ValueError(f"{NAME} needs one caption per image in every batch")
         return grouped_info_nce(model, batch)
 
-    def unit_scores(self, model: Any, split: Split, loader: SplitLoader) -> tuple[Problem, dict[str, dict[str, Any]]]:
-        """Per-query results of both directions (``retrieval_metrics`` output, by direction)."""
+    def unit_scores(
+        self, model: Any, split: Split, loader: SplitLoader
+    ) -> tuple[Problem, dict[str, dict[str, Any]], Callable[[str], dict[str, Any]]]:
+        """Per-query results of both directions (``retrieval_metrics`` output, by direction), and
+        a function that ranks one direction again counting the items ahead (for the interval)."""
         problem = Problem.from_split(split)
         modes = {m: m.training for m in model.modules()} if isinstance(model, nn.Module) else {}
         for module in modes:  # restored below: a trainer may keep a frozen tower in eval mode
@@ -192,16 +213,28 @@ class ImageTextRetrievalTask:
         finally:
             for module, training in modes.items():
                 module.training = training
-        run = lambda qids, gids, q, g: retrieval_metrics(  # noqa: E731
-            qids, gids, query_features=q, gallery_features=g, ks=self.ks, chunk_size=self.chunk_size, count_ahead=True
-        )
-        return problem, {
-            "i2t": run(problem.image_keys, problem.gallery_keys, images, gallery),
-            "t2i": run(problem.caption_keys, problem.image_keys, texts, images),
+        sides = {
+            "i2t": (problem.image_keys, problem.gallery_keys, images, gallery),
+            "t2i": (problem.caption_keys, problem.image_keys, texts, images),
         }
 
+        def ranked(direction: str, count_ahead: bool = False) -> dict[str, Any]:
+            qids, gids, queries, candidates = sides[direction]
+            return retrieval_metrics(
+                qids,
+                gids,
+                query_features=queries,
+                gallery_features=candidates,
+                ks=self.ks,
+                chunk_size=self.chunk_size,
+                count_ahead=count_ahead,
+            )
+
+        results = {direction: ranked(direction) for direction in DIRECTIONS}
+        return problem, results, functools.partial(ranked, count_ahead=True)
+
     def evaluate(self, model: Any, split: Split, loader: SplitLoader) -> Metrics:
-        problem, results = self.unit_scores(model, split, loader)
+        problem, results, counted = self.unit_scores(model, split, loader)
         sides = {"i2t": (problem.image_keys, problem.gallery_keys), "t2i": (problem.caption_keys, problem.image_keys)}
         values: dict[str, float] = {}
         chance: dict[str, float] = {}
@@ -239,7 +272,7 @@ class ImageTextRetrievalTask:
             chance=chance,
             units=units,
             details=details,
-            per_unit=per_unit_scores(problem, results, self.ks, self.bootstrap),
+            per_unit=per_unit_scores(problem, results, self.ks, self.bootstrap, counted),
             no_interval="the task option bootstrap = 0 turned the interval off" if self.bootstrap == 0 else "",
         )
 
