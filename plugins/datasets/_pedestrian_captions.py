@@ -4,7 +4,8 @@ templates and synonyms, two different ones per image."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+
+from ._english import article, join
 
 CAPTIONS_PER_IMAGE = 2
 
@@ -43,22 +44,14 @@ _HAT_WORDS = {"cap": ("cap", "baseball cap"), "beanie": ("beanie", "knit hat"), 
 _PLURAL = {"trousers", "pants", "long pants", "shorts", "short pants"}
 
 
-def _article(phrase: str) -> str:
-    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
-
-
-def _join(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def _caption(rng: random.Random, a: dict[str, str]) -> str:
     def color(name: str) -> str:
         return rng.choice(_COLOR_WORDS.get(name, (name,)))
 
-    upper = _article(f"{color(a['upper_color'])} {rng.choice(_UPPER_WORDS[a['upper']])}")
+    upper = article(f"{color(a['upper_color'])} {rng.choice(_UPPER_WORDS[a['upper']])}")
     lower_word = rng.choice(_LOWER_WORDS[a["lower"]])
     lower = f"{color(a['lower_color'])} {lower_word}"
-    lower = lower if lower_word in _PLURAL else _article(lower)
+    lower = lower if lower_word in _PLURAL else article(lower)
     shoes = f"{color(a['shoes_color'])} {rng.choice(_SHOE_WORDS)}"
     hair: str | None = (
         f"{a['hair_length']} {color(a['hair_color'])} hair"
@@ -67,8 +60,8 @@ def _caption(rng: random.Random, a: dict[str, str]) -> str:
     )
     worn = [upper, lower, shoes]
     if a["hat"] != "none":
-        worn.append(_article(f"{color(a['hat_color'])} {rng.choice(_HAT_WORDS[a['hat']])}"))
-    bag = None if a["bag"] == "none" else _article(f"{color(a['bag_color'])} {rng.choice(_BAG_WORDS[a['bag']])}")
+        worn.append(article(f"{color(a['hat_color'])} {rng.choice(_HAT_WORDS[a['hat']])}"))
+    bag = None if a["bag"] == "none" else article(f"{color(a['bag_color'])} {rng.choice(_BAG_WORDS[a['bag']])}")
     # Real annotators leave things out: sometimes the shoes or the hair go unmentioned.
     if rng.random() < 0.2:
         if rng.random() < 0.5:
@@ -81,15 +74,15 @@ def _caption(rng: random.Random, a: dict[str, str]) -> str:
     carry = rng.choice(("carrying", "holding")) if bag else None
     style = rng.randrange(4)
     if style == 0:  # one sentence: "A woman in ..., with ..., carrying ...."
-        parts = [f"{rng.choice(('in', 'wearing', 'dressed in'))} {_join(worn)}"]
+        parts = [f"{rng.choice(('in', 'wearing', 'dressed in'))} {join(worn)}"]
         if hair:
             parts.append(f"with {hair}")
         if bag:
             parts.append(f"{carry} {bag}")
         parts = rng.sample(parts, len(parts))
-        text = f"{_article(subject)} {', '.join(parts)}."
+        text = f"{article(subject)} {', '.join(parts)}."
     elif style == 1:  # several sentences: "The person wears .... She has .... She carries ...."
-        sentences = [f"{pron} {rng.choice(('wears', 'is wearing', 'has on'))} {_join(worn)}."]
+        sentences = [f"{pron} {rng.choice(('wears', 'is wearing', 'has on'))} {join(worn)}."]
         if hair:
             sentences.append(f"{pron} has {hair}.")
         if bag:
@@ -102,10 +95,10 @@ def _caption(rng: random.Random, a: dict[str, str]) -> str:
     elif style == 2:  # terse list, as many annotators write
         items = list(worn) + ([hair] if hair else []) + ([bag] if bag else [])
         items = rng.sample(items, len(items))
-        text = f"{subject} with {_join(items)}."
+        text = f"{subject} with {join(items)}."
     else:  # "This man has ... and is dressed in ...; he carries ...."
         text = f"this {subject} "
-        text += f"has {hair} and is dressed in {_join(worn)}" if hair else f"is dressed in {_join(worn)}"
+        text += f"has {hair} and is dressed in {join(worn)}" if hair else f"is dressed in {join(worn)}"
         text += f"; {pron} carries {bag}." if bag else "."
     return text[0].upper() + text[1:]
 

@@ -11,20 +11,14 @@ import numpy as np
 
 from vlbench.plugins.datasets._scene_render import CLASS_NAMES, FAINT, OCCLUDED, SMALL, VISIBLE
 
+from ._english import article, join
+
 _POOR_WORDS = {
     SMALL: ("small", "tiny", "distant"),
     FAINT: ("faint", "blurry", "pale"),
     OCCLUDED: ("partly hidden", "half-covered"),
 }
 _PLACES = ("street", "park", "field", "room", "beach", "garden", "yard", "market")
-
-
-def _article(phrase: str) -> str:
-    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
-
-
-def _join(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _caption(rng: np.random.Generator, named: Sequence[tuple[int, int]]) -> str:
@@ -38,8 +32,8 @@ def _caption(rng: np.random.Generator, named: Sequence[tuple[int, int]]) -> str:
         if mode in _POOR_WORDS and rng.random() < 0.5:
             options = _POOR_WORDS[mode]
             word = f"{options[int(rng.integers(len(options)))]} {word}"
-        phrases.append(_article(word))
-    listed = _join([phrases[i] for i in rng.permutation(len(phrases))])
+        phrases.append(article(word))
+    listed = join([phrases[i] for i in rng.permutation(len(phrases))])
     style = int(rng.integers(4))
     if style == 0:
         text = f"a photo of {listed}."

@@ -131,8 +131,9 @@ def retrieval_metrics(
         raise ValueError(f"{len(qids)} query ids and {len(gids)} gallery ids for a {n_queries} x {n_gallery} problem")
     order, starts, counts = _relevant_groups(qids, gids)
     order_t = torch.from_numpy(order).to(device)
-    gallery_identities, gallery_column = np.unique(gids, return_inverse=True)
-    ahead_pieces: list[sparse.csr_matrix] = []
+    if count_ahead:
+        gallery_identities, gallery_column = np.unique(gids, return_inverse=True)
+        ahead_pieces: list[sparse.csr_matrix] = []
 
     first = np.empty(n_queries, np.int64)  # position of the best relevant item
     ap = np.empty(n_queries, np.float64)

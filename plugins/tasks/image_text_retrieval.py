@@ -111,6 +111,12 @@ def mean_rank_chance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> float:
     return float(np.mean((len(gallery_keys) + 1) / (r + 1)))
 
 
+def with_totals(values: dict[str, float], ks: Sequence[int]) -> dict[str, float]:
+    """``values`` with rsum (every R@K of both directions added) and r_mean = rsum / (2 x #K)."""
+    rsum = sum(values[f"{d}_R{k}"] for d in DIRECTIONS for k in ks)
+    return values | {"rsum": rsum, "r_mean": rsum / (len(DIRECTIONS) * len(ks))}
+
+
 def per_unit_scores(
     problem: Problem,
     results: dict[str, dict[str, Any]],
@@ -153,9 +159,7 @@ def per_unit_scores(
             for k in ks:
                 values[f"{d}_R{k}"] = 100.0 * float(weight @ (position <= k)) / weight.sum()
             values[f"{d}_mean_rank"] = float(weight @ position) / weight.sum()
-        values["rsum"] = sum(values[f"{d}_R{k}"] for d in DIRECTIONS for k in ks)
-        values["r_mean"] = values["rsum"] / (len(DIRECTIONS) * len(ks))
-        return values
+        return with_totals(values, ks)
 
     unit = "key" if problem.matching == "shared key" else "image"
     why = (
@@ -249,9 +253,7 @@ class ImageTextRetrievalTask:
                 raise AssertionError(f"{direction} R@K not monotone in K or outside [0, 100]: {recalls}")
             values[f"{direction}_mean_rank"] = float(result["first_position"].mean())
             chance[f"{direction}_mean_rank"] = mean_rank_chance(qids, gids)
-        for store in (values, chance):
-            store["rsum"] = sum(store[f"{d}_R{k}"] for d in DIRECTIONS for k in self.ks)
-            store["r_mean"] = store["rsum"] / (len(DIRECTIONS) * len(self.ks))
+        values, chance = with_totals(values, self.ks), with_totals(chance, self.ks)
 
         units = {name: ("rank" if name.endswith("mean_rank") else "%") for name in values}
         details = {
