@@ -27,6 +27,10 @@ from vlbench.types import (
 
 # Options every encoder entry takes, handled by the engine rather than the factory's own options.
 ENGINE_ENCODER_OPTIONS = ("pretrained", "weights", "freeze")
+_WEIGHT_OPTIONS = {
+    "weights": ("", "path to a local .safetensors/.pt state dict"),
+    "freeze": (False, "keep the encoder's weights fixed"),
+}
 
 
 def split_encoder_options(choice: ComponentChoice) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -68,8 +72,7 @@ VISION = ComponentKind(
     common_options={
         "image_size": ([], "[H, W] input size; default: the encoder's own"),
         "pretrained": (False, "load weights through the encoder's own offline mechanism"),
-        "weights": ("", "path to a local .safetensors/.pt state dict"),
-        "freeze": (False, "keep the encoder's weights fixed"),
+        **_WEIGHT_OPTIONS,
     },
 )
 TEXT = ComponentKind(
@@ -82,8 +85,7 @@ TEXT = ComponentKind(
     build=_build_encoder,
     common_options={
         "pretrained": (False, "load the encoder's pretrained weights; when not given: the encoder's own default"),
-        "weights": ("", "path to a local .safetensors/.pt state dict"),
-        "freeze": (False, "keep the encoder's weights fixed"),
+        **_WEIGHT_OPTIONS,
     },
 )
 FUSION = ComponentKind(

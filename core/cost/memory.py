@@ -137,15 +137,7 @@ def inference_memory(
         return peak_memory(forward, device, (model,))
 
     used, result, failed = with_backoff(batch, device, attempt)
-    if result is None:
-        return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
-    return {
-        **result,
-        "requested_batch": batch,
-        "batch": used,
-        "oom_batches": failed,
-        "of": f"{objective_name(objective)} forward, synthetic input",
-    }
+    return _after_backoff(result, batch, used, failed, of=f"{objective_name(objective)} forward, synthetic input")
 
 
 def train_step_memory(
@@ -210,14 +202,14 @@ def train_step_memory(
             used, result, failed = requested, attempt(requested), []
         else:
             used, result, failed = with_backoff(batch, device, attempt)
+    loss = "task loss on a training batch" if train_batch is not None else f"synthetic {objective_name(objective)} loss"
+    return _after_backoff(result, requested, used, failed, loss=loss, steps=2, optimizer="AdamW")
+
+
+def _after_backoff(
+    result: dict[str, Any] | None, requested: int, used: int | None, failed: list[int], **about: Any
+) -> dict[str, Any]:
+    """A memory measurement's entry: the peak and the batches it took, or why there is none."""
     if result is None:
         return {"measured": False, "reason": f"out of memory down to batch 1 (tried {failed})"}
-    return {
-        **result,
-        "requested_batch": requested,
-        "batch": used,
-        "oom_batches": failed,
-        "loss": "task loss on a training batch" if train_batch is not None else f"synthetic {objective_name(objective)} loss",
-        "steps": 2,
-        "optimizer": "AdamW",
-    }
+    return {**result, "requested_batch": requested, "batch": used, "oom_batches": failed, **about}

@@ -129,36 +129,21 @@ def vlbench_register_fusions(register: Register) -> None:
 
 @hookimpl
 def vlbench_register_tasks(register: Register) -> None:
-    register(
-        TaskSpec(
-            name="mock_retrieval",
-            factory=MockRetrievalTask,
-            description="caption -> image R@1 (testing)",
-            objective="embedding",
-            required_fields=MockRetrievalTask.required_fields,
-            default_dataset="mock_dataset",
+    for name, factory, description, objective in (
+        ("mock_retrieval", MockRetrievalTask, "caption -> image R@1 (testing)", "embedding"),
+        ("mock_classification", MockClassificationTask, "top-1 label accuracy (testing)", "classification"),
+        ("mock_captioning", MockCaptioningTask, "greedy captions, exact match (testing)", "generation"),
+    ):
+        register(
+            TaskSpec(
+                name=name,
+                factory=factory,
+                description=description,
+                objective=objective,
+                required_fields=factory.required_fields,
+                default_dataset="mock_dataset",
+            )
         )
-    )
-    register(
-        TaskSpec(
-            name="mock_classification",
-            factory=MockClassificationTask,
-            description="top-1 label accuracy (testing)",
-            objective="classification",
-            required_fields=MockClassificationTask.required_fields,
-            default_dataset="mock_dataset",
-        )
-    )
-    register(
-        TaskSpec(
-            name="mock_captioning",
-            factory=MockCaptioningTask,
-            description="greedy captions, exact match (testing)",
-            objective="generation",
-            required_fields=MockCaptioningTask.required_fields,
-            default_dataset="mock_dataset",
-        )
-    )
 
 
 @hookimpl
